@@ -1,0 +1,5 @@
+//! Bulkhead: caps concurrent calls.
+
+pub mod error;
+
+pub use error::BulkheadFull;

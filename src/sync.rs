@@ -1,0 +1,13 @@
+//! The atomics of the lock-free state machines: std's, or loom's when built with
+//! `RUSTFLAGS="--cfg steadfast_loom"`, so that the loom models explore every interleaving.
+//! (A crate-specific cfg, because tokio reacts to a plain `--cfg loom` itself.)
+
+#[cfg(steadfast_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(not(steadfast_loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+#[cfg(steadfast_loom)]
+pub(crate) use loom::sync::Arc;
+#[cfg(not(steadfast_loom))]
+pub(crate) use std::sync::Arc;

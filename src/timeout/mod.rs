@@ -1,0 +1,5 @@
+//! Timeout.
+
+pub mod error;
+
+pub use error::Elapsed;
