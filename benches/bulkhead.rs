@@ -1,1 +1,3 @@
+//! Placeholder until the bulkhead benches land.
+
 fn main() {}

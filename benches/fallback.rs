@@ -1,1 +1,3 @@
+//! Placeholder until the fallback benches land.
+
 fn main() {}

@@ -1,1 +1,3 @@
+//! Placeholder until the retry benches land.
+
 fn main() {}

@@ -166,5 +166,9 @@ mod http_classify {
         )*};
     }
 
-    tower_http_classifier!(ServerErrorsAsFailures, StatusInRangeAsFailures, GrpcErrorsAsFailures);
+    tower_http_classifier!(
+        ServerErrorsAsFailures,
+        StatusInRangeAsFailures,
+        GrpcErrorsAsFailures
+    );
 }

@@ -70,7 +70,12 @@ pub(crate) fn check_fraction(field: &'static str, value: f64) -> Result<(), Conf
 }
 
 /// Checks a count in `[min, max]`.
-pub(crate) fn check_range<T>(field: &'static str, value: T, min: T, max: T) -> Result<(), ConfigError>
+pub(crate) fn check_range<T>(
+    field: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError>
 where
     T: PartialOrd + fmt::Debug + fmt::Display,
 {

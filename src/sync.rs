@@ -3,11 +3,6 @@
 //! (A crate-specific cfg, because tokio reacts to a plain `--cfg loom` itself.)
 
 #[cfg(steadfast_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(steadfast_loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-
-#[cfg(steadfast_loom)]
-pub(crate) use loom::sync::Arc;
-#[cfg(not(steadfast_loom))]
-pub(crate) use std::sync::Arc;
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

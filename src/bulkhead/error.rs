@@ -11,6 +11,7 @@ pub struct BulkheadFull {
 }
 
 impl BulkheadFull {
+    #[allow(dead_code)] // until the bulkhead lands
     pub(crate) fn new(max_concurrent_calls: usize, waited: Duration) -> Self {
         Self {
             max_concurrent_calls,

@@ -1,19 +1,303 @@
-//! Circuit breaker.
+//! Circuit breaker: stops calling a service that keeps failing, and lets it recover.
+//!
+//! While the service is healthy the breaker is **closed** and counts outcomes in a sliding
+//! window. When the failure rate (or the slow-call rate) of the window reaches its threshold,
+//! once the window holds `minimum_calls` outcomes, the breaker **opens**: calls fail at once with
+//! [`CircuitOpen`], without reaching the service, for `wait_in_open`. The first call after that
+//! makes it **half-open**: `half_open_calls` probes go through and are judged together; below
+//! the thresholds the breaker closes, at or above them it opens again.
+//!
+//! Use it in front of anything remote: it turns a slow, failing dependency into fast, explicit
+//! errors (which a [`fallback`](crate::fallback) can answer), and gives the dependency room to
+//! recover instead of a wall of retries.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::{CircuitBreakerLayer, CircuitOpen, SlidingWindow, State};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .failure_rate_threshold(0.5)
+//!     .sliding_window(SlidingWindow::Count(10))
+//!     .minimum_calls(4)
+//!     .wait_in_open(Duration::from_secs(30))
+//!     .half_open_calls(2)
+//!     .build()?;
+//!
+//! let mut service = ServiceBuilder::new()
+//!     .layer(breaker.clone())
+//!     .service(service_fn(|fail: bool| async move {
+//!         if fail { Err("backend down") } else { Ok("fine") }
+//!     }));
+//!
+//! for fail in [false, true, false, true] {
+//!     let _ = service.ready().await?.call(fail).await;
+//! }
+//! // 2 failures in 4 calls: 50 %, at the threshold.
+//! assert_eq!(breaker.state(), State::Open);
+//!
+//! let err = service.ready().await?.call(false).await.unwrap_err();
+//! let open = err.downcast_ref::<CircuitOpen>().expect("rejected by the breaker");
+//! assert_eq!(open.retry_after(), Duration::from_secs(30));
+//!
+//! tokio::time::advance(Duration::from_secs(30)).await;
+//! assert_eq!(breaker.state(), State::HalfOpen);
+//! for _ in 0..2 {
+//!     service.ready().await?.call(false).await?;
+//! }
+//! assert_eq!(breaker.state(), State::Closed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # States
+//!
+//! ```text
+//!                 failure or slow-call rate >= threshold
+//!                 (with >= minimum_calls in the window),
+//!                 or consecutive_failures in a row
+//!   ┌────────┐ ─────────────────────────────────────────▶ ┌──────┐
+//!   │ Closed │                                            │ Open │ ◀─┐
+//!   └────────┘ ◀──────────┐                               └──────┘   │ probes at or above
+//!        ▲                │ probes below threshold            │      │ the threshold, or
+//!        │                │                                   │      │ not all finished
+//!        │          ┌──────────┐  first call after            │      │ within
+//!        │          │ HalfOpen │ ◀────────────────────────────┘      │ max_wait_in_half_open
+//!        │          └──────────┘       wait_in_open                  │
+//!        │                └──────────────────────────────────────────┘
+//!        │
+//!        └── reset() from any state          force_open() ─▶ ForcedOpen   disable() ─▶ Disabled
+//! ```
+//!
+//! - The move from open to half-open is lazy: no task runs in the background. The first call (or
+//!   [`state`](CircuitBreakerLayer::state) read) after `wait_in_open` makes it.
+//! - Half-open admits exactly `half_open_calls` probes; others are rejected. A probe whose future
+//!   is dropped, or whose result is ignored by the classifier, gives its slot back.
+//! - Each transition starts a new *generation*. A call admitted in an older generation that
+//!   finishes later is not counted: it cannot extend an open, count in a newer window, or close a
+//!   newer half-open.
+//! - Shadow mode ([`Builder::shadow`]) runs the state machine but lets every call through.
+//!
+//! # Defaults
+//!
+//! | setting | default |
+//! |---|---|
+//! | [`failure_rate_threshold`](Builder::failure_rate_threshold) | 0.5 |
+//! | [`slow_call_rate_threshold`](Builder::slow_call_rate_threshold) | 1.0 |
+//! | [`slow_call_duration`](Builder::slow_call_duration) | off |
+//! | [`sliding_window`](Builder::sliding_window) | `Count(100)` |
+//! | [`bucket_width`](Builder::bucket_width) (time windows) | 1 s |
+//! | [`minimum_calls`](Builder::minimum_calls) | 20 |
+//! | [`consecutive_failures`](Builder::consecutive_failures) | off |
+//! | [`wait_in_open`](Builder::wait_in_open) | 30 s |
+//! | [`open_backoff`](Builder::open_backoff), [`open_jitter`](Builder::open_jitter) | off |
+//! | [`half_open_calls`](Builder::half_open_calls) | 5 |
+//! | [`max_wait_in_half_open`](Builder::max_wait_in_half_open) | 60 s |
+//! | [`shadow`](Builder::shadow) | off |
+//! | [`classify`](Builder::classify) | [`ErrorsAsFailures`]: `Err` fails, except this crate's rejections |
+//!
+//! # Telemetry
+//!
+//! | kind | name | labels / fields | when |
+//! |---|---|---|---|
+//! | event `warn` | "circuit breaker opened" | `circuit_breaker.name`, `.from`, `.to` | to open or forced open |
+//! | event `info` | "circuit breaker closed" | same | to closed |
+//! | event `info` | "circuit breaker changed state" | same | to half-open or disabled |
+//! | event `debug` | "circuit breaker rejected a call" | `.name`, `.state`, `.retry_after_ms`, `.shadow` | each rejection |
+//! | gauge | `steadfast_circuit_breaker_state` | `name` | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled |
+//! | counter | `steadfast_circuit_breaker_calls_total` | `name`, `outcome` = `success`, `failure`, `slow_success`, `slow_failure`, `ignored` | each permitted call that finished |
+//! | counter | `steadfast_circuit_breaker_not_permitted_total` | `name` | each rejection |
+//! | counter | `steadfast_circuit_breaker_transitions_total` | `name`, `from`, `to` | each transition |
+//!
+//! Metrics need the `metrics` feature; their handles are registered when the breaker is built,
+//! so install the recorder first. [`Builder::on_transition`] takes a closure for your own
+//! reporting, and [`CircuitBreakerLayer::snapshot`] reads the counts at any time.
+//!
+//! # Readiness
+//!
+//! `poll_ready` asks the breaker first. If it rejects, `poll_ready` returns `Ready(Ok(()))`
+//! without polling the inner service, and `call` fails at once: an open breaker never waits for
+//! the inner service (or a bulkhead inside it), and never fails `poll_ready`, which `Buffer` and
+//! `Balance` would treat as fatal. If it permits, `poll_ready` polls the inner service. The
+//! permission (a probe slot, in half-open) is held from `poll_ready` to `call`; a service dropped
+//! in between gives it back.
+//!
+//! # Cancel safety
+//!
+//! Dropping a response future records nothing and gives back a half-open probe slot.
+//!
+//! # Errors
+//!
+//! The service's error is [`BoxError`](crate::BoxError), which is: a [`CircuitOpen`] when the breaker
+//! rejects, otherwise the inner service's error, boxed as it was.
+//!
+//! # Cost
+//!
+//! Closed, with a count window and no slow-call timing: `poll_ready` is one atomic load, and a
+//! successful call into a window that holds no failure is one more load; the call path reads no
+//! clock and takes no lock. Slow-call timing reads the clock twice per call, a time window once.
+//! A rejection reads the clock once and allocates its error.
+//!
+//! # Differences from other breakers
+//!
+//! tower has no circuit breaker. Compared with `failsafe` and `tower-resilience`, this breaker
+//! takes no mutex, rejects in `call` instead of `poll_ready`, shares one breaker across every
+//! clone and every `layer()`, and judges half-open probes as a window of their own.
 
+mod breaker;
+mod config;
 pub mod error;
-pub use error::CircuitOpen;
+pub mod future;
+mod layer;
+mod snapshot;
+mod state;
+mod telemetry;
+mod window;
+
+#[cfg(all(test, steadfast_loom))]
+mod loom_tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+pub use self::config::{
+    Builder, DEFAULT_BUCKET_WIDTH, DEFAULT_FAILURE_RATE_THRESHOLD, DEFAULT_HALF_OPEN_CALLS,
+    DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME, DEFAULT_SLIDING_WINDOW,
+    DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
+};
+pub use self::error::CircuitOpen;
+pub use self::layer::CircuitBreakerLayer;
+pub use self::snapshot::Snapshot;
+pub use self::telemetry::Transition;
+
+use self::breaker::{Admission, Breaker};
+use self::future::{Guard, ResponseFuture, Shared};
+use crate::BoxError;
+use crate::classify::{Classify, ErrorsAsFailures};
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
-    /// Calls pass.
+    /// Calls go through; outcomes are counted in the sliding window.
     Closed,
-    /// Calls are rejected.
+    /// Calls are rejected until `wait_in_open` is over.
     Open,
-    /// Probes pass.
+    /// A few probes go through; the rest are rejected until the probes are judged.
     HalfOpen,
-    /// Rejected by hand.
+    /// Opened by hand ([`CircuitBreakerLayer::force_open`]): every call is rejected until reset.
     ForcedOpen,
-    /// Passes everything by hand.
+    /// Switched off by hand ([`CircuitBreakerLayer::disable`]): every call goes through and
+    /// nothing is counted until reset.
     Disabled,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(telemetry::state_label(*self))
+    }
+}
+
+/// A service behind a circuit breaker; made by [`CircuitBreakerLayer`].
+pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+    /// The breaker's answer, taken in `poll_ready` and spent in `call`.
+    admission: Option<Result<Guard<C>, CircuitOpen>>,
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                breaker,
+                classifier,
+            }),
+            admission: None,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    #[inline]
+    fn admit(&self) -> Result<Guard<C>, CircuitOpen> {
+        match self.shared.breaker.admit() {
+            Admission::Permitted(permit) => Ok(Guard::new(self.shared.clone(), permit)),
+            Admission::Rejected(open) => Err(open),
+        }
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    /// A clone shares the breaker but holds no permission: it must be polled ready itself.
+    fn clone(&self) -> Self {
+        Self::new(
+            self.inner.clone(),
+            self.shared.breaker.clone(),
+            self.shared.classifier.clone(),
+        )
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.shared.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.admission.is_none() {
+            self.admission = Some(self.admit());
+        }
+        match self.admission {
+            // Rejected: `call` fails at once, so the inner service need not be ready.
+            Some(Err(_)) => Poll::Ready(Ok(())),
+            _ => self.inner.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        // Without `poll_ready` first (a contract violation), decide here rather than panic.
+        let admission = match self.admission.take() {
+            Some(admission) => admission,
+            None => self.admit(),
+        };
+        match admission {
+            Ok(mut guard) => {
+                guard.start();
+                ResponseFuture::called(self.inner.call(request), guard)
+            }
+            Err(open) => ResponseFuture::rejected(open),
+        }
+    }
 }

@@ -1,0 +1,572 @@
+//! The breaker itself: who may call, what an outcome does, and every transition.
+//!
+//! Shared by every clone of a [`CircuitBreakerLayer`](super::CircuitBreakerLayer) and every
+//! service it makes. No lock anywhere: the state lives in one [`StateWord`], the closed state's
+//! memory in a generation-tagged window, and each transition is one CAS whose winner alone
+//! reports it.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::{Config, SlidingWindow};
+use super::state::{
+    Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
+    StateWord,
+};
+use super::telemetry::{CallKind, Listener, Telemetry};
+use super::window::{ConsecutiveFailures, CountWindow, Recorded, Sample, TimeWindow, Totals};
+use super::{CircuitOpen, Snapshot, State};
+use crate::classify::Outcome;
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// What a caller was allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermitKind {
+    /// Closed: the outcome goes to the window.
+    Normal,
+    /// Half-open: one of the probe slots; the outcome judges the probes.
+    Probe,
+    /// Disabled, or let through by shadow mode: nothing is recorded.
+    Passthrough,
+}
+
+/// Permission for one call, stamped with the generation that gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Permit {
+    pub(crate) kind: PermitKind,
+    pub(crate) generation: Generation,
+}
+
+#[derive(Debug)]
+pub(crate) enum Admission {
+    Permitted(Permit),
+    Rejected(CircuitOpen),
+}
+
+enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+/// `| generation:16 | ms since epoch:48 |` of the latest half-open's start.
+const SINCE_MS_BITS: u32 = 48;
+const SINCE_MS_MASK: u64 = (1 << SINCE_MS_BITS) - 1;
+
+/// The shared breaker.
+///
+/// # Memory ordering
+///
+/// The state word orders everything: see `state.rs`. `half_open_since` and `reopens` are written
+/// only by the winner of the transition they belong to, after its CAS, and are read after an
+/// `Acquire` load of the state; `half_open_since` carries the generation it belongs to, so a
+/// reader that races its writer sees a stale tag and treats the half-open as just started.
+/// `not_permitted` and the jitter generator are plain counters (`Relaxed`).
+pub(crate) struct Breaker {
+    state: StateWord,
+    window: Window,
+    consecutive: Option<(u64, ConsecutiveFailures)>,
+    half_open_since: AtomicU64,
+    reopens: AtomicU32,
+    not_permitted: AtomicU64,
+    shadow: AtomicBool,
+    rng: AtomicU64,
+    epoch: Instant,
+    config: Config,
+    telemetry: Telemetry,
+}
+
+impl std::fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.telemetry.name())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Breaker {
+    pub(crate) fn new(config: Config, listener: Option<Listener>) -> Self {
+        let window = match config.window {
+            SlidingWindow::Count(n) => Window::Count(CountWindow::new(n)),
+            SlidingWindow::Time(d) => {
+                let bucket_ms = config.bucket_ms();
+                let buckets = (d.as_millis() as u64).div_ceil(bucket_ms);
+                Window::Time(TimeWindow::new(bucket_ms, buckets))
+            }
+        };
+        let seed = config.seed.unwrap_or_else(|| {
+            let mut hasher = RandomState::new().build_hasher();
+            hasher.write_usize(&config as *const Config as usize);
+            hasher.finish()
+        });
+        Self {
+            state: StateWord::new(config.initial_state),
+            window,
+            consecutive: config
+                .consecutive_failures
+                .map(|k| (u64::from(k), ConsecutiveFailures::new())),
+            half_open_since: AtomicU64::new(0),
+            reopens: AtomicU32::new(0),
+            not_permitted: AtomicU64::new(0),
+            shadow: AtomicBool::new(config.shadow),
+            rng: AtomicU64::new(seed),
+            epoch: Instant::now(),
+            telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state),
+            config,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Whether a finished call needs the clock: to time it (slow calls) or to find its bucket.
+    #[inline]
+    pub(crate) fn needs_end_time(&self) -> bool {
+        self.config.slow_call_duration.is_some() || matches!(self.window, Window::Time(_))
+    }
+
+    /// Milliseconds since the breaker's epoch, rounded up, so that `until` compares equal at the
+    /// exact instant an interval ends.
+    fn ms_since_epoch(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        nanos.div_ceil(1_000_000).min(u128::from(u64::MAX)) as u64
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Admission
+    // -----------------------------------------------------------------------------------------
+
+    /// May a call go through now? Closed: one atomic load and nothing else.
+    #[inline]
+    pub(crate) fn admit(&self) -> Admission {
+        let word = self.state.load();
+        match word.kind() {
+            KIND_CLOSED => Admission::Permitted(Permit {
+                kind: PermitKind::Normal,
+                generation: word.generation(),
+            }),
+            KIND_DISABLED => Admission::Permitted(Permit {
+                kind: PermitKind::Passthrough,
+                generation: word.generation(),
+            }),
+            _ => self.admit_slow(word, Instant::now()),
+        }
+    }
+
+    #[cold]
+    fn admit_slow(&self, mut word: Packed, now: Instant) -> Admission {
+        let now_ms = self.ms_since_epoch(now);
+        loop {
+            let generation = word.generation();
+            let permit = |kind| Admission::Permitted(Permit { kind, generation });
+            match word.kind() {
+                KIND_CLOSED => return permit(PermitKind::Normal),
+                KIND_DISABLED => return permit(PermitKind::Passthrough),
+                KIND_FORCED_OPEN => {
+                    return self.reject(State::ForcedOpen, self.config.wait_in_open, word);
+                }
+                KIND_OPEN if now_ms < word.open_until_ms() => {
+                    let left = Duration::from_millis(word.open_until_ms() - now_ms);
+                    return self.reject(State::Open, left, word);
+                }
+                KIND_OPEN => {
+                    // The wait is over: this caller moves the breaker to half-open and is its
+                    // first probe.
+                    match self
+                        .state
+                        .transition(word, |w| (w == word).then(|| w.to_half_open(1)))
+                    {
+                        Ok((old, new)) => {
+                            self.entered(old, new, now_ms);
+                            return Admission::Permitted(Permit {
+                                kind: PermitKind::Probe,
+                                generation: new.generation(),
+                            });
+                        }
+                        Err(current) => word = current,
+                    }
+                }
+                _ => {
+                    // Half-open: take a free probe slot, if any.
+                    let cap = self.config.half_open_calls;
+                    match self.state.transition(word, |w| {
+                        let same = w.kind() == KIND_HALF_OPEN && w.generation() == generation;
+                        (same && w.in_flight() + w.completed() < cap).then(|| {
+                            w.with_probes(w.in_flight() + 1, w.completed(), w.failed(), w.slow())
+                        })
+                    }) {
+                        Ok(_) => return permit(PermitKind::Probe),
+                        Err(current) if current.generation() != generation => word = current,
+                        Err(current) => {
+                            if self.half_open_expired(current, now_ms) {
+                                self.reopen(current, now_ms);
+                                word = self.state.load();
+                                if word.kind() == KIND_OPEN {
+                                    let left = word.open_until_ms().saturating_sub(now_ms);
+                                    return self.reject(
+                                        State::Open,
+                                        Duration::from_millis(left),
+                                        word,
+                                    );
+                                }
+                                continue;
+                            }
+                            return self.reject(State::HalfOpen, self.config.wait_in_open, current);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&self, state: State, retry_after: Duration, word: Packed) -> Admission {
+        self.not_permitted.fetch_add(1, Ordering::Relaxed);
+        let shadow = self.shadow.load(Ordering::Relaxed);
+        self.telemetry.not_permitted(state, retry_after, shadow);
+        if shadow {
+            Admission::Permitted(Permit {
+                kind: PermitKind::Passthrough,
+                generation: word.generation(),
+            })
+        } else {
+            Admission::Rejected(CircuitOpen::new(state, retry_after))
+        }
+    }
+
+    /// Half-open has been waiting for its probes longer than `max_wait_in_half_open`.
+    fn half_open_expired(&self, word: Packed, now_ms: u64) -> bool {
+        if word.kind() != KIND_HALF_OPEN
+            || word.in_flight() + word.completed() < self.config.half_open_calls
+        {
+            return false;
+        }
+        let since = self.half_open_since.load(Ordering::Acquire);
+        if (since >> SINCE_MS_BITS) as Generation != word.generation() {
+            // Its start is still being written: it has only just begun.
+            return false;
+        }
+        let max_wait = self.config.max_wait_in_half_open.as_millis() as u64;
+        now_ms.saturating_sub(since & SINCE_MS_MASK) >= max_wait
+    }
+
+    /// Moves a half-open breaker back to open (its probes failed or never finished).
+    fn reopen(&self, word: Packed, now_ms: u64) {
+        let until = now_ms.saturating_add(self.open_wait_ms(true));
+        if let Ok((old, new)) = self
+            .state
+            .transition(word, |w| (w == word).then(|| w.to_open(until)))
+        {
+            self.entered(old, new, now_ms);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Outcomes
+    // -----------------------------------------------------------------------------------------
+
+    /// Records how a permitted call ended. `end` is the time it ended, when
+    /// [`needs_end_time`](Self::needs_end_time).
+    pub(crate) fn record(
+        &self,
+        permit: Permit,
+        outcome: Outcome,
+        slow: bool,
+        end: Option<Instant>,
+    ) {
+        self.telemetry.call(CallKind::of(outcome, slow));
+        match permit.kind {
+            PermitKind::Passthrough => {}
+            PermitKind::Normal => {
+                if outcome != Outcome::Ignored {
+                    self.record_closed(permit.generation, outcome == Outcome::Failure, slow, end);
+                }
+            }
+            PermitKind::Probe => self.record_probe(permit.generation, outcome, slow, end),
+        }
+    }
+
+    /// Whether a success of `permit` changes nothing and needs no recording: closed, a count
+    /// window full of successes, no failure run. One or two loads; the healthy path.
+    #[inline]
+    pub(crate) fn absorbs_success(&self, permit: Permit) -> bool {
+        let absorbed = permit.kind == PermitKind::Normal
+            && match &self.window {
+                Window::Count(window) => window.absorbs_success(permit.generation),
+                Window::Time(_) => false,
+            }
+            && self
+                .consecutive
+                .as_ref()
+                .is_none_or(|(_, run)| run.is_clear(permit.generation));
+        if absorbed {
+            self.telemetry.call(CallKind::Success);
+        }
+        absorbed
+    }
+
+    /// Gives back the slot of a probe that will never finish (its future was dropped).
+    #[inline]
+    pub(crate) fn release(&self, permit: Permit) {
+        if permit.kind == PermitKind::Probe {
+            self.record_probe(permit.generation, Outcome::Ignored, false, None);
+        }
+    }
+
+    fn record_closed(
+        &self,
+        generation: Generation,
+        failure: bool,
+        slow: bool,
+        end: Option<Instant>,
+    ) {
+        let word = self.state.load();
+        if word.kind() != KIND_CLOSED || word.generation() != generation {
+            return; // admitted before a transition: stale
+        }
+        if let Some((limit, run)) = &self.consecutive {
+            if run.record(generation, failure).is_some_and(|n| n >= *limit) {
+                self.trip(word, end);
+                return;
+            }
+        }
+        let sample = Sample { failure, slow };
+        let recorded = match &self.window {
+            Window::Count(window) => window.record(generation, sample),
+            Window::Time(window) => {
+                let now = end.unwrap_or_else(Instant::now);
+                window.record(generation, sample, self.ms_since_epoch(now))
+            }
+        };
+        if let Recorded::Counted(totals) = recorded {
+            if self.exceeds_thresholds(totals, self.config.minimum_calls) {
+                self.trip(word, end);
+            }
+        }
+    }
+
+    /// Whether `totals` call for opening: enough calls, and a rate at or above its threshold.
+    fn exceeds_thresholds(&self, totals: Totals, minimum_calls: u32) -> bool {
+        if totals.calls == 0 || totals.calls < minimum_calls {
+            return false;
+        }
+        let calls = f64::from(totals.calls);
+        // Divide rather than multiply the threshold: `3.0 / 10.0 == 0.3` holds in floating
+        // point, `0.3 * 10.0 == 3.0` does not, and the threshold is inclusive.
+        f64::from(totals.failures) / calls >= self.config.failure_rate_threshold
+            || (self.config.slow_call_duration.is_some()
+                && f64::from(totals.slow) / calls >= self.config.slow_call_rate_threshold)
+    }
+
+    /// Closed → Open, if the breaker is still closed in the generation that judged it.
+    fn trip(&self, word: Packed, end: Option<Instant>) {
+        let now_ms = self.ms_since_epoch(end.unwrap_or_else(Instant::now));
+        let until = now_ms.saturating_add(self.open_wait_ms(false));
+        if let Ok((old, new)) = self
+            .state
+            .transition(word, |w| (w == word).then(|| w.to_open(until)))
+        {
+            self.entered(old, new, now_ms);
+        }
+    }
+
+    fn record_probe(
+        &self,
+        generation: Generation,
+        outcome: Outcome,
+        slow: bool,
+        end: Option<Instant>,
+    ) {
+        let cap = self.config.half_open_calls;
+        let judged = self.state.transition(self.state.load(), |w| {
+            if w.kind() != KIND_HALF_OPEN || w.generation() != generation || w.in_flight() == 0 {
+                return None; // stale: this half-open is over
+            }
+            let in_flight = w.in_flight() - 1;
+            if outcome == Outcome::Ignored {
+                return Some(w.with_probes(in_flight, w.completed(), w.failed(), w.slow()));
+            }
+            let completed = w.completed() + 1;
+            let failed = w.failed() + u32::from(outcome == Outcome::Failure);
+            let slow = w.slow() + u32::from(slow);
+            if completed < cap {
+                return Some(w.with_probes(in_flight, completed, failed, slow));
+            }
+            // Every probe is in: judge them as a fresh window.
+            let probes = Totals {
+                calls: completed,
+                failures: failed,
+                slow,
+            };
+            Some(if self.exceeds_thresholds(probes, 1) {
+                let now_ms = self.ms_since_epoch(end.unwrap_or_else(Instant::now));
+                w.to_open(now_ms.saturating_add(self.open_wait_ms(true)))
+            } else {
+                w.to_closed()
+            })
+        });
+        if let Ok((old, new)) = judged {
+            if new.kind() != KIND_HALF_OPEN {
+                self.entered(old, new, 0);
+            }
+        }
+    }
+
+    /// Reports a transition this thread made and does what the new state needs.
+    fn entered(&self, old: Packed, new: Packed, now_ms: u64) {
+        match new.kind() {
+            KIND_HALF_OPEN => {
+                let since =
+                    (u64::from(new.generation()) << SINCE_MS_BITS) | (now_ms & SINCE_MS_MASK);
+                self.half_open_since.store(since, Ordering::Release);
+            }
+            KIND_OPEN if old.kind() == KIND_HALF_OPEN => {
+                self.reopens.fetch_add(1, Ordering::AcqRel);
+            }
+            KIND_CLOSED => {
+                self.reopens.store(0, Ordering::Release);
+                self.clear_window(new.generation());
+            }
+            _ => {}
+        }
+        self.telemetry.transition(old.state(), new.state());
+    }
+
+    fn clear_window(&self, generation: Generation) {
+        if let Window::Count(window) = &self.window {
+            window.adopt(generation);
+        }
+        // The time window and the failure run need no clearing: their tags make every older
+        // count read as empty.
+    }
+
+    /// How long the next open interval lasts, in ms: `wait_in_open`, grown on re-opens, jittered.
+    fn open_wait_ms(&self, reopening: bool) -> u64 {
+        let base = self.config.wait_in_open.as_secs_f64();
+        let backoff = self.config.open_backoff;
+        let mut wait = base;
+        if reopening && backoff.multiplier > 1.0 {
+            let reopens = self.reopens.load(Ordering::Acquire).saturating_add(1);
+            let grown = base * backoff.multiplier.powi(reopens.min(1024) as i32);
+            wait = grown.min(backoff.max.as_secs_f64());
+        }
+        if backoff.jitter > 0.0 {
+            let unit = self.next_random() * 2.0 - 1.0; // [-1, 1)
+            wait *= 1.0 + backoff.jitter * unit;
+        }
+        (wait * 1000.0).ceil().max(1.0) as u64
+    }
+
+    /// SplitMix64 over an atomic counter: lock-free, and exact under a fixed seed.
+    fn next_random(&self) -> f64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reading and manual control
+    // -----------------------------------------------------------------------------------------
+
+    /// The state, after the transitions that time alone makes (open → half-open once
+    /// `wait_in_open` is over; half-open → open once its probes are overdue).
+    pub(crate) fn state(&self) -> State {
+        self.refresh(Instant::now()).state()
+    }
+
+    fn refresh(&self, now: Instant) -> Packed {
+        let word = self.state.load();
+        let now_ms = self.ms_since_epoch(now);
+        match word.kind() {
+            KIND_OPEN if now_ms >= word.open_until_ms() => {
+                if let Ok((old, new)) = self
+                    .state
+                    .transition(word, |w| (w == word).then(|| w.to_half_open(0)))
+                {
+                    self.entered(old, new, now_ms);
+                }
+            }
+            KIND_HALF_OPEN if self.half_open_expired(word, now_ms) => self.reopen(word, now_ms),
+            _ => return word,
+        }
+        self.state.load()
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let word = self.refresh(now);
+        let totals = match word.kind() {
+            KIND_CLOSED => match &self.window {
+                Window::Count(window) => window.totals(word.generation()),
+                Window::Time(window) => window.totals(word.generation(), self.ms_since_epoch(now)),
+            },
+            KIND_HALF_OPEN => Totals {
+                calls: word.completed(),
+                failures: word.failed(),
+                slow: word.slow(),
+            },
+            _ => Totals::default(),
+        };
+        Snapshot::new(
+            word.state(),
+            totals,
+            self.not_permitted.load(Ordering::Relaxed),
+            if word.kind() == KIND_HALF_OPEN {
+                word.in_flight()
+            } else {
+                0
+            },
+        )
+    }
+
+    /// Moves to `target` by hand, from any state; returns whether the state changed.
+    fn manual(&self, to: fn(Packed) -> Packed, skip_kind: Option<u64>) {
+        let now_ms = self.ms_since_epoch(Instant::now());
+        if let Ok((old, new)) = self.state.transition(self.state.load(), |w| {
+            (Some(w.kind()) != skip_kind).then(|| to(w))
+        }) {
+            self.entered(old, new, now_ms);
+        }
+    }
+
+    pub(crate) fn force_open(&self) {
+        self.manual(Packed::to_forced_open, Some(KIND_FORCED_OPEN));
+    }
+
+    pub(crate) fn disable(&self) {
+        self.manual(Packed::to_disabled, Some(KIND_DISABLED));
+    }
+
+    /// Back to closed with an empty window, from any state (also from closed: the window is
+    /// emptied, but no transition is reported).
+    pub(crate) fn reset(&self) {
+        self.manual(Packed::to_closed, None);
+    }
+
+    /// Puts the breaker straight into half-open, for the loom models (which cannot wait).
+    #[cfg(all(test, steadfast_loom))]
+    pub(crate) fn enter_half_open_for_test(&self) {
+        let word = self.state.load();
+        let _ = self.state.transition(word, |w| Some(w.to_half_open(0)));
+    }
+
+    pub(crate) fn set_shadow(&self, shadow: bool) {
+        self.shadow.store(shadow, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_shadow(&self) -> bool {
+        self.shadow.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,167 @@
+//! The response future of [`CircuitBreaker`](super::CircuitBreaker).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::CircuitOpen;
+use super::breaker::{Breaker, Permit, PermitKind};
+use crate::BoxError;
+use crate::classify::{Classify, Outcome};
+
+/// What one service instance shares with the futures it makes: the breaker and the classifier.
+///
+/// Each service instance (each `layer()` and each clone) has its own, so that the reference
+/// count a future takes is on a cache line no other thread writes: futures of services used from
+/// different threads never contend on the breaker's own `Arc`.
+pub(crate) struct Shared<C> {
+    pub(crate) breaker: Arc<Breaker>,
+    pub(crate) classifier: C,
+}
+
+/// A permitted call that has not finished: it records the outcome, or gives back its probe slot
+/// if it is dropped first.
+pub(crate) struct Guard<C> {
+    shared: Arc<Shared<C>>,
+    permit: Permit,
+    start: Option<Instant>,
+}
+
+impl<C> Guard<C> {
+    #[inline]
+    pub(crate) fn new(shared: Arc<Shared<C>>, permit: Permit) -> Self {
+        Self {
+            shared,
+            permit,
+            start: None,
+        }
+    }
+
+    /// Starts the slow-call clock, if slow calls are timed.
+    #[inline]
+    pub(crate) fn start(&mut self) {
+        if self.shared.breaker.config().slow_call_duration.is_some() {
+            self.start = Some(Instant::now());
+        }
+    }
+
+    #[inline]
+    fn finish<T, E>(mut self, result: &Result<T, E>)
+    where
+        C: Classify<T, E>,
+    {
+        let breaker = &self.shared.breaker;
+        let outcome = self.shared.classifier.classify(result);
+        // Recorded below: nothing left for `drop` to give back.
+        let permit = std::mem::replace(&mut self.permit.kind, PermitKind::Passthrough);
+        let permit = Permit {
+            kind: permit,
+            generation: self.permit.generation,
+        };
+        if outcome == Outcome::Success && self.start.is_none() && breaker.absorbs_success(permit) {
+            return; // the healthy path: one load, see `CountWindow::absorbs_success`
+        }
+        let end = breaker.needs_end_time().then(Instant::now);
+        let slow = match (self.start, end, breaker.config().slow_call_duration) {
+            (Some(start), Some(end), Some(limit)) => end.saturating_duration_since(start) >= limit,
+            _ => false,
+        };
+        breaker.record(permit, outcome, slow, end);
+    }
+}
+
+impl<C> Drop for Guard<C> {
+    #[inline]
+    fn drop(&mut self) {
+        self.shared.breaker.release(self.permit);
+    }
+}
+
+impl<C> fmt::Debug for Guard<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("permit", &self.permit)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The response future of [`CircuitBreaker`](super::CircuitBreaker): the inner service's
+    /// future, whose outcome it records, or a rejection that is ready at once.
+    ///
+    /// Dropping it before it completes records nothing; a half-open probe gives its slot back.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        guard: Option<Guard<C>>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called { #[pin] future: F },
+        Rejected { error: CircuitOpen },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    #[inline]
+    pub(crate) fn called(future: F, guard: Guard<C>) -> Self {
+        Self {
+            kind: Kind::Called { future },
+            guard: Some(guard),
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        Self {
+            kind: Kind::Rejected { error },
+            guard: None,
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                if let Some(guard) = this.guard.take() {
+                    guard.finish(&result);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(error.clone()))),
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Called { .. } => "called",
+            Kind::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .field("guard", &self.guard)
+            .finish()
+    }
+}

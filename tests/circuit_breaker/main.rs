@@ -1,0 +1,12 @@
+//! Integration tests of the circuit breaker, on paused time: every transition, every count,
+//! every error type, exactly.
+
+mod support;
+
+mod config;
+mod half_open;
+mod manual;
+mod model;
+mod service;
+mod telemetry;
+mod windows;
