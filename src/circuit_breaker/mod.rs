@@ -132,7 +132,7 @@
 //!
 //! # Errors
 //!
-//! The service's error is [`BoxError`](crate::BoxError), which is: a [`CircuitOpen`] when the breaker
+//! The service's error is [`BoxError`], which is: a [`CircuitOpen`] when the breaker
 //! rejects, otherwise the inner service's error, boxed as it was.
 //!
 //! # Cost
