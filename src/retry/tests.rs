@@ -1,0 +1,1 @@
+//! Unit tests that need crate-private constructors (local rejections).
