@@ -23,7 +23,8 @@ const CEILING_NANOS: u64 = u64::MAX;
 /// - [`decorrelated`](Self::decorrelated): AWS's "decorrelated jitter": a delay drawn from
 ///   `[base, 3 × previous delay]`. It is random by construction, so [`Jitter`] does not apply.
 ///
-/// No attempt number overflows or panics: the curve saturates and `max_delay` caps it.
+/// No attempt number overflows or panics: the curve saturates and `max_delay` caps it. Random
+/// delays are drawn in whole milliseconds, tokio's timer resolution.
 ///
 /// A `Backoff` made by a constructor has no jitter ([`Jitter::None`]) and a `max_delay` of
 /// [`DEFAULT_MAX_DELAY`](super::DEFAULT_MAX_DELAY). The retry layer's default backoff is
@@ -211,10 +212,16 @@ fn jitter(delay: u64, jitter: Jitter, rng: &mut Option<&mut SmallRng>) -> u64 {
     }
 }
 
-/// A number drawn uniformly from `[low, high]`; `high` when there is no generator.
+/// A number of nanoseconds drawn uniformly from `[low, high]`, rounded down to a whole
+/// millisecond (tokio's timer resolution, so that the delay reported is the delay slept) but
+/// not below `low`; `high` when there is no generator.
 fn uniform(rng: &mut Option<&mut SmallRng>, low: u64, high: u64) -> u64 {
+    const MILLI: u64 = 1_000_000;
     match rng {
-        Some(rng) if low < high => rng.random_range(low..=high),
+        Some(rng) if low < high => {
+            let drawn = rng.random_range(low..=high);
+            (drawn - drawn % MILLI).max(low)
+        }
         _ => high,
     }
 }
