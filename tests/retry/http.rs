@@ -21,13 +21,16 @@ use tower::{Layer, ServiceExt, service_fn};
 
 use super::{BoxError, Failure, ms};
 
+/// What a test service saw, call by call.
+type Log<T> = Arc<Mutex<Vec<T>>>;
+
 /// A service answering each call with the next scripted response (the last one repeats);
 /// returns the methods it saw.
 fn scripted(
     script: Vec<Response<()>>,
 ) -> (
     impl tower::Service<Request<Full<Bytes>>, Response = Response<()>, Error = BoxError> + Clone,
-    Arc<Mutex<Vec<Method>>>,
+    Log<Method>,
 ) {
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -412,6 +415,9 @@ impl Body for Chunks {
     }
 }
 
+/// A request as the inner service of a replaying layer receives it.
+type Replayed = Request<ReplayBody<Chunks>>;
+
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     body: Bytes,
@@ -431,13 +437,8 @@ enum Read {
 fn replaying(
     statuses: Vec<(u16, Read)>,
 ) -> (
-    impl tower::Service<
-        Request<ReplayBody<Chunks>>,
-        Response = Response<()>,
-        Error = BoxError,
-        Future: Send,
-    > + Clone,
-    Arc<Mutex<Vec<Option<Seen>>>>,
+    impl tower::Service<Replayed, Response = Response<()>, Error = BoxError, Future: Send> + Clone,
+    Log<Option<Seen>>,
 ) {
     let statuses = Arc::new(Mutex::new(VecDeque::from(statuses)));
     let seen = Arc::new(Mutex::new(Vec::new()));
