@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::config::Shared;
 use super::policy::{Decision, OnRetry, RetryPolicy};
 use super::replay::Resend;
-use super::state::{Withdraw, Withdrawal};
+use super::state::{BudgetState, Withdraw, Withdrawal};
 use super::telemetry::Outcome;
 use crate::classify::is_local_rejection;
 use crate::deadline::Deadline;
@@ -170,7 +170,7 @@ where
         }
     }
 
-    let paid = match shared.budget.withdraw() {
+    let paid = match BudgetState::withdraw(&shared.budget) {
         Withdraw::Unlimited => None,
         Withdraw::Paid(paid) => Some(paid),
         Withdraw::Exhausted => {

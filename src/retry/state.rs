@@ -138,9 +138,9 @@ impl BudgetState {
         }
     }
 
-    /// Asks for one retry.
-    pub(crate) fn withdraw(self: &Arc<Self>) -> Withdraw {
-        let Some(tps) = &self.tps else {
+    /// Asks for one retry. (An associated function: loom's `Arc` cannot be a receiver.)
+    pub(crate) fn withdraw(budget: &Arc<Self>) -> Withdraw {
+        let Some(tps) = &budget.tps else {
             return Withdraw::Unlimited;
         };
         let mut window = tps.lock();
@@ -149,7 +149,7 @@ impl BudgetState {
             let head = window.head;
             window.slots[slot_index(head)] -= UNIT;
             Withdraw::Paid(Withdrawal {
-                budget: Arc::clone(self),
+                budget: Arc::clone(budget),
                 slot: head,
                 spent: false,
             })

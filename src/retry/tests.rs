@@ -262,7 +262,7 @@ proptest! {
             assert_eq!(state.remaining(), expected);
             let mut paid = Vec::new();
             loop {
-                match state.withdraw() {
+                match BudgetState::withdraw(&state) {
                     Withdraw::Paid(withdrawal) => paid.push(withdrawal),
                     Withdraw::Exhausted => break,
                     Withdraw::Unlimited => unreachable!("a tps budget"),
