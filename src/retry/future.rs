@@ -164,6 +164,7 @@ where
                 retry.attempt = attempt + 1,
                 retry.delay_ms = delay.as_millis() as u64,
                 retry.remaining_ms = remaining.as_millis() as u64,
+                retry.outcome = Outcome::Deadline.as_str(),
                 "retry skipped: it cannot finish before the deadline"
             );
             return stop(Outcome::Deadline, result);
@@ -177,6 +178,7 @@ where
             tracing::debug!(
                 retry.name = %shared.name,
                 retry.attempt = attempt + 1,
+                retry.outcome = Outcome::BudgetExhausted.as_str(),
                 "retry skipped: the retry budget is exhausted"
             );
             return stop(Outcome::BudgetExhausted, result);
