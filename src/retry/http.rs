@@ -104,7 +104,7 @@ impl<B, RB, E> RetryPolicy<http::Request<B>, http::Response<RB>, E> for HttpPoli
             return Decision::Accept;
         }
         if self.honour_retry_after {
-            if let Some(delay) = retry_after(response.headers(), SystemTime::now()) {
+            if let Some(delay) = retry_after(response.headers()) {
                 return Decision::RetryAfter(delay);
             }
         }
@@ -247,7 +247,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+/// The `Retry-After` of a response. The one wall-clock read of the crate, made only when the
+/// header is present: an HTTP-date is relative to the wall clock.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    parse_retry_after(value, now)
+    parse_retry_after(value, SystemTime::now())
 }

@@ -159,6 +159,60 @@ async fn http_statuses_and_methods_are_configurable() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn http_and_grpc_retry_errors_but_not_on_non_idempotent_methods() {
+    for (policy_name, method, expected_calls) in [
+        ("http", Method::GET, 2),
+        ("http", Method::POST, 1),
+        ("grpc", Method::POST, 2),
+    ] {
+        let calls = Arc::new(Mutex::new(0));
+        let counter = Arc::clone(&calls);
+        let service = service_fn(move |_: Request<Full<Bytes>>| {
+            let n = {
+                let mut calls = counter.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            async move {
+                if n == 1 {
+                    Err::<Response<()>, BoxError>(Box::new(Failure(1)))
+                } else {
+                    Ok(status(200))
+                }
+            }
+        });
+        let builder = RetryLayer::builder().backoff(Backoff::constant(ms(1)));
+        let result = if policy_name == "http" {
+            builder
+                .policy(HttpPolicy::new())
+                .build()
+                .unwrap()
+                .layer(service)
+                .oneshot(request(method.clone()))
+                .await
+        } else {
+            builder
+                .policy(GrpcPolicy::new())
+                .build()
+                .unwrap()
+                .layer(service)
+                .oneshot(request(method.clone()))
+                .await
+        };
+        assert_eq!(
+            *calls.lock().unwrap(),
+            expected_calls,
+            "{policy_name} {method}"
+        );
+        assert_eq!(
+            result.is_ok(),
+            expected_calls == 2,
+            "{policy_name} {method}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn http_returns_the_last_response_when_attempts_run_out() {
     let result = run_http(HttpPolicy::new(), Method::GET, vec![status(503)]).await;
     assert_eq!(result, (503, 3, ms(200)));

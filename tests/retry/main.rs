@@ -279,6 +279,57 @@ async fn a_predicate_decides_what_is_retried() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// A writer for `tracing_subscriber` that keeps what is written.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_retry_emits_one_debug_event_with_structured_fields() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let (service, _) = flaky(2);
+    let layer = RetryLayer::builder()
+        .name("users")
+        .max_attempts(3)
+        .backoff(constant(ms(25)))
+        .build()
+        .unwrap();
+    layer.layer(service).oneshot("x").await.unwrap();
+
+    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let retries: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("retrying"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{output}");
+    for (line, attempt) in retries.iter().zip([2, 3]) {
+        assert!(line.contains("DEBUG"), "{line}");
+        assert!(line.contains("retry.name=users"), "{line}");
+        assert!(line.contains(&format!("retry.attempt={attempt}")), "{line}");
+        assert!(line.contains("retry.delay_ms=25"), "{line}");
+        assert!(line.contains("retry.cause=\"error\""), "{line}");
+    }
+}
+
 // ---- budget -------------------------------------------------------------------------------
 
 /// A service that fails requests asking to fail.
