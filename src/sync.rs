@@ -6,3 +6,8 @@
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(steadfast_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+#[cfg(steadfast_loom)]
+pub(crate) use loom::sync::Arc;
+#[cfg(not(steadfast_loom))]
+pub(crate) use std::sync::Arc;

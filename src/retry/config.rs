@@ -1,0 +1,267 @@
+//! The builder of [`RetryLayer`], its defaults, and the state every service of a layer shares.
+
+use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use super::backoff::{Backoff, Jitter};
+use super::budget::RetryBudget;
+use super::layer::RetryLayer;
+use super::policy::RetryErrors;
+use super::replay::CloneRequest;
+use super::state::BudgetState;
+use crate::ConfigError;
+use crate::error::check_range;
+use crate::sync::Arc;
+
+/// Attempts per call, the first included: 3 attempts = 2 retries.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The most attempts `max_attempts` accepts.
+pub const MAX_MAX_ATTEMPTS: u32 = 100;
+/// The cap on any backoff delay or pushback: 10 s.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(10);
+/// The default backoff: exponential from 100 ms, doubling, full jitter, at most 10 s.
+pub const DEFAULT_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100))
+    .jitter(Jitter::Full)
+    .max_delay(DEFAULT_MAX_DELAY);
+/// The default budget: 0.2 retries per request plus 10 a second, over 10 s. A lone request
+/// always has its retries.
+pub const DEFAULT_BUDGET: RetryBudget = RetryBudget::new(0.2, 10, Duration::from_secs(10));
+/// No retry is started with less time than this left before the deadline: 10 ms.
+pub const DEFAULT_MIN_ATTEMPT_TIME: Duration = Duration::from_millis(10);
+/// The `name` label of the layer's metrics.
+pub const DEFAULT_NAME: &str = "default";
+
+/// Builds a [`RetryLayer`]; made by [`RetryLayer::builder`].
+///
+/// `P` is the [`RetryPolicy`](super::RetryPolicy), `H` the [`OnRetry`](super::OnRetry) hook and
+/// `M` how requests are kept to be sent again ([`Resend`](super::Resend)); the setters for
+/// them change the builder's type, so closures are never boxed.
+pub struct Builder<P = RetryErrors, H = (), M = CloneRequest> {
+    max_attempts: u32,
+    backoff: Backoff,
+    budget: RetryBudget,
+    min_attempt_time: Duration,
+    retry_rejections: bool,
+    seed: Option<u64>,
+    name: Cow<'static, str>,
+    policy: P,
+    on_retry: H,
+    resend: M,
+}
+
+impl<P, H, M> fmt::Debug for Builder<P, H, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("budget", &self.budget)
+            .field("min_attempt_time", &self.min_attempt_time)
+            .field("retry_rejections", &self.retry_rejections)
+            .field("seed", &self.seed)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    pub(crate) fn new() -> Self {
+        Self {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: DEFAULT_BACKOFF,
+            budget: DEFAULT_BUDGET,
+            min_attempt_time: DEFAULT_MIN_ATTEMPT_TIME,
+            retry_rejections: false,
+            seed: None,
+            name: Cow::Borrowed(DEFAULT_NAME),
+            policy: RetryErrors::new(),
+            on_retry: (),
+            resend: CloneRequest::new(),
+        }
+    }
+}
+
+impl<P, H, M> Builder<P, H, M> {
+    /// Attempts per call, the first included: 3 attempts = 2 retries. A hard cap, in
+    /// `[1, 100]`; 1 turns retries off. Defaults to [`DEFAULT_MAX_ATTEMPTS`] (3).
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// The delay before each retry. Defaults to [`DEFAULT_BACKOFF`].
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The budget that caps retries across all calls of the layer; [`RetryBudget::unlimited`]
+    /// turns it off. Defaults to [`DEFAULT_BUDGET`].
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// A retry is made only if, after its backoff, at least this much time is left before the
+    /// current [`Deadline`](crate::deadline::Deadline); checked when the retry is scheduled and
+    /// again just before it is sent. Defaults to [`DEFAULT_MIN_ATTEMPT_TIME`] (10 ms).
+    pub fn min_attempt_time(mut self, min_attempt_time: Duration) -> Self {
+        self.min_attempt_time = min_attempt_time;
+        self
+    }
+
+    /// Whether this crate's local rejections (an open breaker, a full bulkhead further in)
+    /// are retried like other errors, drawing on the budget. Defaults to `false`: they are
+    /// returned at once and cost no budget.
+    pub fn retry_rejections(mut self, retry_rejections: bool) -> Self {
+        self.retry_rejections = retry_rejections;
+        self
+    }
+
+    /// Seeds the random generator of jitter, so that delays are reproducible (tests). Defaults
+    /// to a seed drawn from the process's hash randomness.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The `name` label of the layer's metrics and tracing events. Defaults to
+    /// [`DEFAULT_NAME`] (`"default"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// What is retried. Defaults to [`RetryErrors`]: every `Err`.
+    pub fn policy<P2>(self, policy: P2) -> Builder<P2, H, M> {
+        Builder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            min_attempt_time: self.min_attempt_time,
+            retry_rejections: self.retry_rejections,
+            seed: self.seed,
+            name: self.name,
+            policy,
+            on_retry: self.on_retry,
+            resend: self.resend,
+        }
+    }
+
+    /// A hook called before each retry with the attempt number, the delay and the cause (see
+    /// [`OnRetry`](super::OnRetry)). Defaults to `()`: nothing.
+    pub fn on_retry<H2>(self, on_retry: H2) -> Builder<P, H2, M> {
+        Builder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            min_attempt_time: self.min_attempt_time,
+            retry_rejections: self.retry_rejections,
+            seed: self.seed,
+            name: self.name,
+            policy: self.policy,
+            on_retry,
+            resend: self.resend,
+        }
+    }
+
+    /// Sends `http::Request<B>` again through a replay buffer of at most `max_bytes`, so `B`
+    /// need not be `Clone`; a request whose body outgrows it is not retried (see
+    /// [`BufferBody`](super::BufferBody)). Defaults to [`CloneRequest`]: requests are cloned.
+    #[cfg(feature = "http")]
+    pub fn replay_body(self, max_bytes: usize) -> Builder<P, H, super::BufferBody> {
+        Builder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            min_attempt_time: self.min_attempt_time,
+            retry_rejections: self.retry_rejections,
+            seed: self.seed,
+            name: self.name,
+            policy: self.policy,
+            on_retry: self.on_retry,
+            resend: super::BufferBody::new(max_bytes),
+        }
+    }
+
+    /// Checks the configuration and builds the layer, with its budget, shared by every clone
+    /// and every service it makes.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the setter: `max_attempts` outside `[1, 100]`; `backoff` with
+    /// a multiplier that is NaN, infinite or below 1, or a jitter percent above 100; `budget`
+    /// with a ratio outside `[0, 1000]` (or NaN) or a ttl outside `[1 s, 60 s]`.
+    pub fn build(self) -> Result<RetryLayer<P, H, M>, ConfigError> {
+        check_range("max_attempts", self.max_attempts, 1, MAX_MAX_ATTEMPTS)?;
+        self.backoff.validate()?;
+        self.budget.validate()?;
+        let seed = self
+            .seed
+            .unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
+        #[cfg(feature = "metrics")]
+        let metrics = super::telemetry::Metrics::register(&self.name);
+        Ok(RetryLayer::from_shared(Arc::new(Shared {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            min_attempt_time: self.min_attempt_time,
+            retry_rejections: self.retry_rejections,
+            budget: Arc::new(BudgetState::new(&self.budget)),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            name: self.name,
+            policy: self.policy,
+            on_retry: self.on_retry,
+            resend: self.resend,
+            #[cfg(feature = "metrics")]
+            metrics,
+        })))
+    }
+}
+
+/// What every clone of a layer and every service it makes share.
+pub(crate) struct Shared<P, H, M> {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) min_attempt_time: Duration,
+    pub(crate) retry_rejections: bool,
+    pub(crate) budget: Arc<BudgetState>,
+    rng: Mutex<SmallRng>,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) policy: P,
+    pub(crate) on_retry: H,
+    pub(crate) resend: M,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: super::telemetry::Metrics,
+}
+
+impl<P, H, M> Shared<P, H, M> {
+    /// The delay before retry number `retry` (1 for the first).
+    pub(crate) fn backoff_delay(&self, retry: u32, previous: Duration) -> Duration {
+        if self.backoff.is_random() {
+            let mut rng: MutexGuard<'_, SmallRng> =
+                self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            self.backoff.delay(retry, previous, &mut Some(&mut *rng))
+        } else {
+            self.backoff.delay(retry, previous, &mut None)
+        }
+    }
+}
+
+impl<P, H, M> fmt::Debug for Shared<P, H, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("min_attempt_time", &self.min_attempt_time)
+            .field("retry_rejections", &self.retry_rejections)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}

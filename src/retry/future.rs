@@ -1,0 +1,327 @@
+//! The response future of [`Retry`](super::Retry).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Sleep, sleep};
+use tower_service::Service;
+
+use super::config::Shared;
+use super::policy::{Decision, OnRetry, RetryPolicy};
+use super::replay::Resend;
+use super::state::{BudgetState, Withdraw, Withdrawal};
+use super::telemetry::Outcome;
+use crate::classify::is_local_rejection;
+use crate::deadline::Deadline;
+use crate::sync::Arc;
+
+/// What the future needs to send another attempt; absent for a request that is sent once.
+pub(crate) struct Retrying<S, K> {
+    pub(crate) service: S,
+    pub(crate) kept: K,
+}
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry): the attempts of one call.
+    ///
+    /// Resolves to the first result the policy accepts, or to the last attempt's result when no
+    /// further retry is allowed. Dropping it cancels the backoff sleep or the attempt in flight
+    /// (and gives back the budget of a retry not yet sent).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<Req, S, P, H, M>
+    where
+        M: Resend<Req>,
+        S: Service<M::Sent>,
+    {
+        #[pin]
+        state: State<S::Future, S::Response, S::Error>,
+        retry: Option<Retrying<S, M::Kept>>,
+        shared: Arc<Shared<P, H, M>>,
+        // The number of the attempt in flight or last made: 1 for the first.
+        attempt: u32,
+        previous_delay: Duration,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, Res, E> {
+        // An attempt is in flight.
+        Called { #[pin] future: F },
+        // Waiting out the backoff; `last` is returned if the retry cannot be sent after all.
+        Waiting {
+            #[pin]
+            sleep: Sleep,
+            last: Option<Result<Res, E>>,
+            paid: Option<Withdrawal>,
+        },
+        // Waiting for the service to be ready for the retry.
+        Checking {
+            last: Option<Result<Res, E>>,
+            paid: Option<Withdrawal>,
+        },
+        // The result was returned.
+        Done,
+    }
+}
+
+impl<Req, S, P, H, M> ResponseFuture<Req, S, P, H, M>
+where
+    M: Resend<Req>,
+    S: Service<M::Sent>,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        retry: Option<Retrying<S, M::Kept>>,
+        shared: Arc<Shared<P, H, M>>,
+    ) -> Self {
+        Self {
+            state: State::Called { future },
+            retry,
+            shared,
+            attempt: 1,
+            previous_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What to do after an attempt.
+enum Next<Res, E> {
+    Return(Result<Res, E>),
+    Retry {
+        delay: Duration,
+        paid: Option<Withdrawal>,
+        last: Result<Res, E>,
+    },
+}
+
+fn record<P, H, M>(shared: &Shared<P, H, M>, outcome: Outcome) {
+    #[cfg(feature = "metrics")]
+    shared.metrics.attempt(outcome);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (shared, outcome);
+}
+
+fn cause<Res, E>(result: &Result<Res, E>) -> &'static str {
+    if result.is_ok() { "response" } else { "error" }
+}
+
+/// Judges an attempt's result: return it, or schedule a retry (paid for from the budget).
+fn judge<Req, S, P, H, M>(
+    shared: &Shared<P, H, M>,
+    retry: Option<&Retrying<S, M::Kept>>,
+    attempt: u32,
+    previous_delay: &mut Duration,
+    result: Result<S::Response, S::Error>,
+) -> Next<S::Response, S::Error>
+where
+    M: Resend<Req>,
+    S: Service<M::Sent>,
+    S::Error: 'static,
+    P: RetryPolicy<Req, S::Response, S::Error>,
+    H: OnRetry<S::Response, S::Error>,
+{
+    let stop = |outcome: Outcome, result| {
+        record(shared, outcome);
+        Next::Return(result)
+    };
+
+    let rejection = matches!(&result, Err(error) if is_local_rejection(error));
+    if rejection && !shared.retry_rejections {
+        return stop(Outcome::NotRetryable, result);
+    }
+    let decision = shared.policy.decide(&result);
+    if decision == Decision::Accept {
+        return stop(Outcome::Accepted, result);
+    }
+    if attempt >= shared.max_attempts {
+        return stop(Outcome::Exhausted, result);
+    }
+    let Some(retrying) = retry else {
+        return stop(Outcome::NotRetryable, result);
+    };
+    if !shared.resend.can_resend(&retrying.kept) {
+        return stop(Outcome::NotRetryable, result);
+    }
+
+    let delay = match decision {
+        Decision::RetryAfter(pushback) => pushback.min(shared.backoff.cap()),
+        _ => shared.backoff_delay(attempt, *previous_delay),
+    };
+
+    if let Some(deadline) = Deadline::current() {
+        let remaining = deadline.remaining();
+        let fits = remaining
+            .checked_sub(delay)
+            .is_some_and(|left| !left.is_zero() && left >= shared.min_attempt_time);
+        if !fits {
+            tracing::debug!(
+                retry.name = %shared.name,
+                retry.attempt = attempt + 1,
+                retry.delay_ms = delay.as_millis() as u64,
+                retry.remaining_ms = remaining.as_millis() as u64,
+                retry.outcome = Outcome::Deadline.as_str(),
+                "retry skipped: it cannot finish before the deadline"
+            );
+            return stop(Outcome::Deadline, result);
+        }
+    }
+
+    let paid = match BudgetState::withdraw(&shared.budget) {
+        Withdraw::Unlimited => None,
+        Withdraw::Paid(paid) => Some(paid),
+        Withdraw::Exhausted => {
+            tracing::debug!(
+                retry.name = %shared.name,
+                retry.attempt = attempt + 1,
+                retry.outcome = Outcome::BudgetExhausted.as_str(),
+                "retry skipped: the retry budget is exhausted"
+            );
+            return stop(Outcome::BudgetExhausted, result);
+        }
+    };
+
+    *previous_delay = delay;
+    shared.on_retry.on_retry(attempt + 1, delay, &result);
+    tracing::debug!(
+        retry.name = %shared.name,
+        retry.attempt = attempt + 1,
+        retry.max_attempts = shared.max_attempts,
+        retry.delay_ms = delay.as_millis() as u64,
+        retry.cause = cause(&result),
+        "retrying"
+    );
+    record(shared, Outcome::Retried);
+    Next::Retry {
+        delay,
+        paid,
+        last: result,
+    }
+}
+
+impl<Req, S, P, H, M> Future for ResponseFuture<Req, S, P, H, M>
+where
+    M: Resend<Req>,
+    S: Service<M::Sent>,
+    S::Error: 'static,
+    P: RetryPolicy<Req, S::Response, S::Error>,
+    H: OnRetry<S::Response, S::Error>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        // One inner future at a time: an attempt, then the backoff sleep, then the service's
+        // readiness, then the next attempt. Nothing else is polled, so the order is that of the
+        // states.
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    match judge(
+                        this.shared,
+                        this.retry.as_ref(),
+                        *this.attempt,
+                        this.previous_delay,
+                        result,
+                    ) {
+                        Next::Return(result) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(result);
+                        }
+                        Next::Retry { delay, paid, last } => this.state.set(State::Waiting {
+                            sleep: sleep(delay),
+                            last: Some(last),
+                            paid,
+                        }),
+                    }
+                }
+                StateProj::Waiting { sleep, last, paid } => {
+                    ready!(sleep.poll(cx));
+                    let (last, paid) = (last.take(), paid.take());
+                    this.state.set(State::Checking { last, paid });
+                }
+                StateProj::Checking { last, paid } => {
+                    let Some(retrying) = this.retry.as_mut() else {
+                        let last = last.take();
+                        return finish(this.state, last);
+                    };
+                    // Readiness is polled again before every attempt.
+                    if let Err(error) = ready!(retrying.service.poll_ready(cx)) {
+                        // Dropping the state gives back the budget.
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(error));
+                    }
+                    if let Some(deadline) = Deadline::current() {
+                        let remaining = deadline.remaining();
+                        if remaining.is_zero() || remaining < this.shared.min_attempt_time {
+                            tracing::debug!(
+                                retry.name = %this.shared.name,
+                                retry.attempt = *this.attempt + 1,
+                                retry.remaining_ms = remaining.as_millis() as u64,
+                                "retry abandoned: too little time left before the deadline"
+                            );
+                            let last = last.take();
+                            return finish(this.state, last);
+                        }
+                    }
+                    let Some(request) = this.shared.resend.next(&retrying.kept) else {
+                        tracing::debug!(
+                            retry.name = %this.shared.name,
+                            retry.attempt = *this.attempt + 1,
+                            "retry abandoned: the request can no longer be sent"
+                        );
+                        let last = last.take();
+                        return finish(this.state, last);
+                    };
+                    if let Some(paid) = paid.take() {
+                        paid.spend();
+                    }
+                    // The previous result is dropped only now that the next attempt is sent.
+                    *last = None;
+                    *this.attempt += 1;
+                    let future = retrying.service.call(request);
+                    this.state.set(State::Called { future });
+                }
+                // Polled after completion: there is nothing more to give.
+                StateProj::Done => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Returns the last result (and gives back the unspent budget by dropping the state).
+fn finish<F, Res, E>(
+    mut state: Pin<&mut State<F, Res, E>>,
+    last: Option<Result<Res, E>>,
+) -> Poll<Result<Res, E>> {
+    state.set(State::Done);
+    match last {
+        Some(result) => Poll::Ready(result),
+        None => Poll::Pending,
+    }
+}
+
+impl<Req, S, P, H, M> fmt::Debug for ResponseFuture<Req, S, P, H, M>
+where
+    M: Resend<Req>,
+    S: Service<M::Sent>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Called { .. } => "Called",
+            State::Waiting { .. } => "Waiting",
+            State::Checking { .. } => "Checking",
+            State::Done => "Done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempt", &self.attempt)
+            .field("retryable", &self.retry.is_some())
+            .finish_non_exhaustive()
+    }
+}

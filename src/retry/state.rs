@@ -1,0 +1,227 @@
+//! The retry budget's shared state: a lock-free deposit per request, and a short lock on the
+//! retry path only.
+//!
+//! # Layout
+//!
+//! Amounts are fixed-point: [`UNIT`] is one retry. A request deposits `round(ratio × UNIT)`;
+//! a retry withdraws `UNIT`; the floor is a constant reserve of `min_per_sec × ttl × UNIT`.
+//!
+//! The window is a ring of [`SLOTS`] slots, each `ttl / SLOTS` long. `head` is the absolute
+//! number of the current slot (time since `base` divided by the slot length); slot `n` lives
+//! at index `n % SLOTS`. Advancing `head` clears the slots that fell out of the window, so the
+//! sum of the ring is the net of deposits and withdrawals of the last `ttl` (to a slot).
+//!
+//! # Memory ordering
+//!
+//! The healthy path is one `fetch_add(1, Relaxed)` on `pending`: no clock read, no lock. The
+//! counter publishes no other data, so `Relaxed` suffices; it is drained with a `swap(0)`
+//! while the window's mutex is held, so each deposit is folded exactly once. Deposits made
+//! since the previous fold are credited to the current slot; if the previous fold is older
+//! than `ttl`, only the share `ttl / elapsed` of them is credited (the rest is assumed to have
+//! expired), so a long quiet spell of successes cannot bank an unbounded budget. Every other
+//! field is read and written under the mutex, taken only on the retry path (a withdrawal, a
+//! refund when a scheduled retry is abandoned) and by [`BudgetState::remaining`].
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::budget::{Kind, RetryBudget};
+use crate::sync::{Arc, AtomicU64, Ordering};
+
+/// One retry, in budget units.
+const UNIT: i64 = 1_000_000;
+/// Slots in the window ring.
+const SLOTS: usize = 10;
+
+/// The shared budget of one layer.
+#[derive(Debug)]
+pub(crate) struct BudgetState {
+    tps: Option<Tps>,
+}
+
+#[derive(Debug)]
+struct Tps {
+    /// Requests not yet folded into the window.
+    pending: AtomicU64,
+    /// Units deposited per request.
+    deposit: i64,
+    /// The floor: units always available within the window.
+    reserve: i64,
+    slot_nanos: u128,
+    ttl: Duration,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    base: Instant,
+    head: u64,
+    slots: [i64; SLOTS],
+    last_fold: Instant,
+}
+
+/// A retry paid for. Dropping it without [`spend`](Withdrawal::spend) (the retry was abandoned:
+/// the response future was dropped, or the deadline came too close) gives it back.
+#[derive(Debug)]
+pub(crate) struct Withdrawal {
+    budget: Arc<BudgetState>,
+    slot: u64,
+    spent: bool,
+}
+
+impl Withdrawal {
+    /// The retry is being sent: the withdrawal stands.
+    pub(crate) fn spend(mut self) {
+        self.spent = true;
+    }
+}
+
+impl Drop for Withdrawal {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.budget.refund(self.slot);
+        }
+    }
+}
+
+/// The outcome of asking for a retry.
+#[derive(Debug)]
+pub(crate) enum Withdraw {
+    /// No budget is configured.
+    Unlimited,
+    /// Paid for.
+    Paid(Withdrawal),
+    /// The budget is exhausted.
+    Exhausted,
+}
+
+impl BudgetState {
+    /// The state of `budget`, already validated, starting now.
+    pub(crate) fn new(budget: &RetryBudget) -> Self {
+        let tps = match budget.kind {
+            Kind::Unlimited => None,
+            Kind::Tps {
+                ratio,
+                min_per_sec,
+                ttl,
+            } => {
+                let deposit = (ratio * UNIT as f64).round() as i64;
+                let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * UNIT as f64) as i64;
+                let now = Instant::now();
+                Some(Tps {
+                    pending: AtomicU64::new(0),
+                    deposit,
+                    reserve,
+                    slot_nanos: (ttl.as_nanos() / SLOTS as u128).max(1),
+                    ttl,
+                    window: Mutex::new(Window {
+                        base: now,
+                        head: 0,
+                        slots: [0; SLOTS],
+                        last_fold: now,
+                    }),
+                })
+            }
+        };
+        Self { tps }
+    }
+
+    /// Records one request. Lock-free, no clock read.
+    #[inline]
+    pub(crate) fn deposit(&self) {
+        if let Some(tps) = &self.tps {
+            if tps.deposit > 0 {
+                tps.pending.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Asks for one retry. (An associated function: loom's `Arc` cannot be a receiver.)
+    pub(crate) fn withdraw(budget: &Arc<Self>) -> Withdraw {
+        let Some(tps) = &budget.tps else {
+            return Withdraw::Unlimited;
+        };
+        let mut window = tps.lock();
+        tps.fold(&mut window, Instant::now());
+        if window.balance(tps.reserve) >= UNIT {
+            let head = window.head;
+            window.slots[slot_index(head)] -= UNIT;
+            Withdraw::Paid(Withdrawal {
+                budget: Arc::clone(budget),
+                slot: head,
+                spent: false,
+            })
+        } else {
+            Withdraw::Exhausted
+        }
+    }
+
+    /// How many retries the budget allows right now (`u64::MAX` when unlimited).
+    pub(crate) fn remaining(&self) -> u64 {
+        let Some(tps) = &self.tps else {
+            return u64::MAX;
+        };
+        let mut window = tps.lock();
+        tps.fold(&mut window, Instant::now());
+        u64::try_from(window.balance(tps.reserve) / UNIT).unwrap_or(0)
+    }
+
+    fn refund(&self, slot: u64) {
+        if let Some(tps) = &self.tps {
+            let mut window = tps.lock();
+            tps.fold(&mut window, Instant::now());
+            // A withdrawal from a slot that has left the window has expired anyway.
+            if slot + SLOTS as u64 > window.head {
+                window.slots[slot_index(slot)] += UNIT;
+            }
+        }
+    }
+}
+
+impl Tps {
+    fn lock(&self) -> MutexGuard<'_, Window> {
+        // The window stays consistent whatever a panicking holder did: every update is a
+        // single assignment.
+        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Advances the window to `now` and credits the pending deposits.
+    fn fold(&self, window: &mut Window, now: Instant) {
+        let since_base = now.saturating_duration_since(window.base).as_nanos();
+        let head = u64::try_from(since_base / self.slot_nanos).unwrap_or(u64::MAX);
+        if head > window.head {
+            let steps = (head - window.head).min(SLOTS as u64);
+            for step in 1..=steps {
+                window.slots[slot_index(window.head + step)] = 0;
+            }
+            window.head = head;
+        }
+
+        let pending = self.pending.swap(0, Ordering::Relaxed);
+        if pending > 0 {
+            let mut credit = i128::from(pending) * i128::from(self.deposit);
+            let elapsed = now.saturating_duration_since(window.last_fold);
+            if elapsed > self.ttl {
+                credit = credit * self.ttl.as_nanos() as i128 / elapsed.as_nanos() as i128;
+            }
+            let credit = i64::try_from(credit).unwrap_or(i64::MAX);
+            let slot = &mut window.slots[slot_index(window.head)];
+            *slot = slot.saturating_add(credit);
+        }
+        window.last_fold = now;
+    }
+}
+
+impl Window {
+    fn balance(&self, reserve: i64) -> i64 {
+        self.slots
+            .iter()
+            .fold(reserve, |sum, slot| sum.saturating_add(*slot))
+    }
+}
+
+fn slot_index(slot: u64) -> usize {
+    (slot % SLOTS as u64) as usize
+}

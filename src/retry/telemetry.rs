@@ -1,0 +1,82 @@
+//! How each attempt ended, and (with `metrics`) the layer's counters, registered once.
+
+/// How one attempt ended: the `outcome` label of `steadfast_retry_attempts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The policy accepted the result: returned to the caller.
+    Accepted,
+    /// A retry follows.
+    Retried,
+    /// Retryable, but it was the last of `max_attempts`.
+    Exhausted,
+    /// Retryable, but the budget was empty.
+    BudgetExhausted,
+    /// Retryable, but no retry could finish before the deadline.
+    Deadline,
+    /// Retryable by the policy, but this request may not be sent again: a local rejection, a
+    /// method the policy does not retry, a body that outgrew the replay buffer.
+    NotRetryable,
+}
+
+impl Outcome {
+    #[cfg(feature = "metrics")]
+    const ALL: [Outcome; 6] = [
+        Outcome::Accepted,
+        Outcome::Retried,
+        Outcome::Exhausted,
+        Outcome::BudgetExhausted,
+        Outcome::Deadline,
+        Outcome::NotRetryable,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Retried => "retried",
+            Outcome::Exhausted => "exhausted",
+            Outcome::BudgetExhausted => "budget_exhausted",
+            Outcome::Deadline => "deadline",
+            Outcome::NotRetryable => "not_retryable",
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) use self::handles::Metrics;
+
+#[cfg(feature = "metrics")]
+mod handles {
+    use super::Outcome;
+
+    /// Counter handles, registered when the layer is built.
+    #[derive(Debug)]
+    pub(crate) struct Metrics {
+        attempts: [metrics::Counter; 6],
+        budget_exhausted: metrics::Counter,
+    }
+
+    impl Metrics {
+        pub(crate) fn register(name: &str) -> Self {
+            let attempts = Outcome::ALL.map(|outcome| {
+                metrics::counter!(
+                    "steadfast_retry_attempts_total",
+                    "name" => name.to_owned(),
+                    "outcome" => outcome.as_str(),
+                )
+            });
+            let budget_exhausted = metrics::counter!("steadfast_retry_budget_exhausted_total", "name" => name.to_owned());
+            Self {
+                attempts,
+                budget_exhausted,
+            }
+        }
+
+        #[inline]
+        pub(crate) fn attempt(&self, outcome: Outcome) {
+            self.attempts[outcome as usize].increment(1);
+            if outcome == Outcome::BudgetExhausted {
+                self.budget_exhausted.increment(1);
+            }
+        }
+    }
+}
