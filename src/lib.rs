@@ -48,7 +48,9 @@
 //! | `timeout` | [`timeout`] | yes |
 //! | `bulkhead` | [`bulkhead`] | yes |
 //! | `fallback` | [`fallback`] | yes |
+//! | `chaos` | [`chaos`]: fault injection | no |
 //! | `http` | HTTP status classification (tower-http's), replay bodies, deadline headers | no |
+//! | `tonic` | rejections as `tonic::Status` | no |
 //! | `metrics` | metrics through the [`metrics`](https://docs.rs/metrics) facade | no |
 //! | `full` | all of the above | no |
 //!
@@ -73,6 +75,8 @@ mod sync;
 
 #[cfg(feature = "bulkhead")]
 pub mod bulkhead;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(feature = "fallback")]
