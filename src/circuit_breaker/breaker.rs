@@ -40,10 +40,39 @@ pub(crate) struct Permit {
     pub(crate) generation: Generation,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Admission {
     Permitted(Permit),
-    Rejected(CircuitOpen),
+    Rejected(Rejection),
+}
+
+/// A rejection, packed into one word so that it moves from `poll_ready` to `call` to the future
+/// as a single register: `| retry_after ms:56 | state:8 |`. Unpacked into a [`CircuitOpen`]
+/// only when the error is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rejection(u64);
+
+impl Rejection {
+    fn new(state: State, retry_after: Duration) -> Self {
+        let ms = u64::try_from(retry_after.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(u64::MAX >> 8);
+        let state = match state {
+            State::HalfOpen => 1,
+            State::ForcedOpen => 2,
+            _ => 0,
+        };
+        Self(ms << 8 | state)
+    }
+
+    pub(crate) fn error(self) -> CircuitOpen {
+        let state = match self.0 & 0xff {
+            1 => State::HalfOpen,
+            2 => State::ForcedOpen,
+            _ => State::Open,
+        };
+        CircuitOpen::new(state, Duration::from_millis(self.0 >> 8))
+    }
 }
 
 enum Window {
@@ -136,8 +165,9 @@ impl Breaker {
     /// Milliseconds since the breaker's epoch, rounded up, so that `until` compares equal at the
     /// exact instant an interval ends.
     fn ms_since_epoch(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
-        nanos.div_ceil(1_000_000).min(u128::from(u64::MAX)) as u64
+        let since = now.saturating_duration_since(self.epoch);
+        let sub_ms = u64::from(since.subsec_nanos()).div_ceil(1_000_000);
+        since.as_secs().saturating_mul(1000).saturating_add(sub_ms)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -157,13 +187,15 @@ impl Breaker {
                 kind: PermitKind::Passthrough,
                 generation: word.generation(),
             }),
-            _ => self.admit_slow(word, Instant::now()),
+            KIND_FORCED_OPEN => self.reject(State::ForcedOpen, self.config.wait_in_open, word),
+            _ => self.admit_slow(word),
         }
     }
 
+    /// Open or half-open: what happens depends on the time.
     #[cold]
-    fn admit_slow(&self, mut word: Packed, now: Instant) -> Admission {
-        let now_ms = self.ms_since_epoch(now);
+    fn admit_slow(&self, mut word: Packed) -> Admission {
+        let now_ms = self.ms_since_epoch(Instant::now());
         loop {
             let generation = word.generation();
             let permit = |kind| Admission::Permitted(Permit { kind, generation });
@@ -237,7 +269,7 @@ impl Breaker {
                 generation: word.generation(),
             })
         } else {
-            Admission::Rejected(CircuitOpen::new(state, retry_after))
+            Admission::Rejected(Rejection::new(state, retry_after))
         }
     }
 

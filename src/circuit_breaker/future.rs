@@ -9,8 +9,7 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::CircuitOpen;
-use super::breaker::{Breaker, Permit, PermitKind};
+use super::breaker::{Breaker, Permit, PermitKind, Rejection};
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
 
@@ -21,7 +20,23 @@ use crate::classify::{Classify, Outcome};
 /// different threads never contend on the breaker's own `Arc`.
 pub(crate) struct Shared<C> {
     pub(crate) breaker: Arc<Breaker>,
-    pub(crate) classifier: C,
+    classifier: C,
+    /// Whether calls are timed for slow-call detection (read once here, not through the breaker).
+    times_calls: bool,
+}
+
+impl<C> Shared<C> {
+    pub(crate) fn new(breaker: Arc<Breaker>, classifier: C) -> Self {
+        Self {
+            times_calls: breaker.config().slow_call_duration.is_some(),
+            breaker,
+            classifier,
+        }
+    }
+
+    pub(crate) fn classifier(&self) -> &C {
+        &self.classifier
+    }
 }
 
 /// A permitted call that has not finished: it records the outcome, or gives back its probe slot
@@ -33,25 +48,20 @@ pub(crate) struct Guard<C> {
 }
 
 impl<C> Guard<C> {
+    /// Permission for a call that starts now (the slow-call clock starts here, if calls are
+    /// timed).
     #[inline]
     pub(crate) fn new(shared: Arc<Shared<C>>, permit: Permit) -> Self {
+        let start = shared.times_calls.then(Instant::now);
         Self {
             shared,
             permit,
-            start: None,
-        }
-    }
-
-    /// Starts the slow-call clock, if slow calls are timed.
-    #[inline]
-    pub(crate) fn start(&mut self) {
-        if self.shared.breaker.config().slow_call_duration.is_some() {
-            self.start = Some(Instant::now());
+            start,
         }
     }
 
     #[inline]
-    fn finish<T, E>(mut self, result: &Result<T, E>)
+    fn finish<T, E>(&mut self, result: &Result<T, E>)
     where
         C: Classify<T, E>,
     {
@@ -108,7 +118,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Rejected { error: CircuitOpen },
+        Rejected { rejection: Rejection },
     }
 }
 
@@ -121,9 +131,9 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+    pub(crate) fn rejected(rejection: Rejection) -> Self {
         Self {
-            kind: Kind::Rejected { error },
+            kind: Kind::Rejected { rejection },
             guard: None,
         }
     }
@@ -137,18 +147,19 @@ where
 {
     type Output = Result<T, BoxError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.kind.project() {
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
-                if let Some(guard) = this.guard.take() {
+                // Finished in place rather than moved out: the guard is dropped with the future.
+                if let Some(guard) = this.guard.as_mut() {
                     guard.finish(&result);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(error.clone()))),
+            KindProj::Rejected { rejection } => Poll::Ready(Err(Box::new(rejection.error()))),
         }
     }
 }

@@ -209,17 +209,14 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     inner: S,
     shared: Arc<Shared<C>>,
     /// The breaker's answer, taken in `poll_ready` and spent in `call`.
-    admission: Option<Result<Guard<C>, CircuitOpen>>,
+    admission: Option<Admission>,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
             inner,
-            shared: Arc::new(Shared {
-                breaker,
-                classifier,
-            }),
+            shared: Arc::new(Shared::new(breaker, classifier)),
             admission: None,
         }
     }
@@ -233,12 +230,13 @@ impl<S, C> CircuitBreaker<S, C> {
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
+}
 
-    #[inline]
-    fn admit(&self) -> Result<Guard<C>, CircuitOpen> {
-        match self.shared.breaker.admit() {
-            Admission::Permitted(permit) => Ok(Guard::new(self.shared.clone(), permit)),
-            Admission::Rejected(open) => Err(open),
+impl<S, C> Drop for CircuitBreaker<S, C> {
+    /// A service dropped between `poll_ready` and `call` gives back its probe slot.
+    fn drop(&mut self) {
+        if let Some(Admission::Permitted(permit)) = self.admission.take() {
+            self.shared.breaker.release(permit);
         }
     }
 }
@@ -249,7 +247,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
         Self::new(
             self.inner.clone(),
             self.shared.breaker.clone(),
-            self.shared.classifier.clone(),
+            self.shared.classifier().clone(),
         )
     }
 }
@@ -273,31 +271,31 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
-    #[inline]
+    #[inline(always)]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.admission.is_none() {
-            self.admission = Some(self.admit());
-        }
-        match self.admission {
+        let admission = self
+            .admission
+            .get_or_insert_with(|| self.shared.breaker.admit());
+        match admission {
             // Rejected: `call` fails at once, so the inner service need not be ready.
-            Some(Err(_)) => Poll::Ready(Ok(())),
-            _ => self.inner.poll_ready(cx).map_err(Into::into),
+            Admission::Rejected(_) => Poll::Ready(Ok(())),
+            Admission::Permitted(_) => self.inner.poll_ready(cx).map_err(Into::into),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         // Without `poll_ready` first (a contract violation), decide here rather than panic.
         let admission = match self.admission.take() {
             Some(admission) => admission,
-            None => self.admit(),
+            None => self.shared.breaker.admit(),
         };
         match admission {
-            Ok(mut guard) => {
-                guard.start();
+            Admission::Permitted(permit) => {
+                let guard = Guard::new(self.shared.clone(), permit);
                 ResponseFuture::called(self.inner.call(request), guard)
             }
-            Err(open) => ResponseFuture::rejected(open),
+            Admission::Rejected(open) => ResponseFuture::rejected(open),
         }
     }
 }
