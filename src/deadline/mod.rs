@@ -51,11 +51,9 @@ impl Deadline {
 
     /// A deadline `timeout` from now. A timeout too large for the clock saturates at about 30 years.
     pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
-        let at = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600));
-        Self { at }
+        Self {
+            at: saturating_add(Instant::now(), timeout),
+        }
     }
 
     /// The deadline of the call in progress, if any layer set one.
@@ -95,4 +93,22 @@ impl Deadline {
     pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
         CURRENT.scope(self, future)
     }
+
+    /// Runs the closure `f` with `self` as the [current](Deadline::current) deadline, and returns
+    /// what it returns.
+    ///
+    /// For code that makes a call synchronously, such as a layer's `Service::call` that calls its
+    /// inner service: the inner `call` sees the deadline, though its future does not (wrap that in
+    /// [`scope`](Deadline::scope)).
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+}
+
+/// `now + timeout`, saturating at about 30 years for a timeout too large for the clock.
+pub(crate) fn saturating_add(now: Instant, timeout: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
 }
