@@ -5,6 +5,13 @@
 //! own timeout and any deadline it inherited), and retry reads it so that it never starts a
 //! backoff or an attempt that cannot finish in time.
 //!
+//! At the edges, with the `http` feature, the deadline crosses the wire:
+//! [`InboundDeadlineLayer`] (server side) reads it from `grpc-timeout` or a configured header
+//! (such as Envoy's [`ENVOY_EXPECTED_RQ_TIMEOUT_MS`]) into the call's scope and the request's
+//! extensions, and [`PropagateDeadlineLayer`] (client side, with the `timeout` feature as well)
+//! writes the time left onto outgoing requests and fails at once a call whose deadline has
+//! passed. [`parse_grpc_timeout`] and [`format_grpc_timeout`] implement the wire format.
+//!
 //! # Example
 //!
 //! ```
@@ -24,11 +31,71 @@
 //!     .await;
 //! # }
 //! ```
+//!
+//! # Where the deadline lives
+//!
+//! - **The task-local scope** ([`Deadline::current`]) is the authority. Every layer of this crate
+//!   that sets a deadline runs both its inner service's `call` and the inner future in the scope,
+//!   so the layers below it and the handler see it, narrowed by each timeout on the way in.
+//! - **The request's extensions** hold the deadline [`InboundDeadlineLayer`] received. A
+//!   [`TimeoutLayer`](crate::timeout::TimeoutLayer) is generic over the request type and does not
+//!   update them; read [`Deadline::current`] for the narrowest deadline.
+//!   [`PropagateDeadlineLayer`] takes the earlier of the two.
+//!
+//! # Defaults
+//!
+//! | setting | default | constant |
+//! |---|---|---|
+//! | `InboundDeadlineLayer::grpc_timeout` | `true` | |
+//! | `InboundDeadlineLayer::header` | none | |
+//! | `InboundDeadlineLayer::safety_margin` | zero | `DEFAULT_SAFETY_MARGIN` |
+//! | `PropagateDeadlineLayer::grpc_timeout` | `true` | |
+//! | `PropagateDeadlineLayer::header` | none | |
+//!
+//! # Telemetry
+//!
+//! | kind | name | level | fields |
+//! |---|---|---|---|
+//! | event | `ignored a malformed deadline header` | `debug` | `deadline.header`, `deadline.value` |
+//! | event | `call failed: deadline passed` (outbound, before the call) | `debug` | `timeout.kind = "deadline"`, `timeout.before_call = true` |
+//!
+//! The deadline layers register no metrics; a [`TimeoutLayer`](crate::timeout::TimeoutLayer)
+//! counts the calls it fails.
+//!
+//! # Errors
+//!
+//! [`InboundDeadlineLayer`] adds no way to fail and keeps the inner error type; a malformed header
+//! is ignored, never an error. [`PropagateDeadlineLayer`] returns `BoxError`: an
+//! [`Elapsed`](crate::timeout::Elapsed) of kind
+//! [`InheritedDeadline`](crate::timeout::ElapsedKind::InheritedDeadline) when the deadline has
+//! passed, or the inner error, boxed.
+//!
+//! # Cancel safety
+//!
+//! The futures hold nothing but the inner future; dropping them drops it.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+mod grpc_timeout;
+pub use grpc_timeout::{format_grpc_timeout, parse_grpc_timeout};
+pub(crate) use grpc_timeout::format_grpc_timeout_into;
+
+#[cfg(feature = "http")]
+pub mod future;
+#[cfg(feature = "http")]
+mod header;
+#[cfg(feature = "http")]
+mod layer;
+
+#[cfg(feature = "http")]
+pub use header::{ENVOY_EXPECTED_RQ_TIMEOUT_MS, GRPC_TIMEOUT};
+#[cfg(feature = "http")]
+pub use layer::{DEFAULT_SAFETY_MARGIN, InboundDeadline, InboundDeadlineLayer};
+#[cfg(all(feature = "http", feature = "timeout"))]
+pub use layer::{PropagateDeadline, PropagateDeadlineLayer};
 
 tokio::task_local! {
     static CURRENT: Deadline;
