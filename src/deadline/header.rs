@@ -1,11 +1,10 @@
 //! Reading and writing deadline headers on `http` requests, without allocating to read.
 
-use std::io::Write as _;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
-use super::{format_grpc_timeout_into, parse_grpc_timeout};
+use super::parse_grpc_timeout;
 
 /// The `grpc-timeout` header of the gRPC-over-HTTP/2 protocol.
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -45,6 +44,7 @@ pub(crate) fn read(headers: &HeaderMap, name: &HeaderName, grpc: bool) -> Option
     parsed
 }
 
+#[cfg(feature = "timeout")]
 /// Writes `remaining` into `headers[name]`, unless the header already holds a shorter valid
 /// timeout (a deadline is only ever narrowed).
 pub(crate) fn write(headers: &mut HeaderMap, name: &HeaderName, grpc: bool, remaining: Duration) {
@@ -58,9 +58,11 @@ pub(crate) fn write(headers: &mut HeaderMap, name: &HeaderName, grpc: bool, rema
             return;
         }
     }
+    use std::io::Write as _;
+
     let mut buf = [0u8; 32];
     let len = if grpc {
-        format_grpc_timeout_into(remaining, &mut buf)
+        super::format_grpc_timeout_into(remaining, &mut buf)
     } else {
         // Whole milliseconds, rounded up: a receiver may read 0 as "no timeout" (Envoy does).
         let millis = remaining.as_nanos().div_ceil(1_000_000);
@@ -72,7 +74,7 @@ pub(crate) fn write(headers: &mut HeaderMap, name: &HeaderName, grpc: bool, rema
             Err(_) => 0,
         }
     };
-    if let Ok(value) = HeaderValue::from_bytes(&buf[..len]) {
+    if let Ok(value) = http::HeaderValue::from_bytes(&buf[..len]) {
         headers.insert(name.clone(), value);
     }
 }

@@ -79,6 +79,7 @@ impl Elapsed {
     }
 
     /// An inherited deadline passed (or had passed before the call).
+    #[allow(dead_code)] // used by the deadline layers (feature `http`) and retry
     pub(crate) fn inherited_deadline() -> Self {
         Self {
             kind: ElapsedKind::InheritedDeadline,
