@@ -76,7 +76,10 @@ fn parses_every_unit() {
     assert_eq!(parse_grpc_timeout("6u"), Some(Duration::from_micros(6)));
     assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
     assert_eq!(parse_grpc_timeout("0n"), Some(Duration::ZERO));
-    assert_eq!(parse_grpc_timeout("00000010S"), Some(Duration::from_secs(10)));
+    assert_eq!(
+        parse_grpc_timeout("00000010S"),
+        Some(Duration::from_secs(10))
+    );
     assert_eq!(
         parse_grpc_timeout("99999999H"),
         Some(Duration::from_secs(99_999_999 * 3600))
@@ -86,8 +89,29 @@ fn parses_every_unit() {
 #[test]
 fn rejects_malformed_values() {
     for bad in [
-        "", "S", "m", "1", "12345678", "123456789n", "000000001S", "1s", "1h", "1x", "-1S",
-        "+1S", " 1S", "1S ", "1 S", "1.5S", "1SS", "S1", "١S", "1é", "0x1S", "1\0", "∞S",
+        "",
+        "S",
+        "m",
+        "1",
+        "12345678",
+        "123456789n",
+        "000000001S",
+        "1s",
+        "1h",
+        "1x",
+        "-1S",
+        "+1S",
+        " 1S",
+        "1S ",
+        "1 S",
+        "1.5S",
+        "1SS",
+        "S1",
+        "١S",
+        "1é",
+        "0x1S",
+        "1\0",
+        "∞S",
     ] {
         assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
     }
@@ -97,15 +121,42 @@ fn rejects_malformed_values() {
 fn formats_in_the_finest_unit_that_fits() {
     assert_eq!(format_grpc_timeout(Duration::ZERO), "0n");
     assert_eq!(format_grpc_timeout(Duration::from_nanos(1)), "1n");
-    assert_eq!(format_grpc_timeout(Duration::from_nanos(99_999_999)), "99999999n");
-    assert_eq!(format_grpc_timeout(Duration::from_nanos(100_000_000)), "100000u");
-    assert_eq!(format_grpc_timeout(Duration::from_nanos(100_000_999)), "100000u");
-    assert_eq!(format_grpc_timeout(Duration::from_micros(99_999_999)), "99999999u");
-    assert_eq!(format_grpc_timeout(Duration::from_micros(100_000_000)), "100000m");
-    assert_eq!(format_grpc_timeout(Duration::from_millis(99_999_999)), "99999999m");
-    assert_eq!(format_grpc_timeout(Duration::from_millis(100_000_000)), "100000S");
-    assert_eq!(format_grpc_timeout(Duration::from_secs(99_999_999)), "99999999S");
-    assert_eq!(format_grpc_timeout(Duration::from_secs(100_000_000)), "1666666M");
+    assert_eq!(
+        format_grpc_timeout(Duration::from_nanos(99_999_999)),
+        "99999999n"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_nanos(100_000_000)),
+        "100000u"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_nanos(100_000_999)),
+        "100000u"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_micros(99_999_999)),
+        "99999999u"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_micros(100_000_000)),
+        "100000m"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_millis(99_999_999)),
+        "99999999m"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_millis(100_000_000)),
+        "100000S"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_secs(99_999_999)),
+        "99999999S"
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_secs(100_000_000)),
+        "1666666M"
+    );
     assert_eq!(
         format_grpc_timeout(Duration::from_secs(99_999_999 * 60)),
         "99999999M"
@@ -253,7 +304,11 @@ mod http_layers {
     }
 
     async fn inbound(layer: InboundDeadlineLayer, headers: &[(&str, &str)]) -> Seen {
-        layer.layer(handler()).oneshot(request(headers)).await.unwrap()
+        layer
+            .layer(handler())
+            .oneshot(request(headers))
+            .await
+            .unwrap()
     }
 
     fn seen(deadline: Option<Deadline>) -> Seen {
@@ -292,7 +347,15 @@ mod http_layers {
             assert_eq!(got, seen(None), "{bad:?}");
         }
         let layer = InboundDeadlineLayer::new().header(ENVOY_EXPECTED_RQ_TIMEOUT_MS);
-        for bad in ["", "abc", "-5", "+5", "1.5", "5ms", "99999999999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "-5",
+            "+5",
+            "1.5",
+            "5ms",
+            "99999999999999999999999",
+        ] {
             let got = inbound(layer.clone(), &[("x-envoy-expected-rq-timeout-ms", bad)]).await;
             assert_eq!(got, seen(None), "{bad:?}");
         }
@@ -322,20 +385,29 @@ mod http_layers {
         let layer = InboundDeadlineLayer::new().header(ENVOY_EXPECTED_RQ_TIMEOUT_MS);
         let got = inbound(
             layer.clone(),
-            &[("grpc-timeout", "1S"), ("x-envoy-expected-rq-timeout-ms", "300")],
+            &[
+                ("grpc-timeout", "1S"),
+                ("x-envoy-expected-rq-timeout-ms", "300"),
+            ],
         )
         .await;
         assert_eq!(got, seen(Some(Deadline::at(now + 300 * MS))));
         let got = inbound(
             layer.clone(),
-            &[("grpc-timeout", "100m"), ("x-envoy-expected-rq-timeout-ms", "300")],
+            &[
+                ("grpc-timeout", "100m"),
+                ("x-envoy-expected-rq-timeout-ms", "300"),
+            ],
         )
         .await;
         assert_eq!(got, seen(Some(Deadline::at(now + 100 * MS))));
         // One malformed: the other is used.
         let got = inbound(
             layer,
-            &[("grpc-timeout", "bad"), ("x-envoy-expected-rq-timeout-ms", "300")],
+            &[
+                ("grpc-timeout", "bad"),
+                ("x-envoy-expected-rq-timeout-ms", "300"),
+            ],
         )
         .await;
         assert_eq!(got, seen(Some(Deadline::at(now + 300 * MS))));
@@ -364,7 +436,10 @@ mod http_layers {
         let now = Instant::now();
         let current = Deadline::at(now + 50 * MS);
         let got = current
-            .scope(inbound(InboundDeadlineLayer::new(), &[("grpc-timeout", "1S")]))
+            .scope(inbound(
+                InboundDeadlineLayer::new(),
+                &[("grpc-timeout", "1S")],
+            ))
             .await;
         assert_eq!(got, seen(Some(current)));
 
@@ -382,7 +457,10 @@ mod http_layers {
     async fn inbound_keeps_the_inner_error_type() {
         let svc = InboundDeadlineLayer::new()
             .layer(service_fn(|_: Request<()>| async { Err::<(), _>(7u8) }));
-        let err: u8 = svc.oneshot(request(&[("grpc-timeout", "1S")])).await.unwrap_err();
+        let err: u8 = svc
+            .oneshot(request(&[("grpc-timeout", "1S")]))
+            .await
+            .unwrap_err();
         assert_eq!(err, 7);
     }
 
@@ -407,9 +485,7 @@ mod http_layers {
         }
 
         fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-            headers
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
+            headers.get(name).map(|v| v.to_str().unwrap().to_owned())
         }
 
         #[tokio::test(start_paused = true)]
@@ -418,10 +494,7 @@ mod http_layers {
             let svc = PropagateDeadlineLayer::new().layer(recorder(calls.clone()));
             let deadline = Deadline::after(250 * MS);
             advance(50 * MS).await;
-            let headers = deadline
-                .scope(svc.oneshot(Request::new(())))
-                .await
-                .unwrap();
+            let headers = deadline.scope(svc.oneshot(Request::new(()))).await.unwrap();
             assert_eq!(header(&headers, "grpc-timeout").as_deref(), Some("200000u"));
             assert_eq!(calls.load(Ordering::SeqCst), 1);
         }
@@ -433,15 +506,22 @@ mod http_layers {
             let mut req = Request::new(());
             req.extensions_mut().insert(Deadline::after(30 * MS));
             let headers = svc.clone().oneshot(req).await.unwrap();
-            assert_eq!(header(&headers, "grpc-timeout").as_deref(), Some("30000000n"));
+            assert_eq!(
+                header(&headers, "grpc-timeout").as_deref(),
+                Some("30000000n")
+            );
 
             let mut req = Request::new(());
-            req.extensions_mut().insert(Deadline::after(Duration::from_secs(9)));
+            req.extensions_mut()
+                .insert(Deadline::after(Duration::from_secs(9)));
             let headers = Deadline::after(40 * MS)
                 .scope(svc.clone().oneshot(req))
                 .await
                 .unwrap();
-            assert_eq!(header(&headers, "grpc-timeout").as_deref(), Some("40000000n"));
+            assert_eq!(
+                header(&headers, "grpc-timeout").as_deref(),
+                Some("40000000n")
+            );
 
             let mut req = Request::new(());
             req.extensions_mut().insert(Deadline::after(20 * MS));
@@ -449,7 +529,10 @@ mod http_layers {
                 .scope(svc.oneshot(req))
                 .await
                 .unwrap();
-            assert_eq!(header(&headers, "grpc-timeout").as_deref(), Some("20000000n"));
+            assert_eq!(
+                header(&headers, "grpc-timeout").as_deref(),
+                Some("20000000n")
+            );
         }
 
         #[tokio::test(start_paused = true)]
@@ -471,7 +554,10 @@ mod http_layers {
                 .header(ENVOY_EXPECTED_RQ_TIMEOUT_MS)
                 .layer(recorder(calls));
             let deadline = Deadline::after(Duration::from_micros(1_500));
-            let headers = deadline.scope(svc.clone().oneshot(Request::new(()))).await.unwrap();
+            let headers = deadline
+                .scope(svc.clone().oneshot(Request::new(())))
+                .await
+                .unwrap();
             assert_eq!(header(&headers, "grpc-timeout"), None);
             assert_eq!(
                 header(&headers, "x-envoy-expected-rq-timeout-ms").as_deref(),
@@ -534,7 +620,10 @@ mod http_layers {
                 Poll::Ready(Ok(headers)) => headers,
                 other => panic!("{other:?}"),
             };
-            assert_eq!(header(&headers, "grpc-timeout").as_deref(), Some("1000000n"));
+            assert_eq!(
+                header(&headers, "grpc-timeout").as_deref(),
+                Some("1000000n")
+            );
 
             // Exactly at: fails without calling.
             advance(MS).await;
@@ -596,10 +685,16 @@ mod http_layers {
 
             // The local timeout is narrower: 50 - 5 ms left.
             let headers = build(50 * MS).oneshot(req()).await.unwrap();
-            assert_eq!(header(&headers, "grpc-timeout").as_deref(), Some("45000000n"));
+            assert_eq!(
+                header(&headers, "grpc-timeout").as_deref(),
+                Some("45000000n")
+            );
             // The received deadline is narrower: 100 - 10 - 5 ms left.
             let headers = build(Duration::from_secs(1)).oneshot(req()).await.unwrap();
-            assert_eq!(header(&headers, "grpc-timeout").as_deref(), Some("85000000n"));
+            assert_eq!(
+                header(&headers, "grpc-timeout").as_deref(),
+                Some("85000000n")
+            );
             // Received deadline already gone (margin eats it): the timeout fails at once,
             // the backend is never called.
             let calls_before = calls.load(Ordering::SeqCst);

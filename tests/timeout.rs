@@ -41,8 +41,8 @@ fn sleeper(
     Response = (Option<Deadline>, Option<Deadline>),
     Error = Infallible,
     Future = impl Future<Output = Result<(Option<Deadline>, Option<Deadline>), Infallible>>
-                 + Send
-                 + 'static,
+             + Send
+             + 'static,
 > + Clone {
     service_fn(move |delay: Duration| {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -62,8 +62,14 @@ async fn answers_within_timeout_and_exposes_the_deadline() {
     let start = Instant::now();
     let (in_call, in_future) = svc.oneshot(10 * MS).await.unwrap();
     let expected = Some(Deadline::at(start + 100 * MS));
-    assert_eq!(in_call, expected, "inner `call` runs in the deadline's scope");
-    assert_eq!(in_future, expected, "inner future runs in the deadline's scope");
+    assert_eq!(
+        in_call, expected,
+        "inner `call` runs in the deadline's scope"
+    );
+    assert_eq!(
+        in_future, expected,
+        "inner future runs in the deadline's scope"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(Deadline::current(), None, "the scope ends with the call");
 }
@@ -76,9 +82,16 @@ async fn boundary_one_tick_before_and_exactly_at() {
     let mut fut = pin!(svc.call(Duration::from_secs(10)));
     assert!(poll(fut.as_mut()).is_pending());
     advance(99 * MS).await;
-    assert!(poll(fut.as_mut()).is_pending(), "one tick before: still running");
+    assert!(
+        poll(fut.as_mut()).is_pending(),
+        "one tick before: still running"
+    );
     advance(MS).await;
-    assert_eq!(elapsed_kind(poll(fut.as_mut())), ElapsedKind::Timeout, "exactly at");
+    assert_eq!(
+        elapsed_kind(poll(fut.as_mut())),
+        ElapsedKind::Timeout,
+        "exactly at"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -193,7 +206,8 @@ impl std::error::Error for MyError {}
 
 #[tokio::test(start_paused = true)]
 async fn inner_errors_pass_through_unwrapped() {
-    let svc = TimeoutLayer::new(100 * MS).layer(service_fn(|()| async { Err::<(), _>(MyError(7)) }));
+    let svc =
+        TimeoutLayer::new(100 * MS).layer(service_fn(|()| async { Err::<(), _>(MyError(7)) }));
     let err = svc.oneshot(()).await.unwrap_err();
     assert_eq!(err.downcast_ref::<MyError>(), Some(&MyError(7)));
     assert!(!err.is::<Elapsed>());
@@ -249,14 +263,16 @@ async fn an_inherited_deadline_from_an_async_scope() {
     let svc = TimeoutLayer::new(Duration::from_secs(1)).layer(sleeper(calls));
     let start = Instant::now();
     let inherited = Deadline::at(start + 30 * MS);
-    let (in_call, in_future) = inherited
-        .scope(svc.clone().oneshot(10 * MS))
-        .await
-        .unwrap();
+    let (in_call, in_future) = inherited.scope(svc.clone().oneshot(10 * MS)).await.unwrap();
     assert_eq!(in_call, Some(inherited));
     assert_eq!(in_future, Some(inherited));
     let err = inherited.scope(svc.oneshot(Duration::from_secs(5))).await;
-    assert!(err.unwrap_err().downcast_ref::<Elapsed>().unwrap().is_inherited());
+    assert!(
+        err.unwrap_err()
+            .downcast_ref::<Elapsed>()
+            .unwrap()
+            .is_inherited()
+    );
     assert_eq!(start.elapsed(), 30 * MS, "failed at the inherited deadline");
 }
 
@@ -270,7 +286,10 @@ async fn an_inherited_deadline_later_than_the_timeout_does_not_widen_it() {
     assert_eq!(in_call, Some(Deadline::at(start + 20 * MS)));
     let err = inherited.scope(svc.oneshot(Duration::from_secs(5))).await;
     let err = err.unwrap_err();
-    assert_eq!(err.downcast_ref::<Elapsed>().unwrap().kind(), ElapsedKind::Timeout);
+    assert_eq!(
+        err.downcast_ref::<Elapsed>().unwrap().kind(),
+        ElapsedKind::Timeout
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -280,7 +299,10 @@ async fn equal_own_and_inherited_deadlines_report_the_own_timeout() {
     let inherited = Deadline::after(20 * MS);
     let err = inherited.scope(svc.oneshot(Duration::from_secs(5))).await;
     let err = err.unwrap_err();
-    assert_eq!(err.downcast_ref::<Elapsed>().unwrap().kind(), ElapsedKind::Timeout);
+    assert_eq!(
+        err.downcast_ref::<Elapsed>().unwrap().kind(),
+        ElapsedKind::Timeout
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -299,7 +321,10 @@ async fn nested_inner_narrower() {
     let err = svc.oneshot(Duration::from_secs(5)).await.unwrap_err();
     assert_eq!(start.elapsed(), 50 * MS);
     // The inner layer's own timeout fired.
-    assert_eq!(err.downcast_ref::<Elapsed>().unwrap().kind(), ElapsedKind::Timeout);
+    assert_eq!(
+        err.downcast_ref::<Elapsed>().unwrap().kind(),
+        ElapsedKind::Timeout
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -311,7 +336,11 @@ async fn nested_outer_narrower() {
         .service(sleeper(calls));
     let start = Instant::now();
     let (in_call, in_future) = svc.clone().oneshot(MS).await.unwrap();
-    assert_eq!(in_call, Some(Deadline::at(start + 50 * MS)), "narrowed by the outer");
+    assert_eq!(
+        in_call,
+        Some(Deadline::at(start + 50 * MS)),
+        "narrowed by the outer"
+    );
     assert_eq!(in_future, Some(Deadline::at(start + 50 * MS)));
 
     let start = Instant::now();
@@ -437,7 +466,10 @@ async fn metrics_count_each_kind_with_the_name_label() {
     svc.clone().oneshot(MS).await.unwrap();
     // Own timeout, twice.
     for _ in 0..2 {
-        svc.clone().oneshot(Duration::from_secs(1)).await.unwrap_err();
+        svc.clone()
+            .oneshot(Duration::from_secs(1))
+            .await
+            .unwrap_err();
     }
     // Inherited deadline already passed.
     Deadline::at(Instant::now())

@@ -80,9 +80,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod grpc_timeout;
-pub use grpc_timeout::{format_grpc_timeout, parse_grpc_timeout};
 #[cfg(all(feature = "http", feature = "timeout"))]
 pub(crate) use grpc_timeout::format_grpc_timeout_into;
+pub use grpc_timeout::{format_grpc_timeout, parse_grpc_timeout};
 
 #[cfg(feature = "http")]
 pub mod future;
