@@ -73,6 +73,18 @@
 //! # Cancel safety
 //!
 //! The futures hold nothing but the inner future; dropping them drops it.
+//!
+//! (The HTTP layers need the `http` feature; [`PropagateDeadlineLayer`] needs `timeout` too.)
+//!
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[`InboundDeadlineLayer`]: self",
+    doc = "[`ENVOY_EXPECTED_RQ_TIMEOUT_MS`]: self"
+)]
+#![cfg_attr(
+    not(all(feature = "http", feature = "timeout")),
+    doc = "[`PropagateDeadlineLayer`]: self"
+)]
 
 use std::future::Future;
 use std::time::Duration;

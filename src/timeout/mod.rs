@@ -2,8 +2,7 @@
 //!
 //! [`TimeoutLayer`] gives each call a deadline: the earlier of `now + timeout` and any deadline
 //! the call inherited ([`Deadline::current`] where the call was made: an outer timeout, or a
-//! deadline read from `grpc-timeout` by
-//! [`InboundDeadlineLayer`](crate::deadline::InboundDeadlineLayer)). The inner service's `call`
+//! deadline read from `grpc-timeout` by [`InboundDeadlineLayer`], feature `http`). The inner service's `call`
 //! and its future both run with that deadline as [`Deadline::current`], so a nested timeout, a
 //! retry, or an outbound client can see how long is left. When the deadline passes, the inner
 //! future is dropped and the call fails with [`Elapsed`], whose [`kind`](Elapsed::kind) says
@@ -84,6 +83,12 @@
 //! - The timer is created only if the inner future is not ready at its first poll, so a call
 //!   answered at once costs no timer.
 //! - The inner future is dropped when the deadline passes, not when the response future is.
+//!
+#![cfg_attr(
+    feature = "http",
+    doc = "[`InboundDeadlineLayer`]: crate::deadline::InboundDeadlineLayer"
+)]
+#![cfg_attr(not(feature = "http"), doc = "[`InboundDeadlineLayer`]: crate::deadline")]
 
 use std::task::{Context, Poll};
 use std::time::Duration;
