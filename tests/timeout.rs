@@ -456,7 +456,7 @@ async fn metrics_count_each_kind_with_the_name_label() {
     let layer = metrics::with_local_recorder(&recorder, || {
         TimeoutLayer::builder()
             .timeout(10 * MS)
-            .name("db")
+            .name("metrics-test")
             .build()
             .unwrap()
     });
@@ -485,7 +485,7 @@ async fn metrics_count_each_kind_with_the_name_label() {
             .labels()
             .map(|l| (l.key().to_owned(), l.value().to_owned()))
             .collect();
-        assert_eq!(labels[0], ("name".to_owned(), "db".to_owned()));
+        assert_eq!(labels[0], ("name".to_owned(), "metrics-test".to_owned()));
         let DebugValue::Counter(n) = value else {
             panic!("not a counter")
         };
@@ -493,4 +493,29 @@ async fn metrics_count_each_kind_with_the_name_label() {
     }
     assert_eq!(counts.get("timeout"), Some(&2));
     assert_eq!(counts.get("deadline"), Some(&1));
+
+    // A second layer with the same name shares the handles registered once.
+    let again = TimeoutLayer::builder()
+        .timeout(10 * MS)
+        .name("metrics-test")
+        .build()
+        .unwrap();
+    again
+        .layer(sleeper(Arc::new(AtomicUsize::new(0))))
+        .oneshot(Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    let timeouts = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find_map(|(key, _, _, value)| {
+            let timeout = key.key().labels().any(|l| l.value() == "timeout");
+            match value {
+                DebugValue::Counter(n) if timeout => Some(n),
+                _ => None,
+            }
+        });
+    // The debugging recorder's snapshot reports counts since the previous snapshot.
+    assert_eq!(timeouts, Some(1));
 }

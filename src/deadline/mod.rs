@@ -86,9 +86,13 @@
     doc = "[`PropagateDeadlineLayer`]: self"
 )]
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 mod grpc_timeout;
@@ -110,8 +114,72 @@ pub use layer::{DEFAULT_SAFETY_MARGIN, InboundDeadline, InboundDeadlineLayer};
 #[cfg(all(feature = "http", feature = "timeout"))]
 pub use layer::{PropagateDeadline, PropagateDeadlineLayer};
 
-tokio::task_local! {
-    static CURRENT: Deadline;
+// The deadline of the future being polled on this thread. A task-local in effect: a `Scoped`
+// future sets it for the length of each of its polls and puts the previous value back, exactly
+// as `tokio::task_local!` does, but in a `const`-initialized `Cell` (no lazy initialization, no
+// `RefCell` flag, no destructor to register), which makes entering a scope two plain
+// thread-local stores. `Option<Deadline>` is `Copy`, so reading it never borrows.
+thread_local! {
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+}
+
+/// Sets the current deadline until dropped, then restores the previous one (also when the code
+/// in the scope panics).
+struct Enter {
+    previous: Option<Deadline>,
+}
+
+impl Enter {
+    fn new(deadline: Deadline) -> Self {
+        Self {
+            previous: CURRENT.replace(Some(deadline)),
+        }
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.set(self.previous);
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Deadline::scope`]: `F`, polled with the deadline as
+    /// [`Deadline::current`].
+    ///
+    /// Like a `tokio::task_local!` scope, the deadline is set only while `F` is being polled;
+    /// `F` is dropped outside it.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Scoped<F> {
+        #[pin]
+        future: F,
+        deadline: Deadline,
+    }
+}
+
+impl<F> Scoped<F> {
+    /// The deadline this future runs with.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _enter = Enter::new(*this.deadline);
+        this.future.poll(cx)
+    }
+}
+
+impl<F> std::fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoped")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An absolute point on tokio's clock by which a call must be finished.
@@ -119,9 +187,6 @@ tokio::task_local! {
 pub struct Deadline {
     at: Instant,
 }
-
-/// The future returned by [`Deadline::scope`].
-pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<Deadline, F>;
 
 impl Deadline {
     /// A deadline at `instant`.
@@ -141,7 +206,7 @@ impl Deadline {
     /// Inside a [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s inner service this is the earlier
     /// of that timeout and any inherited deadline.
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(|deadline| *deadline).ok()
+        CURRENT.get()
     }
 
     /// The instant of the deadline.
@@ -171,7 +236,10 @@ impl Deadline {
     ///
     /// The caller decides whether an inherited deadline is earlier; see [`Deadline::min`].
     pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
-        CURRENT.scope(self, future)
+        Scoped {
+            future,
+            deadline: self,
+        }
     }
 
     /// Runs the closure `f` with `self` as the [current](Deadline::current) deadline, and returns
@@ -181,7 +249,8 @@ impl Deadline {
     /// inner service: the inner `call` sees the deadline, though its future does not (wrap that in
     /// [`scope`](Deadline::scope)).
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
+        let _enter = Enter::new(self);
+        f()
     }
 }
 

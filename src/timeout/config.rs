@@ -66,16 +66,23 @@ impl Builder {
 }
 
 /// What a timeout reports when it fails a call: a `debug` event, and with the `metrics` feature,
-/// a counter registered once when the layer was built.
-#[derive(Debug, Clone)]
+/// a counter.
+///
+/// With `metrics`, the handles are registered once per instance name, the first time a layer
+/// with that name is built, and kept for the life of the process (names are few by design: they
+/// are a metric label). The layer, its services and every response future then hold a plain
+/// `&'static` reference: a call costs no reference-count traffic, and a future can count the
+/// timeout it reports.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Telemetry {
     #[cfg(feature = "metrics")]
-    counters: std::sync::Arc<Counters>,
+    counters: &'static Counters,
 }
 
 #[cfg(feature = "metrics")]
 #[derive(Debug)]
 struct Counters {
+    name: String,
     timeout: metrics::Counter,
     deadline: metrics::Counter,
 }
@@ -89,20 +96,29 @@ impl Telemetry {
     pub(crate) fn new(name: &str) -> Self {
         #[cfg(feature = "metrics")]
         {
-            let name = name.to_owned();
-            let timeout = metrics::counter!(
-                ELAPSED_TOTAL,
-                "name" => name.clone(),
-                "kind" => ElapsedKind::Timeout.as_str()
-            );
-            let deadline = metrics::counter!(
-                ELAPSED_TOTAL,
-                "name" => name,
-                "kind" => ElapsedKind::InheritedDeadline.as_str()
-            );
-            Self {
-                counters: std::sync::Arc::new(Counters { timeout, deadline }),
+            use std::sync::{Mutex, PoisonError};
+
+            static REGISTERED: Mutex<Vec<&'static Counters>> = Mutex::new(Vec::new());
+
+            let mut registered = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(counters) = registered.iter().find(|c| c.name == name) {
+                return Self { counters };
             }
+            let counters: &'static Counters = Box::leak(Box::new(Counters {
+                name: name.to_owned(),
+                timeout: metrics::counter!(
+                    ELAPSED_TOTAL,
+                    "name" => name.to_owned(),
+                    "kind" => ElapsedKind::Timeout.as_str()
+                ),
+                deadline: metrics::counter!(
+                    ELAPSED_TOTAL,
+                    "name" => name.to_owned(),
+                    "kind" => ElapsedKind::InheritedDeadline.as_str()
+                ),
+            }));
+            registered.push(counters);
+            Self { counters }
         }
         #[cfg(not(feature = "metrics"))]
         Self {}

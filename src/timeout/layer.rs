@@ -8,9 +8,11 @@ use super::config::{Builder, DEFAULT_NAME, Telemetry};
 /// Applies a [`Timeout`] to a service: each call fails with [`Elapsed`](super::Elapsed) once its
 /// deadline passes, and runs with that deadline as [`Deadline::current`].
 ///
-/// Cheap to clone. The layer's only shared state is its metric handles (with the `metrics`
-/// feature), registered once by [`new`](Self::new) or [`Builder::build`] and shared by every clone
-/// of the layer and every service its [`layer`](Layer::layer) makes.
+/// Cheap to clone (a `Duration` and a reference). The layer's only shared state is its metric
+/// handles (with the `metrics` feature), registered once per instance name when the first layer
+/// with that name is built, by [`new`](Self::new) (name `"default"`) or [`Builder::build`], and
+/// shared by every clone of the layer, every service its [`layer`](Layer::layer) makes, and every
+/// layer built with the same name.
 ///
 /// [`Deadline::current`]: crate::deadline::Deadline::current
 #[derive(Debug, Clone)]
@@ -50,6 +52,6 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::from_parts(inner, self.timeout, self.telemetry.clone())
+        Timeout::from_parts(inner, self.timeout, self.telemetry)
     }
 }

@@ -176,7 +176,7 @@ where
             Some(inherited) if inherited < own => (inherited, ElapsedKind::InheritedDeadline),
             _ => (own, ElapsedKind::Timeout),
         };
-        let telemetry = self.telemetry.clone();
+        let telemetry = self.telemetry;
         if deadline.instant() <= now {
             return ResponseFuture::expired(deadline.instant(), kind, telemetry);
         }
