@@ -6,6 +6,10 @@
 //! - `pending_once`: the inner future yields once, so every timeout has to arm its timer.
 //! - `nested`: two timeouts stacked (outer 2 s, inner 1 s), inner future ready at once.
 //!
+//! Before the timings, the bench counts heap allocations per call (through a counting global
+//! allocator, which adds an atomic add to each allocation: it only slows the layers that
+//! allocate) and prints them.
+//!
 //! Run with `cargo bench --all-features --bench timeout`.
 
 use std::convert::Infallible;
@@ -13,9 +17,64 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
+
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Heap allocations per call, after a warm-up, over 10 000 calls.
+fn allocations_per_call<S>(rt: &tokio::runtime::Runtime, mut svc: S) -> f64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    const CALLS: u64 = 10_000;
+    rt.block_on(async move {
+        for i in 0..CALLS {
+            svc.ready().await.expect("ready").call(i).await.expect("answer");
+        }
+        let region = stats_alloc::Region::new(GLOBAL);
+        for i in 0..CALLS {
+            let out = svc.ready().await.expect("ready").call(i).await.expect("answer");
+            black_box(out);
+        }
+        region.change().allocations as f64 / CALLS as f64
+    })
+}
+
+fn report_allocations() {
+    let rt = runtime();
+    let steadfast = || steadfast::timeout::TimeoutLayer::new(TIMEOUT);
+    let tower = || tower::timeout::TimeoutLayer::new(TIMEOUT);
+    let rows = [
+        ("bare, ready", allocations_per_call(&rt, ready_service())),
+        (
+            "steadfast, ready",
+            allocations_per_call(&rt, steadfast().layer(ready_service())),
+        ),
+        (
+            "tower, ready",
+            allocations_per_call(&rt, tower().layer(ready_service())),
+        ),
+        (
+            "tower_resilience, ready",
+            allocations_per_call(&rt, tower_resilience_layer().layer(ready_service())),
+        ),
+        (
+            "steadfast, pending once",
+            allocations_per_call(&rt, steadfast().layer(pending_once_service())),
+        ),
+        (
+            "tower, pending once",
+            allocations_per_call(&rt, tower().layer(pending_once_service())),
+        ),
+    ];
+    for (what, per_call) in rows {
+        println!("allocations per call: {what}: {per_call}");
+    }
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -60,6 +119,7 @@ fn tower_resilience_layer() -> tower_resilience::timelimiter::TimeLimiterLayer {
 }
 
 fn bench_ready(c: &mut Criterion) {
+    report_allocations();
     let rt = runtime();
     let mut group = c.benchmark_group("timeout/ready");
     group.bench_function("bare", |b| {
