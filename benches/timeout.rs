@@ -33,11 +33,22 @@ where
     const CALLS: u64 = 10_000;
     rt.block_on(async move {
         for i in 0..CALLS {
-            svc.ready().await.expect("ready").call(i).await.expect("answer");
+            svc.ready()
+                .await
+                .expect("ready")
+                .call(i)
+                .await
+                .expect("answer");
         }
         let region = stats_alloc::Region::new(GLOBAL);
         for i in 0..CALLS {
-            let out = svc.ready().await.expect("ready").call(i).await.expect("answer");
+            let out = svc
+                .ready()
+                .await
+                .expect("ready")
+                .call(i)
+                .await
+                .expect("answer");
             black_box(out);
         }
         region.change().allocations as f64 / CALLS as f64
