@@ -371,6 +371,45 @@ mod http_layers {
         assert_eq!(got, seen(None));
     }
 
+    #[test]
+    fn a_malformed_header_emits_a_debug_event() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .finish();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let got = tracing::subscriber::with_default(subscriber, || {
+            rt.block_on(inbound(
+                InboundDeadlineLayer::new(),
+                &[("grpc-timeout", "123456789m")],
+            ))
+        });
+        assert_eq!(got, seen(None));
+        let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("DEBUG"), "{out}");
+        assert!(out.contains("ignored a malformed deadline header"), "{out}");
+        assert!(out.contains("deadline.header=grpc-timeout"), "{out}");
+        assert!(out.contains("123456789m"), "{out}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn inbound_reads_a_configured_millisecond_header() {
         let now = Instant::now();

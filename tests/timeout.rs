@@ -422,7 +422,13 @@ fn builder_defaults_and_setters() {
         .build()
         .unwrap();
     assert_eq!(layer.timeout(), Duration::from_nanos(1));
+    assert_eq!(layer.name(), "db");
     assert_eq!(TimeoutLayer::new(MS).timeout(), MS);
+    assert_eq!(
+        TimeoutLayer::new(MS).name(),
+        steadfast::timeout::DEFAULT_NAME
+    );
+    assert_eq!(steadfast::timeout::DEFAULT_NAME, "default");
 }
 
 #[test]
@@ -518,4 +524,53 @@ async fn metrics_count_each_kind_with_the_name_label() {
         });
     // The debugging recorder's snapshot reports counts since the previous snapshot.
     assert_eq!(timeouts, Some(1));
+}
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_timeout_emits_one_debug_event_with_its_fields() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let layer = TimeoutLayer::builder()
+                .timeout(10 * MS)
+                .name("events-test")
+                .build()
+                .unwrap();
+            let svc = layer.layer(sleeper(Arc::new(AtomicUsize::new(0))));
+            svc.clone().oneshot(MS).await.unwrap();
+            svc.oneshot(Duration::from_secs(1)).await.unwrap_err();
+        })
+    });
+    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("DEBUG"), "{out}");
+    assert!(out.contains("call failed: deadline passed"), "{out}");
+    assert!(out.contains("timeout.name=\"events-test\""), "{out}");
+    assert!(out.contains("timeout.kind=\"timeout\""), "{out}");
+    assert!(out.contains("timeout.before_call=false"), "{out}");
 }

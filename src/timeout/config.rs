@@ -65,25 +65,25 @@ impl Builder {
     }
 }
 
-/// What a timeout reports when it fails a call: a `debug` event, and with the `metrics` feature,
-/// a counter.
+/// What a timeout reports when it fails a call: a `debug` event naming the instance, and with
+/// the `metrics` feature, a counter.
 ///
-/// With `metrics`, the handles are registered once per instance name, the first time a layer
+/// The instance's name and metric handles are registered once per name, the first time a layer
 /// with that name is built, and kept for the life of the process (names are few by design: they
 /// are a metric label). The layer, its services and every response future then hold a plain
-/// `&'static` reference: a call costs no reference-count traffic, and a future can count the
-/// timeout it reports.
+/// `&'static` reference: a call costs no reference-count traffic, and a future can report the
+/// timeout it fails with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Telemetry {
-    #[cfg(feature = "metrics")]
-    counters: &'static Counters,
+    instance: &'static Instance,
 }
 
-#[cfg(feature = "metrics")]
 #[derive(Debug)]
-struct Counters {
+struct Instance {
     name: String,
+    #[cfg(feature = "metrics")]
     timeout: metrics::Counter,
+    #[cfg(feature = "metrics")]
     deadline: metrics::Counter,
 }
 
@@ -92,49 +92,52 @@ struct Counters {
 pub(crate) const ELAPSED_TOTAL: &str = "steadfast_timeout_elapsed_total";
 
 impl Telemetry {
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    /// The telemetry of the instance `name`, registered on first use.
     pub(crate) fn new(name: &str) -> Self {
-        #[cfg(feature = "metrics")]
-        {
-            use std::sync::{Mutex, PoisonError};
+        use std::sync::{Mutex, PoisonError};
 
-            static REGISTERED: Mutex<Vec<&'static Counters>> = Mutex::new(Vec::new());
+        static REGISTERED: Mutex<Vec<&'static Instance>> = Mutex::new(Vec::new());
 
-            let mut registered = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(counters) = registered.iter().find(|c| c.name == name) {
-                return Self { counters };
-            }
-            let counters: &'static Counters = Box::leak(Box::new(Counters {
-                name: name.to_owned(),
-                timeout: metrics::counter!(
-                    ELAPSED_TOTAL,
-                    "name" => name.to_owned(),
-                    "kind" => ElapsedKind::Timeout.as_str()
-                ),
-                deadline: metrics::counter!(
-                    ELAPSED_TOTAL,
-                    "name" => name.to_owned(),
-                    "kind" => ElapsedKind::InheritedDeadline.as_str()
-                ),
-            }));
-            registered.push(counters);
-            Self { counters }
+        let mut registered = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&instance) = registered.iter().find(|i| i.name == name) {
+            return Self { instance };
         }
-        #[cfg(not(feature = "metrics"))]
-        Self {}
+        let instance: &'static Instance = Box::leak(Box::new(Instance {
+            name: name.to_owned(),
+            #[cfg(feature = "metrics")]
+            timeout: metrics::counter!(
+                ELAPSED_TOTAL,
+                "name" => name.to_owned(),
+                "kind" => ElapsedKind::Timeout.as_str()
+            ),
+            #[cfg(feature = "metrics")]
+            deadline: metrics::counter!(
+                ELAPSED_TOTAL,
+                "name" => name.to_owned(),
+                "kind" => ElapsedKind::InheritedDeadline.as_str()
+            ),
+        }));
+        registered.push(instance);
+        Self { instance }
+    }
+
+    /// The instance name.
+    pub(crate) fn name(&self) -> &'static str {
+        &self.instance.name
     }
 
     /// Reports a call failed with `kind`; `before_call` when the inner service was not called.
     pub(crate) fn elapsed(&self, kind: ElapsedKind, before_call: bool) {
         tracing::debug!(
+            timeout.name = self.name(),
             timeout.kind = kind.as_str(),
             timeout.before_call = before_call,
             "call failed: deadline passed"
         );
         #[cfg(feature = "metrics")]
         match kind {
-            ElapsedKind::Timeout => self.counters.timeout.increment(1),
-            ElapsedKind::InheritedDeadline => self.counters.deadline.increment(1),
+            ElapsedKind::Timeout => self.instance.timeout.increment(1),
+            ElapsedKind::InheritedDeadline => self.instance.deadline.increment(1),
         }
     }
 }

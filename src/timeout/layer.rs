@@ -8,11 +8,11 @@ use super::config::{Builder, DEFAULT_NAME, Telemetry};
 /// Applies a [`Timeout`] to a service: each call fails with [`Elapsed`](super::Elapsed) once its
 /// deadline passes, and runs with that deadline as [`Deadline::current`].
 ///
-/// Cheap to clone (a `Duration` and a reference). The layer's only shared state is its metric
-/// handles (with the `metrics` feature), registered once per instance name when the first layer
-/// with that name is built, by [`new`](Self::new) (name `"default"`) or [`Builder::build`], and
-/// shared by every clone of the layer, every service its [`layer`](Layer::layer) makes, and every
-/// layer built with the same name.
+/// Cheap to clone (a `Duration` and a reference). The layer's only shared state is its instance
+/// name and metric handles (with the `metrics` feature), registered once per name when the first
+/// layer with that name is built, by [`new`](Self::new) (name `"default"`) or
+/// [`Builder::build`], and shared by every clone of the layer, every service its
+/// [`layer`](Layer::layer) makes, and every layer built with the same name.
 ///
 /// [`Deadline::current`]: crate::deadline::Deadline::current
 #[derive(Debug, Clone)]
@@ -45,6 +45,11 @@ impl TimeoutLayer {
     /// The timeout each call gets.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The instance name: the `name` label of the metrics and the `timeout.name` event field.
+    pub fn name(&self) -> &str {
+        self.telemetry.name()
     }
 }
 

@@ -51,11 +51,13 @@
 //!
 //! | kind | name | level / type | fields / labels |
 //! |---|---|---|---|
-//! | event | `call failed: deadline passed` | `debug` | `timeout.kind` (`"timeout"` or `"deadline"`), `timeout.before_call` (the inner service was not called) |
+//! | event | `call failed: deadline passed` | `debug` | `timeout.name`, `timeout.kind` (`"timeout"` or `"deadline"`), `timeout.before_call` (the inner service was not called) |
 //! | metric | `steadfast_timeout_elapsed_total` | counter | `name`, `kind` (`"timeout"` or `"deadline"`) |
 //!
-//! The metric needs the `metrics` feature; its handles are registered once, when the layer is
-//! built. A call that finishes in time emits nothing.
+//! The metric needs the `metrics` feature. The name and the metric handles are registered once
+//! per instance name, when the first layer with that name is built (so install the metrics
+//! recorder before building layers), and shared by every layer of that name. A call that
+//! finishes in time emits nothing.
 //!
 //! # Errors
 //!
@@ -88,7 +90,10 @@
     feature = "http",
     doc = "[`InboundDeadlineLayer`]: crate::deadline::InboundDeadlineLayer"
 )]
-#![cfg_attr(not(feature = "http"), doc = "[`InboundDeadlineLayer`]: crate::deadline")]
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[`InboundDeadlineLayer`]: crate::deadline"
+)]
 
 use std::task::{Context, Poll};
 use std::time::Duration;
