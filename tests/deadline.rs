@@ -257,13 +257,9 @@ mod http_layers {
     use super::*;
 
     use std::convert::Infallible;
-    use std::future::Future;
-    use std::pin::pin;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Context, Poll, Waker};
 
-    use http::{HeaderMap, HeaderValue, Request};
+    use http::{HeaderValue, Request};
     use steadfast::deadline::{
         DEFAULT_SAFETY_MARGIN, ENVOY_EXPECTED_RQ_TIMEOUT_MS, GRPC_TIMEOUT, InboundDeadlineLayer,
     };
@@ -506,6 +502,12 @@ mod http_layers {
     #[cfg(feature = "timeout")]
     mod propagate {
         use super::*;
+        use std::future::Future;
+        use std::pin::pin;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Poll, Waker};
+
+        use http::HeaderMap;
         use steadfast::BoxError;
         use steadfast::deadline::PropagateDeadlineLayer;
         use steadfast::timeout::{Elapsed, ElapsedKind, TimeoutLayer};
