@@ -36,8 +36,11 @@ pub(crate) fn read(headers: &HeaderMap, name: &HeaderName, grpc: bool) -> Option
     };
     if parsed.is_none() {
         tracing::debug!(
-            deadline.header = %name,
-            deadline.value = ?value,
+            target: "steadfast::deadline",
+            {
+                deadline.header = %name,
+                deadline.value = ?value
+            },
             "ignored a malformed deadline header"
         );
     }

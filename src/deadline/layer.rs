@@ -339,8 +339,11 @@ mod propagate {
                 let remaining = deadline.remaining();
                 if remaining.is_zero() {
                     tracing::debug!(
-                        timeout.kind = "deadline",
-                        timeout.before_call = true,
+                        target: "steadfast::deadline",
+                        {
+                            timeout.kind = "deadline",
+                            timeout.before_call = true
+                        },
                         "call failed: deadline passed"
                     );
                     return PropagateResponseFuture::passed();

@@ -59,7 +59,7 @@
 //! | event | `ignored a malformed deadline header` | `debug` | `deadline.header`, `deadline.value` |
 //! | event | `call failed: deadline passed` (outbound, before the call) | `debug` | `timeout.kind = "deadline"`, `timeout.before_call = true` |
 //!
-//! The deadline layers register no metrics; a [`TimeoutLayer`](crate::timeout::TimeoutLayer)
+//! Events have the target `steadfast::deadline`. The deadline layers register no metrics; a [`TimeoutLayer`](crate::timeout::TimeoutLayer)
 //! counts the calls it fails.
 //!
 //! # Errors

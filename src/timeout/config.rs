@@ -129,9 +129,12 @@ impl Telemetry {
     /// Reports a call failed with `kind`; `before_call` when the inner service was not called.
     pub(crate) fn elapsed(&self, kind: ElapsedKind, before_call: bool) {
         tracing::debug!(
-            timeout.name = self.name(),
-            timeout.kind = kind.as_str(),
-            timeout.before_call = before_call,
+            target: "steadfast::timeout",
+            {
+                timeout.name = self.name(),
+                timeout.kind = kind.as_str(),
+                timeout.before_call = before_call
+            },
             "call failed: deadline passed"
         );
         #[cfg(feature = "metrics")]

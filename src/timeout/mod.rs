@@ -54,7 +54,7 @@
 //! | event | `call failed: deadline passed` | `debug` | `timeout.name`, `timeout.kind` (`"timeout"` or `"deadline"`), `timeout.before_call` (the inner service was not called) |
 //! | metric | `steadfast_timeout_elapsed_total` | counter | `name`, `kind` (`"timeout"` or `"deadline"`) |
 //!
-//! The metric needs the `metrics` feature. The name and the metric handles are registered once
+//! Events have the target `steadfast::timeout`. The metric needs the `metrics` feature. The name and the metric handles are registered once
 //! per instance name, when the first layer with that name is built (so install the metrics
 //! recorder before building layers), and shared by every layer of that name. A call that
 //! finishes in time emits nothing.
