@@ -514,7 +514,12 @@ mod http_layers {
 
         fn recorder(
             calls: Arc<AtomicUsize>,
-        ) -> impl Service<Request<()>, Response = HeaderMap, Error = Infallible> + Clone {
+        ) -> impl Service<
+            Request<()>,
+            Response = HeaderMap,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone {
             service_fn(move |req: Request<()>| {
                 calls.fetch_add(1, Ordering::SeqCst);
                 async move { Ok(req.headers().clone()) }
@@ -682,6 +687,22 @@ mod http_layers {
             let mut fut = pin!(svc.call(req));
             assert_eq!(calls.load(Ordering::SeqCst), 1);
             expect_inherited(poll(fut.as_mut()));
+        }
+
+        #[test]
+        fn futures_are_send_and_static_and_layers_clone() {
+            fn assert_send_static<T: Send + 'static>(_: &T) {}
+            fn assert_clone<T: Clone>(_: &T) {}
+            let calls = Arc::new(AtomicUsize::new(0));
+            let mut inbound = InboundDeadlineLayer::new().layer(recorder(calls.clone()));
+            let fut = inbound.call(request(&[("grpc-timeout", "1S")]));
+            assert_send_static(&fut);
+            let mut outbound = PropagateDeadlineLayer::new().layer(recorder(calls));
+            let fut = outbound.call(Request::new(()));
+            assert_send_static(&fut);
+            assert_send_static(&Deadline::after(MS).scope(async {}));
+            assert_clone(&InboundDeadlineLayer::new());
+            assert_clone(&PropagateDeadlineLayer::new());
         }
 
         #[tokio::test(start_paused = true)]

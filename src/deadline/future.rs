@@ -113,6 +113,7 @@ mod propagate {
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let mut state = self.project().state;
+            // Only one future to poll: the inner one. A passed deadline was decided in `call`.
             match state.as_mut().project() {
                 PropagateProj::Called { future } => future.poll(cx).map_err(Into::into),
                 PropagateProj::Passed => {

@@ -34,7 +34,8 @@
 //!
 //! # Where the deadline lives
 //!
-//! - **The task-local scope** ([`Deadline::current`]) is the authority. Every layer of this crate
+//! - **The scope** ([`Deadline::current`], a task-local in effect: set while a [`Scoped`] future
+//!   polls, like `tokio::task_local!`) is the authority. Every layer of this crate
 //!   that sets a deadline runs both its inner service's `call` and the inner future in the scope,
 //!   so the layers below it and the handler see it, narrowed by each timeout on the way in.
 //! - **The request's extensions** hold the deadline [`InboundDeadlineLayer`] received. A
@@ -59,8 +60,8 @@
 //! | event | `ignored a malformed deadline header` | `debug` | `deadline.header`, `deadline.value` |
 //! | event | `call failed: deadline passed` (outbound, before the call) | `debug` | `timeout.kind = "deadline"`, `timeout.before_call = true` |
 //!
-//! Events have the target `steadfast::deadline`. The deadline layers register no metrics; a [`TimeoutLayer`](crate::timeout::TimeoutLayer)
-//! counts the calls it fails.
+//! Events have the target `steadfast::deadline`. The deadline layers register no metrics; a
+//! [`TimeoutLayer`](crate::timeout::TimeoutLayer) counts the calls it fails.
 //!
 //! # Errors
 //!
@@ -70,9 +71,16 @@
 //! [`InheritedDeadline`](crate::timeout::ElapsedKind::InheritedDeadline) when the deadline has
 //! passed, or the inner error, boxed.
 //!
+//! # Readiness
+//!
+//! Both layers answer `poll_ready` with their inner service's readiness. The propagating layer
+//! fails a call whose deadline has passed in `call`, never in `poll_ready`.
+//!
 //! # Cancel safety
 //!
-//! The futures hold nothing but the inner future; dropping them drops it.
+//! The futures hold nothing but the inner future; dropping them drops it. A [`Scoped`] future
+//! sets the deadline only while it polls its inner future, so the inner future is dropped
+//! outside the scope (unlike `tokio::task_local!`, which drops it inside).
 //!
 //! (The HTTP layers need the `http` feature; [`PropagateDeadlineLayer`] needs `timeout` too.)
 //!

@@ -72,8 +72,8 @@
 //! # Readiness
 //!
 //! [`poll_ready`](tower_service::Service::poll_ready) is the inner service's, unbounded: a
-//! timeout covers the call, not the wait for readiness (as in tower). Put a
-//! [bulkhead](crate) with a `max_wait` in front to bound waiting.
+//! timeout covers the call, not the wait for readiness (as in tower). Put a bulkhead with a
+//! `max_wait` in front to bound waiting.
 //!
 //! # Differences from `tower::timeout::Timeout`
 //!
