@@ -769,3 +769,24 @@ mod http_layers {
         }
     }
 }
+
+#[test]
+fn a_panic_inside_a_scope_restores_the_previous_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let outer = Deadline::after(Duration::from_secs(2));
+        let inner = Deadline::after(Duration::from_secs(1));
+        outer.sync_scope(|| {
+            let caught = std::panic::catch_unwind(|| {
+                inner.sync_scope(|| -> () { panic!("boom") });
+            });
+            assert!(caught.is_err());
+            assert_eq!(Deadline::current(), Some(outer));
+        });
+        assert_eq!(Deadline::current(), None);
+    });
+}

@@ -574,3 +574,62 @@ fn a_timeout_emits_one_debug_event_with_its_fields() {
     assert!(out.contains("timeout.kind=\"timeout\""), "{out}");
     assert!(out.contains("timeout.before_call=false"), "{out}");
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Against a plain model: the effective deadline is the earlier of the own and the
+        /// inherited one; an answer by then (inclusive) wins; otherwise `Elapsed` at exactly the
+        /// effective deadline, of the kind of whichever deadline that was (own on a tie); a
+        /// deadline already passed fails without calling.
+        #[test]
+        fn timeout_matches_the_model(
+            timeout_ms in 0u32..200,
+            inherited_ms in proptest::option::of(0u32..200),
+            work_ms in 0u32..300,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let calls = Arc::new(AtomicUsize::new(0));
+            let (result, waited, start) = rt.block_on(async {
+                let svc = TimeoutLayer::new(timeout_ms * MS).layer(sleeper(calls.clone()));
+                let start = Instant::now();
+                let call = svc.oneshot(work_ms * MS);
+                let result = match inherited_ms {
+                    Some(ms) => Deadline::at(start + ms * MS).scope(call).await,
+                    None => call.await,
+                };
+                (result, start.elapsed(), start)
+            });
+
+            let own_wins = inherited_ms.is_none_or(|inherited| timeout_ms <= inherited);
+            let effective = inherited_ms.map_or(timeout_ms, |i| i.min(timeout_ms));
+            let kind = if own_wins { ElapsedKind::Timeout } else { ElapsedKind::InheritedDeadline };
+            if effective == 0 {
+                prop_assert_eq!(calls.load(Ordering::SeqCst), 0);
+                let err = result.unwrap_err();
+                prop_assert_eq!(err.downcast_ref::<Elapsed>().map(Elapsed::kind), Some(kind));
+                prop_assert_eq!(waited, Duration::ZERO);
+            } else if work_ms <= effective {
+                prop_assert_eq!(calls.load(Ordering::SeqCst), 1);
+                let (in_call, in_future) = result.unwrap();
+                let deadline = Some(Deadline::at(start + effective * MS));
+                prop_assert_eq!(in_call, deadline);
+                prop_assert_eq!(in_future, deadline);
+                prop_assert_eq!(waited, work_ms * MS);
+            } else {
+                prop_assert_eq!(calls.load(Ordering::SeqCst), 1);
+                let err = result.unwrap_err();
+                prop_assert_eq!(err.downcast_ref::<Elapsed>().map(Elapsed::kind), Some(kind));
+                prop_assert_eq!(waited, effective * MS);
+            }
+        }
+    }
+}
