@@ -706,6 +706,36 @@ mod http_layers {
         }
 
         #[tokio::test(start_paused = true)]
+        async fn current_only_keeps_the_extension_equal_to_a_narrowed_deadline() {
+            let start = Instant::now();
+            let svc = tower::ServiceBuilder::new()
+                .layer(InboundDeadlineLayer::new())
+                .layer(TimeoutLayer::new(40 * MS))
+                .layer(InboundDeadlineLayer::current_only())
+                .service(handler());
+            // Received 100 ms, narrowed to 40 ms by the timeout: the extension follows.
+            let got = svc
+                .clone()
+                .oneshot(request(&[("grpc-timeout", "100m")]))
+                .await
+                .unwrap();
+            assert_eq!(got, seen(Some(Deadline::at(start + 40 * MS))));
+            // Received 10 ms: narrower than the timeout, kept.
+            let got = svc
+                .oneshot(request(&[("grpc-timeout", "10m")]))
+                .await
+                .unwrap();
+            assert_eq!(got, seen(Some(Deadline::at(start + 10 * MS))));
+            // Without any deadline in scope it records nothing, and ignores headers.
+            let got = InboundDeadlineLayer::current_only()
+                .layer(handler())
+                .oneshot(request(&[("grpc-timeout", "100m")]))
+                .await
+                .unwrap();
+            assert_eq!(got, seen(None));
+        }
+
+        #[tokio::test(start_paused = true)]
         async fn inner_errors_pass_through_boxed() {
             #[derive(Debug)]
             struct Refused;

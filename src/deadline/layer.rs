@@ -82,6 +82,16 @@ impl InboundDeadlineLayer {
         }
     }
 
+    /// A layer that reads no header: it records the [current](Deadline::current) deadline in the
+    /// request's extensions (when there is one, and earlier than one already there).
+    ///
+    /// Put it under a [`TimeoutLayer`](crate::timeout::TimeoutLayer) to keep the extension equal
+    /// to the deadline that timeout narrowed, for code that reads the extension rather than
+    /// [`Deadline::current`]. Same as `InboundDeadlineLayer::new().grpc_timeout(false)`.
+    pub fn current_only() -> Self {
+        Self::new().grpc_timeout(false)
+    }
+
     /// Whether to read the `grpc-timeout` header.
     ///
     /// Defaults to `true`.

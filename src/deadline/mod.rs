@@ -40,8 +40,9 @@
 //!   so the layers below it and the handler see it, narrowed by each timeout on the way in.
 //! - **The request's extensions** hold the deadline [`InboundDeadlineLayer`] received. A
 //!   [`TimeoutLayer`](crate::timeout::TimeoutLayer) is generic over the request type and does not
-//!   update them; read [`Deadline::current`] for the narrowest deadline.
-//!   [`PropagateDeadlineLayer`] takes the earlier of the two.
+//!   touch them; to have them follow the deadline it narrowed, put
+//!   [`InboundDeadlineLayer::current_only`] under it (it records [`Deadline::current`] there).
+//!   [`PropagateDeadlineLayer`] takes the earlier of the scope and the extension.
 //!
 //! # Defaults
 //!
@@ -87,6 +88,7 @@
 #![cfg_attr(
     not(feature = "http"),
     doc = "[`InboundDeadlineLayer`]: self",
+    doc = "[`InboundDeadlineLayer::current_only`]: self",
     doc = "[`ENVOY_EXPECTED_RQ_TIMEOUT_MS`]: self"
 )]
 #![cfg_attr(

@@ -9,6 +9,10 @@
 //! whether it was this layer's own timeout or an inherited deadline. A call whose inherited
 //! deadline has already passed fails at once, without reaching the inner service.
 //!
+//! For `http::Request`s, the layer leaves the extensions alone (it is generic over the request
+//! type); put `InboundDeadlineLayer::current_only()` (feature `http`) under it to record the
+//! narrowed deadline there too.
+//!
 //! Use it innermost to bound one attempt (so a hung attempt can be retried), and outside retry to
 //! bound the whole call, backoffs included.
 //!
