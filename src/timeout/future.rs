@@ -5,12 +5,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::{Sleep, sleep_until};
 
 use super::config::Telemetry;
 use super::error::{Elapsed, ElapsedKind};
 use crate::BoxError;
-use crate::deadline::Scoped;
+use crate::deadline::Deadline;
 
 pin_project! {
     /// The response future of [`Timeout`](super::Timeout): the inner future, run with the call's
@@ -27,7 +27,7 @@ pin_project! {
         state: State<F>,
         #[pin]
         sleep: Option<Sleep>,
-        deadline: Instant,
+        deadline: Deadline,
         kind: ElapsedKind,
         telemetry: Telemetry,
     }
@@ -36,8 +36,8 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        // The inner service was called; its future runs inside the deadline's scope.
-        Running { #[pin] inner: Scoped<F> },
+        // The inner service was called; its future is polled inside the deadline's scope.
+        Running { #[pin] inner: F },
         // The deadline had passed when the call was made: the inner service was not called.
         Expired,
         // Finished (answered, or failed with `Elapsed`); the inner future is gone.
@@ -47,8 +47,8 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn running(
-        inner: Scoped<F>,
-        deadline: Instant,
+        inner: F,
+        deadline: Deadline,
         kind: ElapsedKind,
         telemetry: Telemetry,
     ) -> Self {
@@ -61,7 +61,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn expired(deadline: Instant, kind: ElapsedKind, telemetry: Telemetry) -> Self {
+    pub(crate) fn expired(deadline: Deadline, kind: ElapsedKind, telemetry: Telemetry) -> Self {
         Self {
             state: State::Expired,
             sleep: None,
@@ -86,7 +86,9 @@ where
         // returned even if the deadline passed in the same instant, rather than thrown away.
         match this.state.as_mut().project() {
             StateProj::Running { inner } => {
-                if let Poll::Ready(result) = inner.poll(cx) {
+                // Polled with the deadline as `Deadline::current()` (a `Scoped` future, inlined
+                // so that the deadline is stored once).
+                if let Poll::Ready(result) = this.deadline.sync_scope(|| inner.poll(cx)) {
                     this.state.set(State::Done);
                     return Poll::Ready(result.map_err(Into::into));
                 }
@@ -102,7 +104,7 @@ where
 
         // The inner future is pending: arm the timer the first time only.
         if this.sleep.is_none() {
-            this.sleep.set(Some(sleep_until(*this.deadline)));
+            this.sleep.set(Some(sleep_until(this.deadline.instant())));
         }
         if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
             ready!(sleep.poll(cx));

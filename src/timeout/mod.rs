@@ -187,11 +187,12 @@ where
         };
         let telemetry = self.telemetry;
         if deadline.instant() <= now {
-            return ResponseFuture::expired(deadline.instant(), kind, telemetry);
+            return ResponseFuture::expired(deadline, kind, telemetry);
         }
         // The inner `call` runs in the deadline's scope too, so layers below that read
-        // `Deadline::current()` in `call` (a nested timeout) see it.
+        // `Deadline::current()` in `call` (a nested timeout) see it; the future polls the inner
+        // future in it.
         let inner = deadline.sync_scope(|| self.inner.call(request));
-        ResponseFuture::running(deadline.scope(inner), deadline.instant(), kind, telemetry)
+        ResponseFuture::running(inner, deadline, kind, telemetry)
     }
 }
