@@ -27,6 +27,7 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // At most 8 digits: `n * 3600` below stays far inside `u64`.
     let n = digits
         .iter()
         .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));

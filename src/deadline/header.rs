@@ -10,7 +10,8 @@ use super::parse_grpc_timeout;
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Envoy's `x-envoy-expected-rq-timeout-ms`: the time the proxy will wait for this request, in
-/// milliseconds. A header to give [`InboundDeadlineLayer::header`](super::InboundDeadlineLayer::header).
+/// milliseconds. A header to give
+/// [`InboundDeadlineLayer::header`](super::InboundDeadlineLayer::header).
 pub const ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 
@@ -47,9 +48,9 @@ pub(crate) fn read(headers: &HeaderMap, name: &HeaderName, grpc: bool) -> Option
     parsed
 }
 
-#[cfg(feature = "timeout")]
 /// Writes `remaining` into `headers[name]`, unless the header already holds a shorter valid
 /// timeout (a deadline is only ever narrowed).
+#[cfg(feature = "timeout")]
 pub(crate) fn write(headers: &mut HeaderMap, name: &HeaderName, grpc: bool, remaining: Duration) {
     if let Some(existing) = headers.get(name) {
         let existing = if grpc {
@@ -77,6 +78,9 @@ pub(crate) fn write(headers: &mut HeaderMap, name: &HeaderName, grpc: bool, rema
             Err(_) => 0,
         }
     };
+    if len == 0 {
+        return;
+    }
     if let Ok(value) = http::HeaderValue::from_bytes(&buf[..len]) {
         headers.insert(name.clone(), value);
     }
