@@ -6,7 +6,9 @@
 //! - `pending_once`: the inner future yields once, so every timeout has to arm its timer.
 //! - `nested`: two timeouts stacked (outer 2 s, inner 1 s), inner future ready at once.
 //!
-//! Before the timings, the bench counts heap allocations per call (through a counting global
+//! Before the criterion timings, the bench prints an interleaved A/B comparison with tower's
+//! `Timeout` (alternating blocks of calls, median of per-block times, so that the load of a
+//! shared machine hits both sides alike), and counts heap allocations per call (through a counting global
 //! allocator, which adds an atomic add to each allocation: it only slows the layers that
 //! allocate) and prints them.
 //!
@@ -53,6 +55,88 @@ where
         }
         region.change().allocations as f64 / CALLS as f64
     })
+}
+
+/// Median nanoseconds per call of `a` and `b`, measured in alternating blocks of calls.
+fn interleaved<A, B>(rt: &tokio::runtime::Runtime, mut a: A, mut b: B) -> (f64, f64)
+where
+    A: Service<u64, Response = u64>,
+    A::Error: std::fmt::Debug,
+    B: Service<u64, Response = u64>,
+    B::Error: std::fmt::Debug,
+{
+    const BLOCK: u64 = 20_000;
+    const ROUNDS: usize = 101;
+    rt.block_on(async move {
+        async fn block<S>(svc: &mut S) -> f64
+        where
+            S: Service<u64, Response = u64>,
+            S::Error: std::fmt::Debug,
+        {
+            let start = std::time::Instant::now();
+            for i in 0..BLOCK {
+                let out = svc.ready().await.expect("ready").call(i).await;
+                black_box(out.expect("answer"));
+            }
+            start.elapsed().as_nanos() as f64 / BLOCK as f64
+        }
+        block(&mut a).await;
+        block(&mut b).await;
+        let (mut ta, mut tb) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ta.push(block(&mut a).await);
+            tb.push(block(&mut b).await);
+        }
+        ta.sort_by(f64::total_cmp);
+        tb.sort_by(f64::total_cmp);
+        (ta[ROUNDS / 2], tb[ROUNDS / 2])
+    })
+}
+
+fn report_interleaved() {
+    let rt = runtime();
+    let steadfast = || steadfast::timeout::TimeoutLayer::new(TIMEOUT);
+    let tower = || tower::timeout::TimeoutLayer::new(TIMEOUT);
+    let (bare, _) = interleaved(&rt, ready_service(), ready_service());
+    let rows = [
+        (
+            "ready",
+            interleaved(
+                &rt,
+                steadfast().layer(ready_service()),
+                tower().layer(ready_service()),
+            ),
+        ),
+        (
+            "pending once",
+            interleaved(
+                &rt,
+                steadfast().layer(pending_once_service()),
+                tower().layer(pending_once_service()),
+            ),
+        ),
+        (
+            "nested",
+            interleaved(
+                &rt,
+                ServiceBuilder::new()
+                    .layer(steadfast::timeout::TimeoutLayer::new(2 * TIMEOUT))
+                    .layer(steadfast())
+                    .service(ready_service()),
+                ServiceBuilder::new()
+                    .layer(tower::timeout::TimeoutLayer::new(2 * TIMEOUT))
+                    .layer(tower())
+                    .service(ready_service()),
+            ),
+        ),
+    ];
+    println!("interleaved A/B, median ns per call (bare, ready: {bare:.1}):");
+    for (what, (ours, theirs)) in rows {
+        println!(
+            "  {what}: steadfast {ours:.1}, tower {theirs:.1}, ratio {:.2}",
+            ours / theirs
+        );
+    }
 }
 
 fn report_allocations() {
@@ -131,6 +215,7 @@ fn tower_resilience_layer() -> tower_resilience::timelimiter::TimeLimiterLayer {
 
 fn bench_ready(c: &mut Criterion) {
     report_allocations();
+    report_interleaved();
     let rt = runtime();
     let mut group = c.benchmark_group("timeout/ready");
     group.bench_function("bare", |b| {
