@@ -5,6 +5,13 @@
 //! own timeout and any deadline it inherited), and retry reads it so that it never starts a
 //! backoff or an attempt that cannot finish in time.
 //!
+//! At the edges, with the `http` feature, the deadline crosses the wire:
+//! [`InboundDeadlineLayer`] (server side) reads it from `grpc-timeout` or a configured header
+//! (such as Envoy's [`ENVOY_EXPECTED_RQ_TIMEOUT_MS`]) into the call's scope and the request's
+//! extensions, and [`PropagateDeadlineLayer`] (client side, with the `timeout` feature as well)
+//! writes the time left onto outgoing requests and fails at once a call whose deadline has
+//! passed. [`parse_grpc_timeout`] and [`format_grpc_timeout`] implement the wire format.
+//!
 //! # Example
 //!
 //! ```
@@ -24,14 +31,165 @@
 //!     .await;
 //! # }
 //! ```
+//!
+//! # Where the deadline lives
+//!
+//! - **The scope** ([`Deadline::current`], a task-local in effect: set while a [`Scoped`] future
+//!   polls, like `tokio::task_local!`) is the authority. Every layer of this crate
+//!   that sets a deadline runs both its inner service's `call` and the inner future in the scope,
+//!   so the layers below it and the handler see it, narrowed by each timeout on the way in.
+//! - **The request's extensions** hold the deadline [`InboundDeadlineLayer`] received. A
+//!   [`TimeoutLayer`](crate::timeout::TimeoutLayer) is generic over the request type and does not
+//!   touch them; to have them follow the deadline it narrowed, put
+//!   [`InboundDeadlineLayer::current_only`] under it (it records [`Deadline::current`] there).
+//!   [`PropagateDeadlineLayer`] takes the earlier of the scope and the extension.
+//!
+//! # Defaults
+//!
+//! | setting | default | constant |
+//! |---|---|---|
+//! | `InboundDeadlineLayer::grpc_timeout` | `true` | |
+//! | `InboundDeadlineLayer::header` | none | |
+//! | `InboundDeadlineLayer::safety_margin` | zero | `DEFAULT_SAFETY_MARGIN` |
+//! | `PropagateDeadlineLayer::grpc_timeout` | `true` | |
+//! | `PropagateDeadlineLayer::header` | none | |
+//!
+//! # Telemetry
+//!
+//! | kind | name | level | fields |
+//! |---|---|---|---|
+//! | event | `ignored a malformed deadline header` | `debug` | `deadline.header`, `deadline.value` |
+//! | event | `call failed: deadline passed` (outbound, before the call) | `debug` | `timeout.kind = "deadline"`, `timeout.before_call = true` |
+//!
+//! Events have the target `steadfast::deadline`. The deadline layers register no metrics; a
+//! [`TimeoutLayer`](crate::timeout::TimeoutLayer) counts the calls it fails.
+//!
+//! # Errors
+//!
+//! [`InboundDeadlineLayer`] adds no way to fail and keeps the inner error type; a malformed header
+//! is ignored, never an error. [`PropagateDeadlineLayer`] returns `BoxError`: an
+//! [`Elapsed`](crate::timeout::Elapsed) of kind
+//! [`InheritedDeadline`](crate::timeout::ElapsedKind::InheritedDeadline) when the deadline has
+//! passed, or the inner error, boxed.
+//!
+//! # Readiness
+//!
+//! Both layers answer `poll_ready` with their inner service's readiness. The propagating layer
+//! fails a call whose deadline has passed in `call`, never in `poll_ready`.
+//!
+//! # Cancel safety
+//!
+//! The futures hold nothing but the inner future; dropping them drops it. A [`Scoped`] future
+//! sets the deadline only while it polls its inner future, so the inner future is dropped
+//! outside the scope (unlike `tokio::task_local!`, which drops it inside).
+//!
+//! (The HTTP layers need the `http` feature; [`PropagateDeadlineLayer`] needs `timeout` too.)
+//!
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[`InboundDeadlineLayer`]: self",
+    doc = "[`InboundDeadlineLayer::current_only`]: self",
+    doc = "[`ENVOY_EXPECTED_RQ_TIMEOUT_MS`]: self"
+)]
+#![cfg_attr(
+    not(all(feature = "http", feature = "timeout")),
+    doc = "[`PropagateDeadlineLayer`]: self"
+)]
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-tokio::task_local! {
-    static CURRENT: Deadline;
+mod grpc_timeout;
+#[cfg(all(feature = "http", feature = "timeout"))]
+pub(crate) use grpc_timeout::format_grpc_timeout_into;
+pub use grpc_timeout::{format_grpc_timeout, parse_grpc_timeout};
+
+#[cfg(feature = "http")]
+pub mod future;
+#[cfg(feature = "http")]
+mod header;
+#[cfg(feature = "http")]
+mod layer;
+
+#[cfg(feature = "http")]
+pub use header::{ENVOY_EXPECTED_RQ_TIMEOUT_MS, GRPC_TIMEOUT};
+#[cfg(feature = "http")]
+pub use layer::{DEFAULT_SAFETY_MARGIN, InboundDeadline, InboundDeadlineLayer};
+#[cfg(all(feature = "http", feature = "timeout"))]
+pub use layer::{PropagateDeadline, PropagateDeadlineLayer};
+
+// The deadline of the future being polled on this thread. A task-local in effect: a `Scoped`
+// future sets it for the length of each of its polls and puts the previous value back, exactly
+// as `tokio::task_local!` does, but in a `const`-initialized `Cell` (no lazy initialization, no
+// `RefCell` flag, no destructor to register), which makes entering a scope two plain
+// thread-local stores. `Option<Deadline>` is `Copy`, so reading it never borrows.
+thread_local! {
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+}
+
+/// Sets the current deadline until dropped, then restores the previous one (also when the code
+/// in the scope panics).
+struct Enter {
+    previous: Option<Deadline>,
+}
+
+impl Enter {
+    fn new(deadline: Deadline) -> Self {
+        Self {
+            previous: CURRENT.replace(Some(deadline)),
+        }
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.set(self.previous);
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Deadline::scope`]: `F`, polled with the deadline as
+    /// [`Deadline::current`].
+    ///
+    /// Like a `tokio::task_local!` scope, the deadline is set only while `F` is being polled;
+    /// `F` is dropped outside it.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Scoped<F> {
+        #[pin]
+        future: F,
+        deadline: Deadline,
+    }
+}
+
+impl<F> Scoped<F> {
+    /// The deadline this future runs with.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _enter = Enter::new(*this.deadline);
+        this.future.poll(cx)
+    }
+}
+
+impl<F> std::fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoped")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An absolute point on tokio's clock by which a call must be finished.
@@ -39,9 +197,6 @@ tokio::task_local! {
 pub struct Deadline {
     at: Instant,
 }
-
-/// The future returned by [`Deadline::scope`].
-pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<Deadline, F>;
 
 impl Deadline {
     /// A deadline at `instant`.
@@ -51,11 +206,9 @@ impl Deadline {
 
     /// A deadline `timeout` from now. A timeout too large for the clock saturates at about 30 years.
     pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
-        let at = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600));
-        Self { at }
+        Self {
+            at: saturating_add(Instant::now(), timeout),
+        }
     }
 
     /// The deadline of the call in progress, if any layer set one.
@@ -63,7 +216,7 @@ impl Deadline {
     /// Inside a [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s inner service this is the earlier
     /// of that timeout and any inherited deadline.
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(|deadline| *deadline).ok()
+        CURRENT.get()
     }
 
     /// The instant of the deadline.
@@ -93,6 +246,28 @@ impl Deadline {
     ///
     /// The caller decides whether an inherited deadline is earlier; see [`Deadline::min`].
     pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
-        CURRENT.scope(self, future)
+        Scoped {
+            future,
+            deadline: self,
+        }
     }
+
+    /// Runs the closure `f` with `self` as the [current](Deadline::current) deadline, and returns
+    /// what it returns.
+    ///
+    /// For code that makes a call synchronously, such as a layer's `Service::call` that calls its
+    /// inner service: the inner `call` sees the deadline, though its future does not (wrap that in
+    /// [`scope`](Deadline::scope)).
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _enter = Enter::new(self);
+        f()
+    }
+}
+
+/// `now + timeout`, saturating at about 30 years for a timeout too large for the clock.
+pub(crate) fn saturating_add(now: Instant, timeout: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
 }
