@@ -18,13 +18,13 @@
 //!  │ fallback         │
 //!  ├──────────────────┤  re-sends failed attempts, within max_attempts and the retry budget
 //!  │ retry (+ budget) │
-//!  ├──────────────────┤  bounds the whole call, backoffs included; sets the deadline
+//!  ├──────────────────┤  bounds one attempt end to end, time queued in the bulkhead included
 //!  │ overall timeout  │
 //!  ├──────────────────┤  stops calling a service that keeps failing; fails fast while open
 //!  │ circuit breaker  │
 //!  ├──────────────────┤  caps concurrent calls so one slow dependency cannot take every thread
 //!  │ bulkhead         │
-//!  ├──────────────────┤  bounds one attempt, so a hung attempt can be retried
+//!  ├──────────────────┤  bounds the call to the service itself, so a hung call is cut and counted
 //!  │ attempt timeout  │
 //!  └──▼───────────────┘
 //!   service
@@ -33,11 +33,18 @@
 //! - **Fallback** is outermost so that it sees every way the rest can fail.
 //! - **Retry** sits outside the breaker, so a breaker that opens mid-retry stops the retries at
 //!   once (a [`CircuitOpen`](circuit_breaker::CircuitOpen) is never retried and costs no budget).
-//! - **The overall timeout** is inside retry's loop only if you want a deadline per attempt; put
-//!   it outside (here) and it bounds the sum of attempts and backoffs.
-//! - **The breaker** counts each attempt, so it sees the true failure rate of the service.
-//! - **The bulkhead** is inside the breaker, so calls rejected by an open breaker take no permit.
-//! - **The attempt timeout** is innermost, so a hung attempt is cut and counted as a failure.
+//!   It honours the current [`Deadline`](deadline::Deadline): it never starts a backoff or an
+//!   attempt that cannot finish in time.
+//! - **The overall timeout** bounds each attempt as the caller sees it, waiting for a bulkhead
+//!   permit included. For one deadline over all attempts and backoffs, set it where the request
+//!   enters (an inbound `grpc-timeout`, or a [`TimeoutLayer`](timeout::TimeoutLayer) outside
+//!   retry): retry reads it and stops early rather than sleep into it.
+//! - **The breaker** counts each attempt, so it sees the true failure rate of the service, and
+//!   a timed-out attempt counts as a failure.
+//! - **The bulkhead** is inside the breaker, so calls rejected by an open breaker take no permit,
+//!   and a full bulkhead (a local rejection) never trips the breaker.
+//! - **The attempt timeout** is innermost: it bounds only the service, so a hung call is cut,
+//!   counted by the breaker, and retried.
 //!
 //! # Features
 //!

@@ -1,0 +1,87 @@
+//! Zero heap allocations on the healthy path, counted by an instrumented global allocator.
+//!
+//! One test function runs every case in turn, so that no other test in this binary allocates
+//! while a case is being counted.
+
+use std::alloc::System;
+use std::time::Duration;
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use steadfast::BoxError;
+use steadfast::bulkhead::BulkheadLayer;
+use steadfast::circuit_breaker::{CircuitBreakerLayer, SlidingWindow};
+use steadfast::fallback::FallbackLayer;
+use steadfast::retry::RetryLayer;
+use steadfast::timeout::TimeoutLayer;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const WARM_UP: usize = 200;
+const CALLS: usize = 1_000;
+
+fn backend() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone {
+    service_fn(|n: u32| async move { Ok::<_, BoxError>(n + 1) })
+}
+
+/// Allocations made by `CALLS` calls through `service`, after a warm-up.
+fn allocations<S>(runtime: &tokio::runtime::Runtime, mut service: S) -> usize
+where
+    S: Service<u32, Response = u32>,
+    S::Error: std::fmt::Debug,
+{
+    runtime.block_on(async {
+        for n in 0..WARM_UP {
+            service.ready().await.unwrap().call(n as u32).await.unwrap();
+        }
+        let region = Region::new(GLOBAL);
+        for n in 0..CALLS {
+            let answer = service.ready().await.unwrap().call(n as u32).await.unwrap();
+            assert_eq!(answer, n as u32 + 1);
+        }
+        region.change().allocations
+    })
+}
+
+#[test]
+fn healthy_calls_allocate_nothing() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    assert_eq!(allocations(&runtime, backend()), 0, "the bare service itself");
+
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    assert_eq!(allocations(&runtime, breaker.layer(backend())), 0, "breaker, count window");
+
+    let timed = CircuitBreakerLayer::builder()
+        .sliding_window(SlidingWindow::Time(Duration::from_secs(10)))
+        .slow_call_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert_eq!(allocations(&runtime, timed.layer(backend())), 0, "breaker, time window, slow calls");
+
+    let timeout = TimeoutLayer::new(Duration::from_secs(1));
+    assert_eq!(allocations(&runtime, timeout.layer(backend())), 0, "timeout");
+
+    let retry = RetryLayer::builder().build().unwrap();
+    assert_eq!(allocations(&runtime, retry.layer(backend())), 0, "retry, no retry needed");
+
+    let bulkhead = BulkheadLayer::builder().max_concurrent_calls(8).build().unwrap();
+    assert_eq!(allocations(&runtime, bulkhead.layer(backend())), 0, "bulkhead");
+
+    let fallback = FallbackLayer::new(|_: BoxError| Ok(0u32));
+    assert_eq!(allocations(&runtime, fallback.layer(backend())), 0, "fallback");
+
+    let stack = ServiceBuilder::new()
+        .layer(FallbackLayer::new(|_: BoxError| Ok(0u32)))
+        .layer(RetryLayer::builder().build().unwrap())
+        .layer(TimeoutLayer::new(Duration::from_secs(2)))
+        .layer(CircuitBreakerLayer::builder().build().unwrap())
+        .layer(BulkheadLayer::builder().max_concurrent_calls(8).build().unwrap())
+        .layer(TimeoutLayer::new(Duration::from_secs(1)))
+        .service(backend());
+    assert_eq!(allocations(&runtime, stack), 0, "the full stack");
+}
