@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use super::BulkheadLayer;
 use super::state::{Permits, Shared};
 use crate::error::{ConfigError, check_range};
-use std::sync::Arc;
+use crate::sync::Arc;
 
 /// Default for [`Builder::max_concurrent_calls`]: 25 calls in flight, as in Resilience4j.
 pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 25;
@@ -110,7 +110,7 @@ impl Builder {
         Ok(BulkheadLayer {
             shared: Arc::new(Shared {
                 permits: Permits::new(max),
-                notify: Arc::new(Notify::new()),
+                notify: std::sync::Arc::new(Notify::new()),
                 max_concurrent_calls: max,
                 max_wait: self.max_wait,
                 name: self.name,

@@ -115,10 +115,10 @@ mod layer;
 mod state;
 mod wait;
 
+use crate::sync::Arc;
 use std::fmt;
 use std::mem;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 

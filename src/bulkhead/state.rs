@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use std::sync::Arc;
+use crate::sync::Arc;
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -109,10 +109,12 @@ impl Permits {
             let Some(next) = f(current) else {
                 return false;
             };
-            match self
-                .word
-                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
+            match self.word.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
             }
@@ -170,7 +172,7 @@ pub(crate) struct Shared {
     pub(crate) permits: Permits,
     /// Wakes one waiter per permit released while someone waits. In its own `Arc` because a
     /// waiter holds an [`OwnedNotified`](tokio::sync::futures::OwnedNotified).
-    pub(crate) notify: Arc<Notify>,
+    pub(crate) notify: std::sync::Arc<Notify>,
     pub(crate) max_concurrent_calls: u32,
     pub(crate) max_wait: Duration,
     pub(crate) name: std::borrow::Cow<'static, str>,

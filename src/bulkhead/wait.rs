@@ -1,8 +1,8 @@
 //! Waiting for a permit for at most `max_wait`: the slow path of `poll_ready`.
 
+use crate::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ impl Wait {
     /// Arms a fresh `Notified` (before the CAS that may register us, so that a release after that
     /// CAS finds it) and drops the previous one.
     fn arm(mut notified: Pin<&mut Option<OwnedNotified>>, shared: &Arc<Shared>) {
-        notified.set(Some(Arc::clone(&shared.notify).notified_owned()));
+        notified.set(Some(std::sync::Arc::clone(&shared.notify).notified_owned()));
         if let Some(notified) = notified.as_pin_mut() {
             notified.enable();
         }
