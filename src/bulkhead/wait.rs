@@ -28,8 +28,10 @@ pin_project! {
         registration: Registration,
         #[pin]
         notified: Option<OwnedNotified>,
+        // `None` once the wait is over, so a finished wait leaves no timer behind to wake the
+        // task for nothing at its deadline.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         started: Instant,
     }
 }
@@ -58,7 +60,7 @@ impl Wait {
                 registered: false,
             },
             notified: None,
-            sleep: tokio::time::sleep_until(deadline),
+            sleep: Some(tokio::time::sleep_until(deadline)),
             started,
         }
     }
@@ -68,7 +70,7 @@ impl Wait {
         let mut this = self.project();
         let (started, deadline) = deadline(&this.registration.shared);
         *this.started = started;
-        this.sleep.as_mut().reset(deadline);
+        this.sleep.set(Some(tokio::time::sleep_until(deadline)));
     }
 
     /// Gives up waiting (a `call` that came without a successful `poll_ready`).
@@ -76,6 +78,7 @@ impl Wait {
         let mut this = self.project();
         this.registration.unregister();
         this.notified.set(None);
+        this.sleep.set(None);
     }
 
     /// Arms a fresh `Notified` (before the CAS that may register us, so that a release after that
@@ -112,14 +115,11 @@ impl Future for Wait {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let shared = Arc::clone(&this.registration.shared);
-        loop {
+        let acquired = loop {
             if !this.registration.registered {
                 Wait::arm(this.notified.as_mut(), &shared);
                 match shared.permits.acquire_or_register() {
-                    Admit::Acquired => {
-                        this.notified.set(None);
-                        return Poll::Ready(Ok(Permit::taken(&shared)));
-                    }
+                    Admit::Acquired => break true,
                     Admit::Registered => this.registration.registered = true,
                 }
             }
@@ -132,25 +132,32 @@ impl Future for Wait {
                     Wait::arm(this.notified.as_mut(), &shared);
                     if shared.permits.acquire_registered() {
                         this.registration.registered = false;
-                        this.notified.set(None);
-                        return Poll::Ready(Ok(Permit::taken(&shared)));
+                        break true;
                     }
                     // Someone else took it (a call on the fast path): wait again.
                     continue;
                 }
             }
 
-            ready!(this.sleep.as_mut().poll(cx));
+            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                ready!(sleep.poll(cx));
+            }
             // Out of time: one last try, then give up.
             if shared.permits.acquire_registered() {
                 this.registration.registered = false;
-                this.notified.set(None);
-                return Poll::Ready(Ok(Permit::taken(&shared)));
+                break true;
             }
             this.registration.unregister();
-            this.notified.set(None);
-            return Poll::Ready(Err(this.started.elapsed()));
-        }
+            break false;
+        };
+        // Over: drop the `Notified` (passing on a wake-up we did not use) and the timer.
+        this.notified.set(None);
+        this.sleep.set(None);
+        Poll::Ready(if acquired {
+            Ok(Permit::taken(&shared))
+        } else {
+            Err(this.started.elapsed())
+        })
     }
 }
 
