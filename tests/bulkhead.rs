@@ -755,3 +755,55 @@ async fn metrics_in_flight_gauge_and_rejected_counter() {
         "one permit given back"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tracing
+
+/// A writer for `tracing-subscriber` that keeps what it is given.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_debug_event_per_rejection() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let layer = BulkheadLayer::builder()
+            .max_concurrent_calls(1)
+            .name("inventory")
+            .build()
+            .unwrap();
+        let mut service = layer.layer(service_fn(|x: u32| async move { Ok::<_, Infallible>(x) }));
+        let _in_flight = Box::pin(service.call(1));
+        for _ in 0..2 {
+            assert!(poll_once(&mut Box::pin(service.call(2))).is_ready());
+        }
+    });
+    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<&str> = output.lines().collect();
+    assert_eq!(events.len(), 2, "{output}");
+    for event in events {
+        assert!(event.contains("DEBUG"), "{event}");
+        assert!(event.contains("bulkhead full"), "{event}");
+        assert!(event.contains("bulkhead.name=inventory"), "{event}");
+        assert!(event.contains("bulkhead.max_concurrent_calls=1"), "{event}");
+        assert!(event.contains("bulkhead.waited_ms=0"), "{event}");
+    }
+}

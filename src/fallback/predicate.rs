@@ -49,3 +49,51 @@ impl Predicate for RejectionsAndTimeouts {
         crate::is_rejection(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxed(error: impl std::error::Error + Send + Sync + 'static) -> BoxError {
+        Box::new(error)
+    }
+
+    #[test]
+    fn all_errors_accepts_anything() {
+        assert!(AllErrors.should_fallback(&BoxError::from("anything")));
+    }
+
+    #[test]
+    fn rejections_and_timeouts_declines_other_errors() {
+        assert!(!RejectionsAndTimeouts.should_fallback(&BoxError::from("a service error")));
+        assert!(!RejectionsAndTimeouts.should_fallback(&boxed(std::fmt::Error)));
+    }
+
+    #[cfg(feature = "timeout")]
+    #[test]
+    fn rejections_and_timeouts_accepts_a_timeout() {
+        assert!(RejectionsAndTimeouts.should_fallback(&boxed(crate::timeout::Elapsed::new())));
+    }
+
+    #[cfg(feature = "bulkhead")]
+    #[test]
+    fn rejections_and_timeouts_accepts_a_full_bulkhead() {
+        let full = crate::bulkhead::BulkheadFull::new(1, std::time::Duration::ZERO);
+        assert!(RejectionsAndTimeouts.should_fallback(&boxed(full)));
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    #[test]
+    fn rejections_and_timeouts_accepts_an_open_breaker() {
+        use crate::circuit_breaker::{CircuitOpen, State};
+        let open = CircuitOpen::new(State::Open, std::time::Duration::from_secs(1));
+        assert!(RejectionsAndTimeouts.should_fallback(&boxed(open)));
+    }
+
+    #[test]
+    fn closures_are_predicates() {
+        let only_strings = |error: &BoxError| error.to_string().starts_with("s");
+        assert!(only_strings.should_fallback(&BoxError::from("shed")));
+        assert!(!only_strings.should_fallback(&BoxError::from("x")));
+    }
+}
