@@ -14,6 +14,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::mock::{self, Spawn};
 
 type Handle = mock::Handle<&'static str, &'static str>;
+type Mocked = mock::Mock<&'static str, &'static str>;
 
 fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
@@ -217,13 +218,7 @@ fn ready_made_predicates() {
 // Failover to a backup service
 
 struct Failover {
-    service: Spawn<
-        steadfast::fallback::Failover<
-            mock::Mock<&'static str, &'static str>,
-            mock::Mock<&'static str, &'static str>,
-            AllErrors,
-        >,
-    >,
+    service: Spawn<steadfast::fallback::Failover<Mocked, Mocked, AllErrors>>,
     primary: Handle,
     backup: Handle,
 }
