@@ -92,7 +92,7 @@
 //!
 //! # Errors
 //!
-//! The service's error type is [`BoxError`](crate::BoxError): a rejection is a
+//! The service's error type is [`BoxError`]: a rejection is a
 //! [`BulkheadFull`]; errors of the inner service pass through, boxed but not wrapped, so they
 //! downcast to their own type. [`is_rejection`](crate::is_rejection) recognises
 //! [`BulkheadFull`] as a local rejection (retry does not retry it; a breaker does not count it).
@@ -221,6 +221,40 @@ impl<S> Bulkhead<S> {
     }
 }
 
+impl<S> Bulkhead<S> {
+    /// Admission when no permit was free at once: fail fast, or start or go on waiting.
+    /// `Ready(Ok)` once a permit is held, `Ready(Err)` once the call is to be rejected.
+    #[cold]
+    fn poll_admission_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        loop {
+            match &self.admission {
+                Admission::Admitted(_) => return Poll::Ready(Ok(())),
+                Admission::Rejected(_) => return Poll::Ready(Err(())),
+                Admission::Idle => {
+                    if self.shared.permits.try_acquire() {
+                        self.admission = Admission::Admitted(Permit::taken(&self.shared));
+                    } else if self.shared.max_wait.is_zero() {
+                        self.admission = Admission::Rejected(Duration::ZERO);
+                    } else {
+                        self.start_wait();
+                    }
+                }
+                Admission::Waiting => {
+                    let Some(wait) = self.wait.as_mut() else {
+                        // Unreachable: `Waiting` is only set with a wait in place.
+                        self.admission = Admission::Idle;
+                        continue;
+                    };
+                    self.admission = match std::task::ready!(wait.as_mut().poll(cx)) {
+                        Ok(permit) => Admission::Admitted(permit),
+                        Err(waited) => Admission::Rejected(waited),
+                    };
+                }
+            }
+        }
+    }
+}
+
 impl<S: Clone> Clone for Bulkhead<S> {
     /// A service sharing the same permits, holding none: a permit taken by `self` in `poll_ready`
     /// stays with `self`.
@@ -249,46 +283,27 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        loop {
-            match &self.admission {
-                Admission::Admitted(_) => {
-                    return match self.inner.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-                        Poll::Ready(Err(error)) => {
-                            // The service is broken: keep no permit for it.
-                            self.admission = Admission::Idle;
-                            Poll::Ready(Err(error.into()))
-                        }
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
-                Admission::Rejected(_) => return Poll::Ready(Ok(())),
-                Admission::Idle => {
-                    if self.shared.permits.try_acquire() {
-                        self.admission = Admission::Admitted(Permit::taken(&self.shared));
-                    } else if self.shared.max_wait.is_zero() {
-                        self.admission = Admission::Rejected(Duration::ZERO);
-                        return Poll::Ready(Ok(()));
-                    } else {
-                        self.start_wait();
-                    }
-                }
-                Admission::Waiting => {
-                    let Some(wait) = self.wait.as_mut() else {
-                        // Unreachable: `Waiting` is only set with a wait in place.
-                        self.admission = Admission::Idle;
-                        continue;
-                    };
-                    match wait.as_mut().poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(permit)) => self.admission = Admission::Admitted(permit),
-                        Poll::Ready(Err(waited)) => {
-                            self.admission = Admission::Rejected(waited);
-                            return Poll::Ready(Ok(()));
-                        }
-                    }
+        match self.admission {
+            Admission::Admitted(_) => {}
+            // The healthy path: one CAS, no clock, no lock.
+            Admission::Idle if self.shared.permits.try_acquire() => {
+                self.admission = Admission::Admitted(Permit::taken(&self.shared));
+            }
+            _ => {
+                if std::task::ready!(self.poll_admission_slow(cx)).is_err() {
+                    // Rejected: the call will fail; the inner service's readiness is moot.
+                    return Poll::Ready(Ok(()));
                 }
             }
+        }
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(error)) => {
+                // The service is broken: keep no permit for it.
+                self.admission = Admission::Idle;
+                Poll::Ready(Err(error.into()))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
