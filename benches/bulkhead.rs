@@ -99,6 +99,14 @@ fn uncontended(c: &mut Criterion) {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
 
+    // The same, with the error boxed as steadfast's layers (and tower's `Timeout`) must.
+    let mut service = tower::limit::ConcurrencyLimitLayer::new(LIMIT)
+        .layer(bare())
+        .map_err(Into::<steadfast::BoxError>::into);
+    group.bench_function("tower ConcurrencyLimit, error boxed", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
     let mut service = tower_resilience_layer().layer(bare());
     group.bench_function("tower-resilience bulkhead", |b| {
         b.iter_custom(|iters| run(&rt, &mut service, iters))

@@ -39,6 +39,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn called(future: F, permit: Permit) -> Self {
         Self {
             kind: Kind::Called {
@@ -62,6 +63,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // There is one inner future to poll: the inner service's. The permit is not a future; it
         // is dropped (given back) as soon as that future is ready.

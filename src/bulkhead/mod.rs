@@ -282,6 +282,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match self.admission {
             Admission::Admitted(_) => {}
@@ -307,6 +308,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
         match mem::replace(&mut self.admission, Admission::Idle) {
             Admission::Admitted(permit) => ResponseFuture::called(self.inner.call(request), permit),
