@@ -168,6 +168,10 @@ impl fmt::Debug for Permits {
 
 /// Everything a bulkhead's clones and services share: created once by
 /// [`Builder::build`](super::Builder::build).
+///
+/// `repr(C)` with the permit word first puts it on the cache line of the `Arc`'s reference
+/// counts, which every call also touches: one line moves between cores per call, not two.
+#[repr(C)]
 pub(crate) struct Shared {
     pub(crate) permits: Permits,
     /// Wakes one waiter per permit released while someone waits. In its own `Arc` because a
