@@ -1,10 +1,9 @@
-use crate::sync::Arc;
-
 use tower_layer::Layer;
 
 use super::Bulkhead;
 use super::config::Builder;
 use super::state::Shared;
+use crate::sync::Arc;
 
 /// Caps the concurrent calls of the services it wraps; see the [module docs](super).
 ///

@@ -115,7 +115,6 @@ mod layer;
 mod state;
 mod wait;
 
-use crate::sync::Arc;
 use std::fmt;
 use std::mem;
 use std::pin::Pin;
@@ -135,6 +134,7 @@ pub use self::layer::BulkheadLayer;
 use self::state::{Permit, Shared};
 use self::wait::Wait;
 use crate::BoxError;
+use crate::sync::Arc;
 
 /// Caps the concurrent calls to `S`; made by [`BulkheadLayer`]. See the [module docs](self).
 ///

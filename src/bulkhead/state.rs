@@ -36,9 +36,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::sync::Arc;
-
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU64, Ordering};
 
 /// One permit in the `available` half.
 const PERMIT: u64 = 1;

@@ -1,6 +1,5 @@
 //! Waiting for a permit for at most `max_wait`: the slow path of `poll_ready`.
 
-use crate::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -11,6 +10,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
 use super::state::{Admit, Permit, Shared};
+use crate::sync::Arc;
 
 /// About 30 years: the deadline of a wait whose `max_wait` would overflow the clock.
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
