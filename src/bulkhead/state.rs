@@ -319,3 +319,69 @@ mod tests {
         assert_eq!(permits.load().available(), u32::MAX);
     }
 }
+
+/// loom models of the permit word: `RUSTFLAGS="--cfg steadfast_loom" cargo test --lib loom`.
+#[cfg(all(test, steadfast_loom))]
+mod loom_models {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use super::*;
+
+    /// The hand-off: a waiter that registers while the last permit is given back is either
+    /// seen by the release (which would wake it), or sees the permit itself. Never neither.
+    #[test]
+    fn release_never_misses_a_registering_waiter() {
+        loom::model(|| {
+            let permits = Arc::new(Permits::new(1));
+            assert!(permits.try_acquire());
+            let woken = Arc::new(AtomicBool::new(false));
+            let releaser = {
+                let (permits, woken) = (permits.clone(), woken.clone());
+                loom::thread::spawn(move || {
+                    if permits.release().waiters() != 0 {
+                        woken.store(true, Ordering::SeqCst);
+                    }
+                })
+            };
+            let admit = permits.acquire_or_register();
+            releaser.join().unwrap();
+            match admit {
+                Admit::Acquired => assert_eq!(permits.load().available(), 0),
+                Admit::Registered => {
+                    assert!(woken.load(Ordering::SeqCst), "lost wake-up");
+                    assert!(permits.acquire_registered());
+                }
+            }
+            assert_eq!(permits.load().waiters(), 0);
+            assert_eq!(permits.load().available(), 0);
+        });
+    }
+
+    /// Three callers on two permits: never more than two in flight, every permit back.
+    #[test]
+    fn never_more_than_max_and_no_lost_permit() {
+        loom::model(|| {
+            let permits = Arc::new(Permits::new(2));
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let callers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (permits, in_flight) = (permits.clone(), in_flight.clone());
+                    loom::thread::spawn(move || {
+                        if permits.try_acquire() {
+                            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(now <= 2, "{now} in flight");
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            let _ = permits.release();
+                        }
+                    })
+                })
+                .collect();
+            for caller in callers {
+                caller.join().unwrap();
+            }
+            assert_eq!(permits.load().available(), 2);
+            assert_eq!(permits.load().waiters(), 0);
+        });
+    }
+}

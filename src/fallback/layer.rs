@@ -47,8 +47,9 @@ fn answers_counter(name: &str) -> metrics::Counter {
 impl<F> FallbackLayer<Function<F>> {
     /// Answers each failed call with `f(error)`: a response, or an error of its own.
     ///
-    /// `f` runs only on a failure the [predicate](Self::when) accepts (by default, every error);
-    /// it is shared by the clones of each service, behind one `Arc`.
+    /// `f` runs only on a failure the [predicate](Self::when) accepts (by default, every error).
+    /// To make services, `f` must be `Clone`: it is cloned once per service the layer makes (not
+    /// per call) and shared by that service's clones, behind one `Arc`.
     pub fn new<Res>(f: F) -> Self
     where
         F: Fn(BoxError) -> Result<Res, BoxError>,
