@@ -86,9 +86,16 @@
 //!
 //! A permit is given back exactly once, however the call ends: when the response future
 //! completes with a response or an error, when it is dropped before completing, or when the
-//! service that took it in `poll_ready` is dropped without calling. Dropping a service (or the
-//! future driving `ready()`) while it waits withdraws it from the waiters, and a wake-up it had
-//! received but not used passes on to the next waiter.
+//! service that took it in `poll_ready` is dropped without calling. Dropping a service while it
+//! waits withdraws it from the waiters, and a wake-up it had received but not used passes on to
+//! the next waiter.
+//!
+//! Dropping only the future that drives `poll_ready` (a `ready()` that lost a `select!`) keeps
+//! the service registered as a waiter, as it would be in any future that is polled again: its
+//! next `poll_ready` goes on with the same wait, and takes the permit it was woken for. A service
+//! that is kept but never polled again can hold back one wake-up; the other waiters still take
+//! a free permit at the latest when their own `max_wait` runs out, since a wait always tries
+//! once more at its deadline.
 //!
 //! # Errors
 //!
