@@ -568,6 +568,40 @@ async fn dropping_the_ready_future_mid_wait_returns_nothing_it_did_not_take() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_abandoned_waiter_delays_others_at_most_until_their_deadline() {
+    let layer = layer(1, MAX_WAIT);
+    let (mut holder, _handle) = mocked(&layer);
+    let mut abandoned = sibling(&layer, &holder);
+    let mut patient = sibling(&layer, &holder);
+    assert!(holder.poll_ready().is_ready());
+    assert!(abandoned.poll_ready().is_pending()); // registered first, then never polled again
+    advance(TICK).await;
+    assert!(patient.poll_ready().is_pending());
+
+    drop(holder);
+    assert!(abandoned.is_woken(), "the wake-up goes to the first waiter");
+    assert!(!patient.is_woken());
+    assert_eq!(layer.available_permits(), 1);
+
+    advance(MAX_WAIT - TICK).await;
+    assert!(!patient.is_woken(), "one tick before its deadline");
+    advance(TICK).await;
+    assert!(patient.is_woken(), "its deadline wakes it");
+    assert!(patient.poll_ready().is_ready());
+    assert_eq!(
+        layer.available_permits(),
+        0,
+        "and its last try takes the free permit"
+    );
+    drop(abandoned);
+    assert_eq!(
+        layer.available_permits(),
+        0,
+        "the abandoned waiter held no permit"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_huge_max_wait_does_not_overflow_the_clock() {
     let layer = layer(1, Duration::MAX);
     let (mut holder, _handle) = mocked(&layer);
