@@ -51,36 +51,72 @@ fn healthy_calls_allocate_nothing() {
         .build()
         .unwrap();
 
-    assert_eq!(allocations(&runtime, backend()), 0, "the bare service itself");
+    assert_eq!(
+        allocations(&runtime, backend()),
+        0,
+        "the bare service itself"
+    );
 
     let breaker = CircuitBreakerLayer::builder().build().unwrap();
-    assert_eq!(allocations(&runtime, breaker.layer(backend())), 0, "breaker, count window");
+    assert_eq!(
+        allocations(&runtime, breaker.layer(backend())),
+        0,
+        "breaker, count window"
+    );
 
     let timed = CircuitBreakerLayer::builder()
         .sliding_window(SlidingWindow::Time(Duration::from_secs(10)))
         .slow_call_duration(Duration::from_secs(1))
         .build()
         .unwrap();
-    assert_eq!(allocations(&runtime, timed.layer(backend())), 0, "breaker, time window, slow calls");
+    assert_eq!(
+        allocations(&runtime, timed.layer(backend())),
+        0,
+        "breaker, time window, slow calls"
+    );
 
     let timeout = TimeoutLayer::new(Duration::from_secs(1));
-    assert_eq!(allocations(&runtime, timeout.layer(backend())), 0, "timeout");
+    assert_eq!(
+        allocations(&runtime, timeout.layer(backend())),
+        0,
+        "timeout"
+    );
 
     let retry = RetryLayer::builder().build().unwrap();
-    assert_eq!(allocations(&runtime, retry.layer(backend())), 0, "retry, no retry needed");
+    assert_eq!(
+        allocations(&runtime, retry.layer(backend())),
+        0,
+        "retry, no retry needed"
+    );
 
-    let bulkhead = BulkheadLayer::builder().max_concurrent_calls(8).build().unwrap();
-    assert_eq!(allocations(&runtime, bulkhead.layer(backend())), 0, "bulkhead");
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent_calls(8)
+        .build()
+        .unwrap();
+    assert_eq!(
+        allocations(&runtime, bulkhead.layer(backend())),
+        0,
+        "bulkhead"
+    );
 
     let fallback = FallbackLayer::new(|_: BoxError| Ok(0u32));
-    assert_eq!(allocations(&runtime, fallback.layer(backend())), 0, "fallback");
+    assert_eq!(
+        allocations(&runtime, fallback.layer(backend())),
+        0,
+        "fallback"
+    );
 
     let stack = ServiceBuilder::new()
         .layer(FallbackLayer::new(|_: BoxError| Ok(0u32)))
         .layer(RetryLayer::builder().build().unwrap())
         .layer(TimeoutLayer::new(Duration::from_secs(2)))
         .layer(CircuitBreakerLayer::builder().build().unwrap())
-        .layer(BulkheadLayer::builder().max_concurrent_calls(8).build().unwrap())
+        .layer(
+            BulkheadLayer::builder()
+                .max_concurrent_calls(8)
+                .build()
+                .unwrap(),
+        )
         .layer(TimeoutLayer::new(Duration::from_secs(1)))
         .service(backend());
     assert_eq!(allocations(&runtime, stack), 0, "the full stack");

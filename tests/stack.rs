@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use steadfast::BoxError;
+use steadfast::bulkhead::BulkheadLayer;
 use steadfast::circuit_breaker::{CircuitBreakerLayer, CircuitOpen, SlidingWindow, State};
+use steadfast::fallback::FallbackLayer;
 use steadfast::retry::{Backoff, Jitter, RetryBudget, RetryLayer};
 use steadfast::timeout::{Elapsed, TimeoutLayer};
 use tokio::time::Instant;
@@ -166,4 +168,69 @@ async fn a_breaker_that_opens_mid_retry_stops_the_retries() {
         2,
         "two retries paid; the rejection cost nothing"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fallback_answers_when_a_breaker_opens_mid_retry() {
+    let (backend, calls) = backend(|_| Err(()));
+    let breaker = CircuitBreakerLayer::builder()
+        .sliding_window(SlidingWindow::Count(2))
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(FallbackLayer::new(|err: BoxError| {
+            // The fallback sees the rejection that ended the retries.
+            assert!(err.is::<CircuitOpen>(), "{err}");
+            Ok("cached answer")
+        }))
+        .layer(
+            RetryLayer::builder()
+                .max_attempts(5)
+                .backoff(constant(100))
+                .build()
+                .unwrap(),
+        )
+        .layer(breaker.clone())
+        .service(backend);
+    let answer = svc.ready().await.unwrap().call("q").await.unwrap();
+    assert_eq!(answer, "cached answer");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(breaker.state(), State::Open);
+
+    // While the breaker stays open, the next call is answered at once, without a retry.
+    let start = Instant::now();
+    assert_eq!(
+        svc.ready().await.unwrap().call("q").await.unwrap(),
+        "cached answer"
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_documented_stack_serves_a_healthy_backend() {
+    let (backend, calls) = backend(|_| Ok(Duration::from_millis(5)));
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent_calls(2)
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(FallbackLayer::new(|_: BoxError| Ok("fallback")))
+        .layer(RetryLayer::builder().build().unwrap())
+        .layer(TimeoutLayer::new(Duration::from_secs(2)))
+        .layer(breaker.clone())
+        .layer(bulkhead.clone())
+        .layer(TimeoutLayer::new(Duration::from_secs(1)))
+        .service(backend);
+    for _ in 0..10 {
+        assert_eq!(
+            svc.ready().await.unwrap().call("q").await.unwrap(),
+            "answer"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
+    assert_eq!(breaker.snapshot().calls(), 10);
+    assert_eq!(bulkhead.available_permits(), 2, "every permit back");
 }

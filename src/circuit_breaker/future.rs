@@ -33,10 +33,6 @@ impl<C> Shared<C> {
             classifier,
         }
     }
-
-    pub(crate) fn classifier(&self) -> &C {
-        &self.classifier
-    }
 }
 
 /// A permitted call that has not finished: it records the outcome, or gives back its probe slot

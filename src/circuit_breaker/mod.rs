@@ -207,7 +207,12 @@ impl fmt::Display for State {
 /// A service behind a circuit breaker; made by [`CircuitBreakerLayer`].
 pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     inner: S,
-    shared: Arc<Shared<C>>,
+    breaker: Arc<Breaker>,
+    classifier: C,
+    /// What this service's futures hold: made on the first call, not on `clone`, so that a clone
+    /// that is never called (retry keeps one per call for its retries) costs no allocation,
+    /// and futures of services used on different threads count references on different lines.
+    shared: Option<Arc<Shared<C>>>,
     /// The breaker's answer, taken in `poll_ready` and spent in `call`.
     admission: Option<Admission>,
 }
@@ -216,7 +221,9 @@ impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
             inner,
-            shared: Arc::new(Shared::new(breaker, classifier)),
+            breaker,
+            classifier,
+            shared: None,
             admission: None,
         }
     }
@@ -236,7 +243,7 @@ impl<S, C> Drop for CircuitBreaker<S, C> {
     /// A service dropped between `poll_ready` and `call` gives back its probe slot.
     fn drop(&mut self) {
         if let Some(Admission::Permitted(permit)) = self.admission.take() {
-            self.shared.breaker.release(permit);
+            self.breaker.release(permit);
         }
     }
 }
@@ -246,8 +253,8 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
         Self::new(
             self.inner.clone(),
-            self.shared.breaker.clone(),
-            self.shared.classifier().clone(),
+            self.breaker.clone(),
+            self.classifier.clone(),
         )
     }
 }
@@ -256,7 +263,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("breaker", &self.shared.breaker)
+            .field("breaker", &self.breaker)
             .finish_non_exhaustive()
     }
 }
@@ -265,7 +272,7 @@ impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -273,9 +280,7 @@ where
 
     #[inline(always)]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let admission = self
-            .admission
-            .get_or_insert_with(|| self.shared.breaker.admit());
+        let admission = self.admission.get_or_insert_with(|| self.breaker.admit());
         match admission {
             // Rejected: `call` fails at once, so the inner service need not be ready.
             Admission::Rejected(_) => Poll::Ready(Ok(())),
@@ -288,11 +293,14 @@ where
         // Without `poll_ready` first (a contract violation), decide here rather than panic.
         let admission = match self.admission.take() {
             Some(admission) => admission,
-            None => self.shared.breaker.admit(),
+            None => self.breaker.admit(),
         };
         match admission {
             Admission::Permitted(permit) => {
-                let guard = Guard::new(self.shared.clone(), permit);
+                let shared = self.shared.get_or_insert_with(|| {
+                    Arc::new(Shared::new(self.breaker.clone(), self.classifier.clone()))
+                });
+                let guard = Guard::new(shared.clone(), permit);
                 ResponseFuture::called(self.inner.call(request), guard)
             }
             Admission::Rejected(open) => ResponseFuture::rejected(open),

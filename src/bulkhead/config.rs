@@ -1,0 +1,122 @@
+//! The bulkhead's builder.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::BulkheadLayer;
+use super::state::{Permits, Shared};
+use crate::error::{ConfigError, check_range};
+use crate::sync::Arc;
+
+/// Default for [`Builder::max_concurrent_calls`]: 25 calls in flight, as in Resilience4j.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 25;
+
+/// Default for [`Builder::max_wait`]: zero, so a call that finds no free permit fails at once.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::ZERO;
+
+/// Default for [`Builder::name`]: `"default"`.
+pub const DEFAULT_NAME: &str = "default";
+
+/// The largest [`Builder::max_concurrent_calls`] accepted: the permits are a 32-bit count.
+pub const MAX_CONCURRENT_CALLS_LIMIT: usize = u32::MAX as usize;
+
+/// Configures a [`BulkheadLayer`]; made by [`BulkheadLayer::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct Builder {
+    max_concurrent_calls: usize,
+    max_wait: Duration,
+    name: Cow<'static, str>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            max_wait: DEFAULT_MAX_WAIT,
+            name: Cow::Borrowed(DEFAULT_NAME),
+        }
+    }
+}
+
+impl Builder {
+    /// How many calls may be in flight at once, in `[1, 4294967295]`.
+    ///
+    /// Defaults to [`DEFAULT_MAX_CONCURRENT_CALLS`] (25).
+    pub fn max_concurrent_calls(mut self, n: usize) -> Self {
+        self.max_concurrent_calls = n;
+        self
+    }
+
+    /// How long a call may wait in `poll_ready` for a permit before it is rejected with
+    /// [`BulkheadFull`](super::BulkheadFull). Zero fails fast: one try, then the call is rejected.
+    ///
+    /// Waiting needs a tokio runtime with its time driver enabled; failing fast needs none.
+    ///
+    /// Defaults to [`DEFAULT_MAX_WAIT`] (zero: fail fast).
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// The instance name: the `name` label of the metrics and the `bulkhead.name` field of the
+    /// tracing events. Must not be empty.
+    ///
+    /// Defaults to [`DEFAULT_NAME`] (`"default"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Checks the configuration and creates the layer, with its permits and (with the `metrics`
+    /// feature) its metric handles. Every clone of the layer, and every service it makes, shares
+    /// these permits.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `max_concurrent_calls` if it is not in `[1, 4294967295]`, or
+    /// `name` if it is empty.
+    pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
+        check_range(
+            "max_concurrent_calls",
+            self.max_concurrent_calls,
+            1,
+            MAX_CONCURRENT_CALLS_LIMIT,
+        )?;
+        if self.name.is_empty() {
+            return Err(ConfigError::new("name", "a non-empty string", &*self.name));
+        }
+        let max = u32::try_from(self.max_concurrent_calls).map_err(|_| {
+            ConfigError::new(
+                "max_concurrent_calls",
+                "in [1, 4294967295]",
+                self.max_concurrent_calls,
+            )
+        })?;
+
+        #[cfg(feature = "metrics")]
+        let metrics = {
+            let labels = [("name", self.name.to_string())];
+            let max_gauge = metrics::gauge!("steadfast_bulkhead_max_concurrent_calls", &labels);
+            max_gauge.set(f64::from(max));
+            super::state::Metrics {
+                in_flight: metrics::gauge!("steadfast_bulkhead_in_flight", &labels),
+                rejected: metrics::counter!("steadfast_bulkhead_rejected_total", &labels),
+            }
+        };
+
+        Ok(BulkheadLayer {
+            shared: Arc::new(Shared {
+                permits: Permits::new(max),
+                notify: std::sync::Arc::new(Notify::new()),
+                max_concurrent_calls: max,
+                max_wait: self.max_wait,
+                name: self.name,
+                #[cfg(feature = "metrics")]
+                metrics,
+            }),
+        })
+    }
+}

@@ -1,0 +1,94 @@
+//! The response future of [`Bulkhead`](super::Bulkhead).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use super::BulkheadFull;
+use super::state::Permit;
+use crate::BoxError;
+
+pin_project! {
+    /// The response future of [`Bulkhead`](super::Bulkhead): the inner service's future with the
+    /// call's permit, or the rejection of a call that got no permit.
+    ///
+    /// The permit is given back the moment the inner future completes (with a response or an
+    /// error), or when this future is dropped before that.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called {
+            #[pin]
+            future: F,
+            permit: Option<Permit>,
+        },
+        Rejected {
+            error: BulkheadFull,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    #[inline]
+    pub(crate) fn called(future: F, permit: Permit) -> Self {
+        Self {
+            kind: Kind::Called {
+                future,
+                permit: Some(permit),
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: BulkheadFull) -> Self {
+        Self {
+            kind: Kind::Rejected { error },
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // There is one inner future to poll: the inner service's. The permit is not a future; it
+        // is dropped (given back) as soon as that future is ready.
+        match self.project().kind.project() {
+            KindProj::Called { future, permit } => {
+                let result = ready!(future.poll(cx));
+                drop(permit.take());
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(error.clone()))),
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Called { permit, .. } => f
+                .debug_struct("ResponseFuture")
+                .field("holds_permit", &permit.is_some())
+                .finish_non_exhaustive(),
+            Kind::Rejected { error } => f
+                .debug_struct("ResponseFuture")
+                .field("rejected", error)
+                .finish(),
+        }
+    }
+}

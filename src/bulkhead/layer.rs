@@ -1,0 +1,43 @@
+use tower_layer::Layer;
+
+use super::Bulkhead;
+use super::config::Builder;
+use super::state::Shared;
+use crate::sync::Arc;
+
+/// Caps the concurrent calls of the services it wraps; see the [module docs](super).
+///
+/// Cheap to clone: the permits live in one `Arc` created by [`Builder::build`], shared by every
+/// clone of the layer and by every service that [`layer`](Layer::layer) makes. Wrapping each axum
+/// route, or each tonic connection, in the same layer therefore caps them *together*.
+#[derive(Clone, Debug)]
+pub struct BulkheadLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl BulkheadLayer {
+    /// A builder with the defaults: [`max_concurrent_calls`](Builder::max_concurrent_calls) 25,
+    /// [`max_wait`](Builder::max_wait) zero (fail fast).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Permits free right now: `max_concurrent_calls` minus the calls in flight (including
+    /// services that took a permit in `poll_ready` and have not called yet).
+    pub fn available_permits(&self) -> usize {
+        self.shared.permits.load().available() as usize
+    }
+
+    /// The configured limit of concurrent calls.
+    pub fn max_concurrent_calls(&self) -> usize {
+        self.shared.max_concurrent_calls as usize
+    }
+}
+
+impl<S> Layer<S> for BulkheadLayer {
+    type Service = Bulkhead<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bulkhead::new(inner, Arc::clone(&self.shared))
+    }
+}
