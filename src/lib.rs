@@ -7,6 +7,52 @@
 //! the budget) in the layer, so every clone of the layer and every service it makes share it: an
 //! axum router that applies a layer per route still has one breaker.
 //!
+//! # Example
+//!
+//! The full stack in the recommended order, outermost first:
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::BoxError;
+//! use steadfast::bulkhead::BulkheadLayer;
+//! use steadfast::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State};
+//! use steadfast::fallback::FallbackLayer;
+//! use steadfast::retry::{Backoff, Jitter, RetryLayer};
+//! use steadfast::timeout::TimeoutLayer;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .failure_rate_threshold(0.5)
+//!     .sliding_window(SlidingWindow::Count(100))
+//!     .minimum_calls(20)
+//!     .wait_in_open(Duration::from_secs(30))
+//!     .build()?;
+//!
+//! let backend = service_fn(|id: u32| async move { Ok::<_, BoxError>(format!("item {id}")) });
+//! let mut service = ServiceBuilder::new()
+//!     .layer(FallbackLayer::new(|_: BoxError| Ok(String::from("cached item"))))
+//!     .layer(
+//!         RetryLayer::builder()
+//!             .max_attempts(3) // 3 attempts = 2 retries
+//!             .backoff(Backoff::exponential(Duration::from_millis(50)).jitter(Jitter::Full))
+//!             .build()?,
+//!     )
+//!     .layer(TimeoutLayer::new(Duration::from_secs(2)))
+//!     .layer(breaker.clone())
+//!     .layer(BulkheadLayer::builder().max_concurrent_calls(64).build()?)
+//!     .layer(TimeoutLayer::new(Duration::from_millis(500)))
+//!     .service(backend);
+//!
+//! assert_eq!(service.ready().await?.call(7).await?, "item 7");
+//! breaker.force_open();
+//! assert_eq!(service.ready().await?.call(7).await?, "cached item");
+//! assert_eq!(breaker.state(), State::ForcedOpen);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The order of a full stack
 //!
 //! Outermost first:
