@@ -89,7 +89,14 @@ impl<F, Res> fmt::Debug for ResponseFuture<F, Res> {
         let mut debug = f.debug_struct("ResponseFuture");
         match &self.kind {
             Kind::Called { delay, .. } => debug
-                .field("state", &if delay.is_some() { "delaying" } else { "calling" })
+                .field(
+                    "state",
+                    &if delay.is_some() {
+                        "delaying"
+                    } else {
+                        "calling"
+                    },
+                )
                 .finish_non_exhaustive(),
             Kind::Failed { fault, .. } => debug
                 .field("state", &"failed")

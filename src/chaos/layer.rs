@@ -2,10 +2,10 @@ use std::fmt;
 
 use tower_layer::Layer;
 
+use super::Chaos;
 use super::config::Builder;
 use super::handle::ChaosHandle;
 use super::state::Core;
-use super::Chaos;
 use crate::sync::Arc;
 
 /// Injects errors, latency and outages into the services it wraps; see the

@@ -242,10 +242,9 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         match self.core.decide() {
             Decision::Pass => ResponseFuture::called(self.inner.call(request), None),
-            Decision::Delay(delay) => ResponseFuture::called(
-                self.inner.call(request),
-                Some(tokio::time::sleep(delay)),
-            ),
+            Decision::Delay(delay) => {
+                ResponseFuture::called(self.inner.call(request), Some(tokio::time::sleep(delay)))
+            }
             Decision::Fail(kind) => {
                 let fault = InjectedFault::new(kind);
                 ResponseFuture::failed(fault, self.response.respond(&fault))

@@ -269,7 +269,10 @@ impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Core")
             .field("enabled", &self.is_enabled())
-            .field("manual_outage", &(self.flags.load(Ordering::Relaxed) & OUTAGE != 0))
+            .field(
+                "manual_outage",
+                &(self.flags.load(Ordering::Relaxed) & OUTAGE != 0),
+            )
             .field("counts", &self.counts())
             .field("config", &self.config)
             .finish_non_exhaustive()
