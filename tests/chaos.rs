@@ -251,6 +251,25 @@ async fn the_sequence_follows_the_calls_whichever_service_makes_them() {
     assert_eq!(c.handle().counts().calls(), 60);
 }
 
+#[test]
+fn threads_sharing_a_layer_see_the_seeds_exact_count() {
+    // Each judged call takes the next number of the sequence, so 1000 calls spread over four
+    // threads draw the same 1000 numbers as 1000 calls in a row: the same failures in total.
+    let layer = seeded(42, 0.2);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (mut svc, _) = service(&layer);
+            std::thread::spawn(move || {
+                let failed = failures(&mut svc, 250);
+                failed.iter().filter(|&&failed| failed).count()
+            })
+        })
+        .collect();
+    let failed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(failed, 223);
+    assert_eq!(layer.handle().counts().calls(), 1000);
+}
+
 #[tokio::test(start_paused = true)]
 async fn error_rates_of_zero_and_one_are_exact() {
     let (mut never, backend) = service(&seeded(1, 0.0));
@@ -584,6 +603,17 @@ async fn a_fault_response_can_answer_each_kind_differently() {
 }
 
 #[test]
+fn outside_a_runtime_a_delayed_call_is_sent_at_once() {
+    let layer = ChaosLayer::builder().latency(1.0, secs(1)).build().unwrap();
+    let (mut svc, backend) = service(&layer);
+    let future = pin!(svc.call(Call::Ok));
+    assert_eq!(poll_once(future).map(Result::unwrap), Poll::Ready(200));
+    assert_eq!(backend.started(), 1);
+    let counts = layer.handle().counts();
+    assert_eq!((counts.calls(), counts.delays()), (1, 0));
+}
+
+#[test]
 fn response_futures_are_send_and_static() {
     fn assert_send_static<T: Send + 'static>(_: &T) {}
     let layer = ChaosLayer::builder().error_rate(0.5).build().unwrap();
@@ -592,6 +622,16 @@ fn response_futures_are_send_and_static() {
     assert_send_static(&future);
     assert_send_static(&svc);
     assert_send_static(&layer.handle());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undelayed_call_costs_a_word_over_the_inner_future() {
+    let layer = ChaosLayer::builder().latency(0.5, secs(1)).build().unwrap();
+    let (mut svc, _) = service(&layer);
+    let future = svc.call(Call::Ok);
+    let inner = std::mem::size_of::<<Backend as Service<Call>>::Future>();
+    // The sleep of a delayed call is boxed, not carried by every future.
+    assert!(std::mem::size_of_val(&future) <= inner + 16);
 }
 
 // ---- Configuration ----------------------------------------------------------------------------

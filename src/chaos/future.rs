@@ -26,14 +26,16 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, Res> {
-        // Delaying while `delay` is `Some`, then calling.
-        Called {
-            #[pin]
-            delay: Option<Sleep>,
+        // Delaying while `delay` is `Some`, then calling. The sleep is boxed: only delayed
+        // calls pay for it (an allocation beside a delay of milliseconds), and the future of
+        // every other call stays the inner future plus a word, instead of growing by the
+        // 100-odd bytes of a `Sleep`.
+        Calling {
+            delay: Option<Pin<Box<Sleep>>>,
             #[pin]
             future: F,
         },
-        Failed {
+        Failing {
             fault: InjectedFault,
             response: Option<Res>,
         },
@@ -42,15 +44,15 @@ pin_project! {
 
 impl<F, Res> ResponseFuture<F, Res> {
     #[inline]
-    pub(crate) fn called(future: F, delay: Option<Sleep>) -> Self {
+    pub(crate) fn called(future: F, delay: Option<Pin<Box<Sleep>>>) -> Self {
         Self {
-            kind: Kind::Called { delay, future },
+            kind: Kind::Calling { delay, future },
         }
     }
 
     pub(crate) fn failed(fault: InjectedFault, response: Option<Res>) -> Self {
         Self {
-            kind: Kind::Failed { fault, response },
+            kind: Kind::Failing { fault, response },
         }
     }
 }
@@ -65,18 +67,18 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Called { mut delay, future } => {
+            KindProj::Calling { delay, future } => {
                 // The delay is polled first, and the inner future only once it is over: the
                 // injected latency comes before any work of the inner service's future.
-                if let Some(sleep) = delay.as_mut().as_pin_mut() {
-                    ready!(sleep.poll(cx));
-                    delay.set(None);
+                if let Some(sleep) = delay {
+                    ready!(sleep.as_mut().poll(cx));
+                    *delay = None;
                 }
                 future.poll(cx).map_err(Into::into)
             }
             // A response made by `error_response`, or the fault itself. (Polled again after
             // completion, it answers the fault rather than panic.)
-            KindProj::Failed { fault, response } => Poll::Ready(match response.take() {
+            KindProj::Failing { fault, response } => Poll::Ready(match response.take() {
                 Some(response) => Ok(response),
                 None => Err(Box::new(*fault)),
             }),
@@ -88,7 +90,7 @@ impl<F, Res> fmt::Debug for ResponseFuture<F, Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("ResponseFuture");
         match &self.kind {
-            Kind::Called { delay, .. } => debug
+            Kind::Calling { delay, .. } => debug
                 .field(
                     "state",
                     &if delay.is_some() {
@@ -98,8 +100,8 @@ impl<F, Res> fmt::Debug for ResponseFuture<F, Res> {
                     },
                 )
                 .finish_non_exhaustive(),
-            Kind::Failed { fault, .. } => debug
-                .field("state", &"failed")
+            Kind::Failing { fault, .. } => debug
+                .field("state", &"failing")
                 .field("fault", fault)
                 .finish_non_exhaustive(),
         }

@@ -107,14 +107,23 @@
 //! ([`is_rejection`](crate::is_rejection) is `false`): breakers count it and retry retries it,
 //! as they would a real failure.
 //!
+//! # Cost
+//!
+//! Switched off, or on with nothing to inject: one relaxed atomic load per call, and a response
+//! future the size of the inner one plus a word. Switched on with faults: one `fetch_add` per
+//! call, a clock read when outages are scheduled, an allocation per injected fault (the boxed
+//! error) and per delayed call (the boxed sleep). No lock anywhere.
+//!
 //! # Latency and the inner service
 //!
 //! The inner service was polled ready, so its `call` is made at once, in `call`; the delay
 //! holds back the first poll of its future. For services whose futures do their work when polled
 //! (`service_fn`, axum handlers, hyper and tonic clients) the request reaches the backend after
 //! the delay. A service that does its work in `call` itself (such as `tower::buffer::Buffer`)
-//! has only its answer delayed. The delay is a `tokio::time::Sleep`: latency needs a tokio
-//! runtime with its time driver, as tower's `Timeout` does.
+//! has only its answer delayed. The delay is a `tokio::time::Sleep`, boxed so that only delayed
+//! calls pay for it. Outside a tokio runtime a call that should be delayed is sent at once (with
+//! a `warn!` event, and not counted as delayed); inside one, the runtime needs its time driver,
+//! as for tower's `Timeout`.
 //!
 //! # Differences from other crates
 //!
@@ -242,9 +251,10 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         match self.core.decide() {
             Decision::Pass => ResponseFuture::called(self.inner.call(request), None),
-            Decision::Delay(delay) => {
-                ResponseFuture::called(self.inner.call(request), Some(tokio::time::sleep(delay)))
-            }
+            Decision::Delay(delay) => ResponseFuture::called(
+                self.inner.call(request),
+                Some(Box::pin(tokio::time::sleep(delay))),
+            ),
             Decision::Fail(kind) => {
                 let fault = InjectedFault::new(kind);
                 ResponseFuture::failed(fault, self.response.respond(&fault))

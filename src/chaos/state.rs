@@ -167,6 +167,15 @@ impl Core {
             let z = mix(z.wrapping_add(GOLDEN));
             if unit(z) < latency.rate {
                 let delay = latency.delay(mix(z.wrapping_add(GOLDEN)));
+                if tokio::runtime::Handle::try_current().is_err() {
+                    // A sleep outside a runtime would panic: send the call as it is.
+                    tracing::warn!(
+                        chaos.name = %self.config.name,
+                        chaos.delay_ms = delay.as_millis() as u64,
+                        "chaos cannot delay a call outside a tokio runtime; sent it undelayed"
+                    );
+                    return Decision::Pass;
+                }
                 self.delays.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     chaos.name = %self.config.name,
