@@ -132,8 +132,9 @@ impl<R> Builder<R> {
         self
     }
 
-    /// Delays a `rate` of the calls (in [0, 1]) by `delay` before they reach the inner service.
-    /// `delay` is at most [`MAX_LATENCY`]. Replaces an earlier `latency` or `latency_range`.
+    /// Delays a `rate` (in [0, 1]) of the calls that no fault failed by `delay` before they reach
+    /// the inner service. `delay` is at most [`MAX_LATENCY`]. Replaces an earlier `latency` or
+    /// `latency_range`.
     ///
     /// Defaults to no added latency.
     pub fn latency(mut self, rate: f64, delay: Duration) -> Self {
@@ -146,9 +147,9 @@ impl<R> Builder<R> {
         self
     }
 
-    /// Delays a `rate` of the calls (in [0, 1]) by a delay drawn uniformly from `[min, max]`
-    /// before they reach the inner service. `min <= max <= MAX_LATENCY`. Replaces an earlier
-    /// `latency` or `latency_range`.
+    /// Delays a `rate` (in [0, 1]) of the calls that no fault failed by a delay drawn uniformly
+    /// from `[min, max]` before they reach the inner service. `min <= max <= MAX_LATENCY`.
+    /// Replaces an earlier `latency` or `latency_range`.
     ///
     /// Defaults to no added latency.
     pub fn latency_range(mut self, rate: f64, min: Duration, max: Duration) -> Self {

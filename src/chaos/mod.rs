@@ -84,6 +84,7 @@
 //! | `debug!` event | "chaos delayed a call" | `chaos.name`, `chaos.kind` = `latency`, `chaos.delay_ms` | each injected delay |
 //! | `info!` event | "chaos switched on" / "chaos switched off" | `chaos.name`, `chaos.enabled` | [`ChaosHandle::enable`] or [`disable`](ChaosHandle::disable) changed the switch |
 //! | `warn!` / `info!` event | "chaos outage started" / "chaos outage stopped" | `chaos.name` | [`ChaosHandle::start_outage`] or [`stop_outage`](ChaosHandle::stop_outage) changed the switch |
+//! | `warn!` event | "chaos cannot delay a call outside a tokio runtime; …" | `chaos.name`, `chaos.delay_ms` | a delay drawn for a call made outside a runtime (the call is sent at once) |
 //! | counter | `steadfast_chaos_injected_total` | `name`, `kind` = `error`, `outage`, `latency` | each injected fault or delay |
 //!
 //! The counter needs the `metrics` feature; its handles are registered when the layer is built,
