@@ -818,6 +818,9 @@ fn a_debug_event_per_rejection() {
             move || captured.clone()
         })
         .finish();
+    // A second live dispatcher keeps tracing from caching "never" for a callsite that
+    // another test, with no subscriber, hit first.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(subscriber, || {
         let layer = BulkheadLayer::builder()
             .max_concurrent_calls(1)

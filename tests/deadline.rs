@@ -391,6 +391,9 @@ mod http_layers {
             .enable_time()
             .build()
             .unwrap();
+        // A second live dispatcher keeps tracing from caching "never" for a callsite that
+        // another test, with no subscriber, hit first.
+        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         let got = tracing::subscriber::with_default(subscriber, || {
             rt.block_on(inbound(
                 InboundDeadlineLayer::new(),

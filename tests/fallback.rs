@@ -479,6 +479,9 @@ fn a_debug_event_each_time_the_fallback_answers() {
             move || captured.clone()
         })
         .finish();
+    // A second live dispatcher keeps tracing from caching "never" for a callsite that
+    // another test, with no subscriber, hit first.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(subscriber, || {
         let mut service = FallbackLayer::new(|_: BoxError| Ok("fallback"))
             .name("recommendations")

@@ -554,6 +554,9 @@ fn a_timeout_emits_one_debug_event_with_its_fields() {
         .start_paused(true)
         .build()
         .unwrap();
+    // A second live dispatcher keeps tracing from caching "never" for a callsite that
+    // another test, with no subscriber, hit first.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(subscriber, || {
         rt.block_on(async {
             let layer = TimeoutLayer::builder()

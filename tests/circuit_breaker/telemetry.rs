@@ -38,6 +38,9 @@ async fn events_on_transitions_and_rejections() {
         .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .finish();
+    // A second live dispatcher keeps tracing from caching "never" for a callsite that
+    // another test, with no subscriber, hit first.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let layer = count_builder(1)

@@ -304,6 +304,9 @@ async fn each_retry_emits_one_debug_event_with_structured_fields() {
         .without_time()
         .with_writer(move || writer.clone())
         .finish();
+    // A second live dispatcher keeps tracing from caching "never" for a callsite that
+    // another test, with no subscriber, hit first.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _default = tracing::subscriber::set_default(subscriber);
 
     let (service, _) = flaky(2);

@@ -1,0 +1,327 @@
+//! The state a chaos layer shares with every clone and every service it makes: two switches, the
+//! counters and the generator that decides each call.
+//!
+//! # The switches
+//!
+//! One `AtomicU32` holds both run-time switches, so that the call path reads them with one load:
+//!
+//! ```text
+//!  31                               2     1        0
+//! +----------------------------------+--------+---------+
+//! |               0                  | OUTAGE | ENABLED |
+//! +----------------------------------+--------+---------+
+//! ```
+//!
+//! A call is judged only if `ENABLED` is set and either `OUTAGE` is set or some fault is
+//! configured; otherwise it passes through after that one load.
+//!
+//! # The generator
+//!
+//! Each judged call takes the next number of a call counter (one `fetch_add`) and hashes it with
+//! the seed through SplitMix64's output function. The decisions for a call (error or not, delayed
+//! or not, how long) are therefore a pure function of the seed and the call's position among the
+//! judged calls: the same seed gives the same decisions for the same sequence of calls, however
+//! the calls are spread over services, clones and threads.
+//!
+//! # Memory ordering
+//!
+//! Every access is `Relaxed`. The switches and counters publish no other data: the
+//! configuration is immutable and was published by the `Arc` that shares it. A switch flipped on
+//! one thread is seen by calls on other threads soon after, which is all a fault injector needs;
+//! the counters are statistics, each exact on its own, read without a common snapshot.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::{Config, Latency};
+use super::error::FaultKind;
+use super::handle::Counts;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// The master switch: nothing is injected while it is off.
+const ENABLED: u32 = 1;
+/// A manual outage: every judged call fails with [`FaultKind::Outage`].
+const OUTAGE: u32 = 1 << 1;
+
+/// SplitMix64's increment, the golden ratio in 64 bits.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// What to do with one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Send it at once.
+    Pass,
+    /// Send it after this delay.
+    Delay(Duration),
+    /// Fail it without sending it.
+    Fail(FaultKind),
+}
+
+/// SplitMix64's output function: a bijective mix of 64 bits.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The `n`-th number (from 0) of the sequence seeded with `seed`.
+pub(crate) fn nth(seed: u64, n: u64) -> u64 {
+    mix(seed.wrapping_add(n.wrapping_add(1).wrapping_mul(GOLDEN)))
+}
+
+/// A uniform fraction in [0, 1) from the top 53 bits of `z`.
+pub(crate) fn unit(z: u64) -> f64 {
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A value in `[0, span]` from `z`, by multiply-and-shift (no division, no float).
+pub(crate) fn up_to(z: u64, span: u64) -> u64 {
+    ((u128::from(z) * (u128::from(span) + 1)) >> 64) as u64
+}
+
+impl Latency {
+    /// The delay chosen by `z`, in `[min, min + span]`.
+    fn delay(&self, z: u64) -> Duration {
+        self.min + Duration::from_nanos(up_to(z, self.span_nanos))
+    }
+}
+
+/// The state shared by a layer, its clones, its services and its handles.
+pub(crate) struct Core {
+    flags: AtomicU32,
+    calls: AtomicU64,
+    errors: AtomicU64,
+    outages: AtomicU64,
+    delays: AtomicU64,
+    config: Config,
+    /// The instant the layer was built: scheduled outages are offsets from it.
+    epoch: Instant,
+    #[cfg(feature = "metrics")]
+    metrics: Metrics,
+}
+
+/// `steadfast_chaos_injected_total{name, kind}`, one handle per kind.
+#[cfg(feature = "metrics")]
+struct Metrics {
+    error: metrics::Counter,
+    outage: metrics::Counter,
+    latency: metrics::Counter,
+}
+
+impl Core {
+    pub(crate) fn new(config: Config) -> Self {
+        #[cfg(feature = "metrics")]
+        let metrics = {
+            let name = config.name.to_string();
+            let counter = |kind: &'static str| {
+                metrics::counter!(
+                    "steadfast_chaos_injected_total",
+                    "name" => name.clone(),
+                    "kind" => kind
+                )
+            };
+            Metrics {
+                error: counter("error"),
+                outage: counter("outage"),
+                latency: counter("latency"),
+            }
+        };
+        Self {
+            flags: AtomicU32::new(if config.enabled { ENABLED } else { 0 }),
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
+            delays: AtomicU64::new(0),
+            epoch: Instant::now(),
+            config,
+            #[cfg(feature = "metrics")]
+            metrics,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Decides one call. Off, or on with nothing to inject: one atomic load.
+    #[inline]
+    pub(crate) fn decide(&self) -> Decision {
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags & ENABLED == 0 || (flags & OUTAGE == 0 && !self.config.has_faults()) {
+            return Decision::Pass;
+        }
+        self.judge(flags)
+    }
+
+    #[inline(never)]
+    fn judge(&self, flags: u32) -> Decision {
+        let z = nth(self.config.seed, self.calls.fetch_add(1, Ordering::Relaxed));
+        if flags & OUTAGE != 0 || self.in_scheduled_outage(Instant::now()) {
+            return self.fail(FaultKind::Outage);
+        }
+        if unit(z) < self.config.error_rate {
+            return self.fail(FaultKind::Error);
+        }
+        if let Some(latency) = &self.config.latency {
+            let z = mix(z.wrapping_add(GOLDEN));
+            if unit(z) < latency.rate {
+                let delay = latency.delay(mix(z.wrapping_add(GOLDEN)));
+                if tokio::runtime::Handle::try_current().is_err() {
+                    // A sleep outside a runtime would panic: send the call as it is.
+                    tracing::warn!(
+                        chaos.name = %self.config.name,
+                        chaos.delay_ms = delay.as_millis() as u64,
+                        "chaos cannot delay a call outside a tokio runtime; sent it undelayed"
+                    );
+                    return Decision::Pass;
+                }
+                self.delays.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    chaos.name = %self.config.name,
+                    chaos.kind = "latency",
+                    chaos.delay_ms = delay.as_millis() as u64,
+                    "chaos delayed a call"
+                );
+                #[cfg(feature = "metrics")]
+                self.metrics.latency.increment(1);
+                return Decision::Delay(delay);
+            }
+        }
+        Decision::Pass
+    }
+
+    fn fail(&self, kind: FaultKind) -> Decision {
+        let counter = match kind {
+            FaultKind::Error => &self.errors,
+            FaultKind::Outage => &self.outages,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            chaos.name = %self.config.name,
+            chaos.kind = kind.as_str(),
+            "chaos failed a call"
+        );
+        #[cfg(feature = "metrics")]
+        match kind {
+            FaultKind::Error => self.metrics.error.increment(1),
+            FaultKind::Outage => self.metrics.outage.increment(1),
+        }
+        Decision::Fail(kind)
+    }
+
+    fn in_scheduled_outage(&self, now: Instant) -> bool {
+        if self.config.outages.is_empty() {
+            return false;
+        }
+        let elapsed = now.saturating_duration_since(self.epoch);
+        self.config
+            .outages
+            .iter()
+            .any(|window| window.start <= elapsed && elapsed < window.end)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The handle
+    // -----------------------------------------------------------------------------------------
+
+    /// Sets or clears `bit`; whether it changed.
+    fn switch(&self, bit: u32, on: bool) -> bool {
+        let before = if on {
+            self.flags.fetch_or(bit, Ordering::Relaxed)
+        } else {
+            self.flags.fetch_and(!bit, Ordering::Relaxed)
+        };
+        (before & bit != 0) != on
+    }
+
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        if self.switch(ENABLED, enabled) {
+            tracing::info!(
+                chaos.name = %self.config.name,
+                chaos.enabled = enabled,
+                "chaos switched {}",
+                if enabled { "on" } else { "off" }
+            );
+        }
+    }
+
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & ENABLED != 0
+    }
+
+    pub(crate) fn set_outage(&self, outage: bool) {
+        if self.switch(OUTAGE, outage) {
+            if outage {
+                tracing::warn!(chaos.name = %self.config.name, "chaos outage started");
+            } else {
+                tracing::info!(chaos.name = %self.config.name, "chaos outage stopped");
+            }
+        }
+    }
+
+    pub(crate) fn in_outage(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & OUTAGE != 0 || self.in_scheduled_outage(Instant::now())
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            calls: self.calls.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            outages: self.outages.load(Ordering::Relaxed),
+            delays: self.delays.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("enabled", &self.is_enabled())
+            .field(
+                "manual_outage",
+                &(self.flags.load(Ordering::Relaxed) & OUTAGE != 0),
+            )
+            .field("counts", &self.counts())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn unit_is_a_fraction_below_one(z in any::<u64>()) {
+            let u = unit(z);
+            prop_assert!((0.0..1.0).contains(&u));
+        }
+
+        #[test]
+        fn up_to_stays_in_range(z in any::<u64>(), span in any::<u64>()) {
+            prop_assert!(up_to(z, span) <= span);
+        }
+
+        #[test]
+        fn up_to_reaches_both_ends(span in 0u64..1_000_000) {
+            prop_assert_eq!(up_to(0, span), 0);
+            prop_assert_eq!(up_to(u64::MAX, span), span);
+        }
+
+        #[test]
+        fn a_seed_gives_one_sequence(seed in any::<u64>(), n in 0u64..10_000) {
+            prop_assert_eq!(nth(seed, n), nth(seed, n));
+            prop_assert_ne!(nth(seed, n), nth(seed, n + 1));
+        }
+    }
+
+    #[test]
+    fn the_extremes_of_the_range_are_exact() {
+        assert_eq!(up_to(u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(up_to(1 << 63, 1), 1);
+        assert_eq!(up_to((1 << 63) - 1, 1), 0);
+    }
+}
