@@ -1,6 +1,8 @@
 //! Integration tests of the circuit breaker, on paused time: every transition, every count,
 //! every error type, exactly.
 
+#[path = "../support/events.rs"]
+mod events;
 mod support;
 
 mod config;

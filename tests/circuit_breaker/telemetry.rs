@@ -1,47 +1,13 @@
 //! Metrics and events.
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use steadfast::circuit_breaker::State;
-use tracing_subscriber::fmt::MakeWriter;
 
+use crate::events;
 use crate::support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn events_on_transitions_and_rejections() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    // A second live dispatcher keeps tracing from caching "never" for a callsite that
-    // another test, with no subscriber, hit first.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let events = events::capture();
 
     let layer = count_builder(1)
         .name("payments")
@@ -54,7 +20,7 @@ async fn events_on_transitions_and_rejections() {
     advance(secs(10)).await;
     ok(&mut svc).await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = events.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(
