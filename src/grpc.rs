@@ -197,6 +197,26 @@ mod tests {
         assert_eq!(pushback_millis(Duration::MAX), u64::MAX);
     }
 
+    #[cfg(feature = "timeout")]
+    #[test]
+    fn a_timeout_is_deadline_exceeded() {
+        use super::*;
+        use tonic::Code;
+
+        let error: BoxError = Box::new(crate::timeout::Elapsed::new());
+        let status = status(&error);
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert_eq!(status.message(), "request timed out");
+        assert!(status.metadata().get(RETRY_PUSHBACK_KEY).is_none());
+
+        let status = into_status(error);
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        let source = status
+            .source()
+            .expect("the rejection is kept as the source");
+        assert!(source.is::<crate::timeout::Elapsed>());
+    }
+
     #[cfg(feature = "bulkhead")]
     #[test]
     fn a_full_bulkhead_is_resource_exhausted() {
@@ -207,12 +227,17 @@ mod tests {
         let error: BoxError = Box::new(crate::bulkhead::BulkheadFull::new(2, Duration::ZERO));
         let status = status(&error);
         assert_eq!(status.code(), Code::ResourceExhausted);
-        assert_eq!(status.message(), "bulkhead full: 2 concurrent calls in flight");
+        assert_eq!(
+            status.message(),
+            "bulkhead full: 2 concurrent calls in flight"
+        );
         assert!(status.metadata().get(RETRY_PUSHBACK_KEY).is_none());
 
         let status = into_status(error);
         assert_eq!(status.code(), Code::ResourceExhausted);
-        let source = status.source().expect("the rejection is kept as the source");
+        let source = status
+            .source()
+            .expect("the rejection is kept as the source");
         assert!(source.is::<crate::bulkhead::BulkheadFull>());
     }
 }

@@ -107,9 +107,9 @@ use std::fmt;
 #[cfg(feature = "circuit-breaker")]
 use std::time::Duration;
 
+use ::http::header::CONTENT_TYPE;
 #[cfg(feature = "circuit-breaker")]
 use ::http::header::RETRY_AFTER;
-use ::http::header::CONTENT_TYPE;
 use ::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -257,7 +257,12 @@ where
 pub struct PlainText;
 
 impl<B: From<String>> MakeBody<B> for PlainText {
-    fn make_body(&self, rejection: Rejection<'_>, status: StatusCode, headers: &mut HeaderMap) -> B {
+    fn make_body(
+        &self,
+        rejection: Rejection<'_>,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> B {
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -363,7 +368,10 @@ impl<M> RejectionResponses<M> {
         #[cfg(feature = "circuit-breaker")]
         if let Rejection::CircuitOpen(open) = rejection {
             if self.retry_after {
-                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(open.retry_after())));
+                headers.insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(open.retry_after())),
+                );
             }
         }
         #[cfg(not(feature = "circuit-breaker"))]
@@ -665,7 +673,10 @@ where
     type Future = future::ResponseFuture<S::Future, M>;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         use std::task::Poll;
         if self.not_ready.is_none() {
             match self.inner.poll_ready(cx) {
@@ -681,7 +692,9 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         match self.not_ready.take() {
             Some(error) => future::ResponseFuture::not_ready(error, self.responses.clone()),
-            None => future::ResponseFuture::called(self.inner.call(request), self.responses.clone()),
+            None => {
+                future::ResponseFuture::called(self.inner.call(request), self.responses.clone())
+            }
         }
     }
 }
@@ -780,6 +793,90 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::MAX), u64::MAX);
     }
 
+    #[cfg(feature = "timeout")]
+    mod timeout {
+        use ::http::header::CONTENT_TYPE;
+
+        use super::super::*;
+
+        fn elapsed() -> BoxError {
+            Box::new(Elapsed::new())
+        }
+
+        #[test]
+        fn a_timeout_is_a_504_without_headers() {
+            let response = RejectionResponses::new().to_response::<String>(&elapsed());
+            assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+            assert!(response.headers().is_empty());
+            assert_eq!(response.body(), "");
+            assert_eq!(Rejection::classify(&*elapsed()).kind(), "timeout");
+        }
+
+        #[test]
+        fn a_timeout_status_is_configurable_and_plain_text_tells_it() {
+            let responses = RejectionResponses::builder()
+                .timeout_status(StatusCode::SERVICE_UNAVAILABLE)
+                .body(PlainText)
+                .build()
+                .unwrap();
+            let response = responses.to_response::<String>(&elapsed());
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.body(), "request timed out");
+            assert_eq!(response.headers().len(), 1);
+            assert_eq!(
+                response.headers()[CONTENT_TYPE],
+                "text/plain; charset=utf-8"
+            );
+        }
+
+        #[test]
+        fn the_layer_answers_an_inner_timeout_with_504() {
+            use std::future::Future;
+            use std::pin::pin;
+            use std::task::{Context, Poll, Waker};
+
+            let inner = tower_service_fn(|| Err(elapsed()));
+            let mut service = RejectionsAsResponsesLayer::new().layer(inner);
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+            let mut future = pin!(service.call(()));
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(response)) => {
+                    let response: Response<String> = response;
+                    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+                }
+                _ => panic!("not ready"),
+            }
+        }
+
+        /// A ready service answering every call with `answer()`.
+        fn tower_service_fn<F>(answer: F) -> Answer<F> {
+            Answer(answer)
+        }
+
+        struct Answer<F>(F);
+
+        impl<F> Service<()> for Answer<F>
+        where
+            F: Fn() -> Result<Response<String>, BoxError>,
+        {
+            type Response = Response<String>;
+            type Error = BoxError;
+            type Future = std::future::Ready<Result<Response<String>, BoxError>>;
+
+            fn poll_ready(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), BoxError>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, _: ()) -> Self::Future {
+                std::future::ready((self.0)())
+            }
+        }
+    }
+
     #[cfg(feature = "bulkhead")]
     mod bulkhead {
         use std::time::Duration;
@@ -844,12 +941,14 @@ mod tests {
         #[test]
         fn the_closure_body_maker_sees_the_bulkhead() {
             let responses = RejectionResponses::builder()
-                .body(|rejection: Rejection<'_>, status: StatusCode| match rejection {
-                    Rejection::BulkheadFull(full) => {
-                        format!("{} {}", status.as_u16(), full.max_concurrent_calls())
-                    }
-                    _ => String::new(),
-                })
+                .body(
+                    |rejection: Rejection<'_>, status: StatusCode| match rejection {
+                        Rejection::BulkheadFull(full) => {
+                            format!("{} {}", status.as_u16(), full.max_concurrent_calls())
+                        }
+                        _ => String::new(),
+                    },
+                )
                 .build()
                 .unwrap();
             assert_eq!(responses.to_response(&full()).into_body(), "503 4");
