@@ -100,6 +100,15 @@
 //! On a successful call the layer adds one move of the mapping (a few bytes, plus the body
 //! maker, which should be cheap to clone) into the response future: no allocation, no lock, no
 //! atomic. An error costs the response (and the `Retry-After` value).
+//!
+//! # Differences from axum's `HandleErrorLayer`
+//!
+//! tower has no layer for this job; axum's `HandleErrorLayer` is the usual answer. It clones the
+//! inner service for every call and drives the clone with `oneshot`, and its handler is an
+//! `async` function. [`RejectionsAsResponsesLayer`] forwards `poll_ready` and `call` to the
+//! service it wraps (no `Clone` needed, backpressure kept), maps in the response future with no
+//! allocation on the success path, and knows this crate's rejections. The two mix:
+//! [`handle_error`] is a ready handler for `HandleErrorLayer`.
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -758,17 +767,28 @@ pub mod future {
     {
         type Output = Result<Response<B>, Infallible>;
 
+        #[inline]
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let this = self.project();
             match this.kind.project() {
                 KindProj::Called { future } => match ready!(future.poll(cx)) {
                     Ok(response) => Poll::Ready(Ok(response)),
-                    Err(error) => Poll::Ready(Ok(this.responses.to_response(&error.into()))),
+                    Err(error) => Poll::Ready(Ok(respond(this.responses, error.into()))),
                 },
                 // Polling again after completion answers the same response again: no panic.
                 KindProj::NotReady { error } => Poll::Ready(Ok(this.responses.to_response(error))),
             }
         }
+    }
+
+    /// The error path, kept out of `poll` so the success path stays small.
+    #[cold]
+    #[inline(never)]
+    fn respond<B, M: MakeBody<B>>(
+        responses: &RejectionResponses<M>,
+        error: BoxError,
+    ) -> Response<B> {
+        responses.to_response(&error)
     }
 
     impl<F, M> fmt::Debug for ResponseFuture<F, M> {
