@@ -4,14 +4,9 @@
 //! The mappings of `BulkheadFull` and `Elapsed`, whose constructors are private to the crate, are
 //! tested by unit tests in `src/http.rs` and `src/grpc.rs` until their layers land.
 
-#![cfg(feature = "circuit-breaker")]
+#![cfg(all(feature = "circuit-breaker", any(feature = "http", feature = "tonic")))]
 
 use std::fmt;
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use steadfast::BoxError;
@@ -31,10 +26,6 @@ fn hair_trigger() -> CircuitBreakerLayer {
         .wait_in_open(WAIT_IN_OPEN)
         .build()
         .unwrap()
-}
-
-async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
-    poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 fn assert_send_static<T: Send + 'static>(_: &T) {}
@@ -58,9 +49,14 @@ impl std::error::Error for Wrapped {
 #[cfg(feature = "http")]
 mod http_responses {
     use std::convert::Infallible;
+    use std::future::{Future, poll_fn};
+    use std::pin::Pin;
+    use std::sync::Arc;
     use std::sync::Mutex;
     use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Context;
+    use std::task::Poll;
 
     use http::header::{CONTENT_TYPE, RETRY_AFTER};
     use http::{Request, Response, StatusCode};
@@ -73,6 +69,10 @@ mod http_responses {
     use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
+
+    async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+        poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+    }
 
     /// A backend that fails requests whose body is "fail", answers 201 with a header otherwise,
     /// and counts its calls.
