@@ -658,6 +658,7 @@ mod http_responses {
 
 #[cfg(feature = "tonic")]
 mod grpc_statuses {
+    use proptest::prelude::*;
     use steadfast::grpc::{RETRY_PUSHBACK_KEY, into_status, status};
     use tonic::metadata::MetadataValue;
     use tonic::{Code, Status};
@@ -822,5 +823,39 @@ mod grpc_statuses {
         let future = service.ready().await.unwrap().call("hi");
         assert_send_static(&future);
         assert_eq!(future.await.unwrap(), "ok");
+    }
+
+    fn forced_open_status(wait_in_open: Duration) -> Status {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let breaker = CircuitBreakerLayer::builder()
+                .wait_in_open(wait_in_open)
+                .build()
+                .unwrap();
+            breaker.force_open();
+            let mut service = ServiceBuilder::new()
+                .map_err(into_status)
+                .layer(breaker)
+                .service(backend());
+            call(&mut service, "hi").await.unwrap_err()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn pushback_is_the_wait_in_whole_milliseconds(millis in 1u64..=365 * 24 * 3600 * 1000) {
+            let status = forced_open_status(ms(millis));
+            prop_assert_eq!(status.code(), Code::Unavailable);
+            let expected = millis.to_string();
+            prop_assert_eq!(pushback(&status), Some(expected.as_str()));
+            let ends = format!("retry after {millis} ms");
+            prop_assert!(status.message().ends_with(&ends));
+        }
     }
 }
