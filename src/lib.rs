@@ -134,6 +134,10 @@ pub mod chaos;
 pub mod circuit_breaker;
 #[cfg(feature = "fallback")]
 pub mod fallback;
+#[cfg(feature = "tonic")]
+pub mod grpc;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(feature = "timeout")]
