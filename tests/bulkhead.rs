@@ -2,6 +2,9 @@
 
 #![cfg(feature = "bulkhead")]
 
+#[path = "support/events.rs"]
+mod events;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -793,35 +796,10 @@ async fn metrics_in_flight_gauge_and_rejected_counter() {
 // ---------------------------------------------------------------------------------------------
 // Tracing
 
-/// A writer for `tracing-subscriber` that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_debug_event_per_rejection() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    // A second live dispatcher keeps tracing from caching "never" for a callsite that
-    // another test, with no subscriber, hit first.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    tracing::subscriber::with_default(subscriber, || {
+    let events = events::capture();
+    {
         let layer = BulkheadLayer::builder()
             .max_concurrent_calls(1)
             .name("inventory")
@@ -832,8 +810,8 @@ fn a_debug_event_per_rejection() {
         for _ in 0..2 {
             assert!(poll_once(&mut Box::pin(service.call(2))).is_ready());
         }
-    });
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    };
+    let output = events.text();
     let events: Vec<&str> = output.lines().collect();
     assert_eq!(events.len(), 2, "{output}");
     for event in events {

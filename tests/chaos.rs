@@ -4,6 +4,9 @@
 
 #![cfg(feature = "chaos")]
 
+#[path = "support/events.rs"]
+mod events;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -773,47 +776,12 @@ async fn retry_retries_injected_faults() {
 // ---- Telemetry --------------------------------------------------------------------------------
 
 mod telemetry {
-    use std::io;
-    use std::sync::Mutex;
 
     use super::*;
-    use tracing_subscriber::fmt::MakeWriter;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn events_for_faults_delays_and_switches() {
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .finish();
-        // While a single dispatcher exists, tracing computes the interest of a callsite first
-        // hit on another thread (another test, with no subscriber) from that thread's default,
-        // and caches "never" for everyone. A second live dispatcher makes it ask both.
-        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let events = events::capture();
 
         let layer = ChaosLayer::builder()
             .name("payments")
@@ -831,7 +799,7 @@ mod telemetry {
         handle.disable();
         handle.enable();
 
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = events.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 6, "{text}");
         let expect = |i: usize, parts: &[&str]| {

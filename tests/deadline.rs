@@ -1,6 +1,9 @@
 //! `steadfast::deadline`: the `Deadline` type, the `grpc-timeout` wire format (with property
 //! tests), and the inbound and propagating HTTP layers.
 
+#[path = "support/events.rs"]
+mod events;
+
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -369,39 +372,19 @@ mod http_layers {
 
     #[test]
     fn a_malformed_header_emits_a_debug_event() {
-        #[derive(Clone, Default)]
-        struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .finish();
+        let events = events::capture();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        // A second live dispatcher keeps tracing from caching "never" for a callsite that
-        // another test, with no subscriber, hit first.
-        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-        let got = tracing::subscriber::with_default(subscriber, || {
+        let got = {
             rt.block_on(inbound(
                 InboundDeadlineLayer::new(),
                 &[("grpc-timeout", "123456789m")],
             ))
-        });
+        };
         assert_eq!(got, seen(None));
-        let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let out = events.text();
         assert_eq!(out.lines().count(), 1, "{out}");
         assert!(out.contains("DEBUG"), "{out}");
         assert!(out.contains("ignored a malformed deadline header"), "{out}");

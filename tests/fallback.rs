@@ -2,10 +2,13 @@
 
 #![cfg(feature = "fallback")]
 
+#[path = "support/events.rs"]
+mod events;
+
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use steadfast::BoxError;
@@ -454,35 +457,10 @@ fn futures_are_send_and_static() {
 // ---------------------------------------------------------------------------------------------
 // Telemetry
 
-/// A writer for `tracing-subscriber` that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_debug_event_each_time_the_fallback_answers() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    // A second live dispatcher keeps tracing from caching "never" for a callsite that
-    // another test, with no subscriber, hit first.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    tracing::subscriber::with_default(subscriber, || {
+    let events = events::capture();
+    {
         let mut service = FallbackLayer::new(|_: BoxError| Ok("fallback"))
             .name("recommendations")
             .layer(failing());
@@ -498,8 +476,8 @@ fn a_debug_event_each_time_the_fallback_answers() {
         ));
         let mut response = Box::pin(ok.call("x"));
         assert!(poll_once(&mut response).is_ready());
-    });
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    };
+    let output = events.text();
     let events: Vec<&str> = output.lines().collect();
     assert_eq!(events.len(), 2, "{output}");
     for event in events {

@@ -1,6 +1,9 @@
 //! `steadfast::timeout`: deadlines, boundaries, cancellation, nesting, configuration, metrics.
 #![cfg(feature = "timeout")]
 
+#[path = "support/events.rs"]
+mod events;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -526,50 +529,25 @@ async fn metrics_count_each_kind_with_the_name_label() {
     assert_eq!(timeouts, Some(1));
 }
 
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_timeout_emits_one_debug_event_with_its_fields() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
+    let events = events::capture();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
-    // A second live dispatcher keeps tracing from caching "never" for a callsite that
-    // another test, with no subscriber, hit first.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let layer = TimeoutLayer::builder()
-                .timeout(10 * MS)
-                .name("events-test")
-                .build()
-                .unwrap();
-            let svc = layer.layer(sleeper(Arc::new(AtomicUsize::new(0))));
-            svc.clone().oneshot(MS).await.unwrap();
-            svc.oneshot(Duration::from_secs(1)).await.unwrap_err();
-        })
+    rt.block_on(async {
+        let layer = TimeoutLayer::builder()
+            .timeout(10 * MS)
+            .name("events-test")
+            .build()
+            .unwrap();
+        let svc = layer.layer(sleeper(Arc::new(AtomicUsize::new(0))));
+        svc.clone().oneshot(MS).await.unwrap();
+        svc.oneshot(Duration::from_secs(1)).await.unwrap_err();
     });
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let out = events.text();
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("DEBUG"), "{out}");
     assert!(out.contains("call failed: deadline passed"), "{out}");

@@ -2,6 +2,9 @@
 
 #![cfg(feature = "retry")]
 
+#[path = "../support/events.rs"]
+mod events;
+
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -279,35 +282,9 @@ async fn a_predicate_decides_what_is_retried() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
-/// A writer for `tracing_subscriber` that keeps what is written.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn each_retry_emits_one_debug_event_with_structured_fields() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    // A second live dispatcher keeps tracing from caching "never" for a callsite that
-    // another test, with no subscriber, hit first.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let _default = tracing::subscriber::set_default(subscriber);
+    let events = events::capture();
 
     let (service, _) = flaky(2);
     let layer = RetryLayer::builder()
@@ -318,7 +295,7 @@ async fn each_retry_emits_one_debug_event_with_structured_fields() {
         .unwrap();
     layer.layer(service).oneshot("x").await.unwrap();
 
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let output = events.text();
     let retries: Vec<&str> = output
         .lines()
         .filter(|line| line.contains("retrying"))
