@@ -50,12 +50,16 @@
 //!
 //! - The **attempt timeout** is innermost: it bounds the call to the service itself, so a hung
 //!   call is cut, counted as a failure by the breaker, and retried.
-//! - The **overall timeout** sits between retry and the breaker: it bounds each attempt as the
-//!   caller sees it, the wait for a bulkhead permit included, and the attempt timeout inside it
-//!   narrows its deadline, never widens it. It is inside retry, so it does not bound the backoffs:
-//!   for one deadline over every attempt, set one where the request enters (an inbound
-//!   `grpc-timeout`, or a [`TimeoutLayer`] outside the stack); retry reads it and never starts
-//!   an attempt or a backoff that cannot finish in time.
+//! - The **overall timeout** sits between retry and the breaker: it bounds each attempt's call
+//!   through the breaker, the bulkhead and the attempt timeout, and the attempt timeout inside it
+//!   narrows its deadline, never widens it. An attempt it cuts is dropped inside the breaker, so
+//!   the breaker does not count it: set an attempt timeout for the breaker to see hung calls.
+//!   Like every timeout it covers `call`, not `poll_ready`, so the wait for a bulkhead permit
+//!   (taken in `poll_ready`) is bounded by the bulkhead's `max_wait`, not by this timeout.
+//!   It is inside retry, so it does not bound the backoffs either: for one deadline over every
+//!   attempt, set one where the request enters (an inbound `grpc-timeout`, or a
+//!   [`TimeoutLayer`] outside the stack); retry reads it and never starts an attempt or a
+//!   backoff that cannot finish in time.
 //!
 //! Each setter takes a [`Duration`] or a [`TimeoutLayer`] (see [`IntoTimeoutLayer`]). A
 //! `Duration` becomes a [`TimeoutLayer`] named `"overall"` ([`OVERALL_TIMEOUT_NAME`]) or
@@ -206,10 +210,10 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
         }
     }
 
-    /// The overall timeout, inside retry and outside the breaker: it bounds each attempt as the
-    /// caller sees it, the wait for a bulkhead permit included (see
-    /// [the two timeouts](self#the-two-timeouts)). A [`Duration`] becomes a [`TimeoutLayer`]
-    /// named [`OVERALL_TIMEOUT_NAME`].
+    /// The overall timeout, inside retry and outside the breaker: it bounds each attempt's call
+    /// through the rest of the stack, but neither the backoffs nor the wait for a bulkhead
+    /// permit (see [the two timeouts](self#the-two-timeouts)). A [`Duration`] becomes a
+    /// [`TimeoutLayer`] named [`OVERALL_TIMEOUT_NAME`].
     ///
     /// Replaces any overall timeout set before. Defaults to none.
     pub fn overall_timeout(
