@@ -70,7 +70,7 @@
 //! # Defaults
 //!
 //! Every layer is absent until its setter is called. An absent layer is
-//! [`Identity`](tower_layer::Identity): it leaves the service as it is and costs nothing, not
+//! [`Identity`]: it leaves the service as it is and costs nothing, not
 //! even a branch, because each setter changes one type parameter of the stack. The layers
 //! themselves keep their own defaults (see each module).
 //!
@@ -374,6 +374,7 @@ impl IntoTimeoutLayer for TimeoutLayer {
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// Adds `stack` below the layers added so far (and above those added after), as one layer.
     /// Same as `.layer(stack)`.
+    #[allow(clippy::type_complexity)] // `ServiceBuilder::layer`'s own return type, spelled out.
     fn resilience<F, R, O, C, B, A>(
         self,
         stack: ResilienceStack<F, R, O, C, B, A>,
@@ -381,6 +382,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[allow(clippy::type_complexity)]
     fn resilience<F, R, O, C, B, A>(
         self,
         stack: ResilienceStack<F, R, O, C, B, A>,

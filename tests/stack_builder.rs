@@ -10,7 +10,6 @@
 ))]
 
 use std::convert::Infallible;
-use std::error::Error as _;
 use std::fmt;
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -59,12 +58,8 @@ enum Step {
 fn backend(
     script: impl Fn(usize) -> Step + Send + Sync + 'static,
 ) -> (
-    impl Service<
-        &'static str,
-        Response = &'static str,
-        Error = BackendError,
-        Future: Send + 'static,
-    > + Clone
+    impl Service<&'static str, Response = &'static str, Error = BackendError, Future: Send + 'static>
+    + Clone
     + Send
     + 'static,
     Arc<AtomicUsize>,
@@ -210,7 +205,10 @@ async fn circuit_breaker_alone_rejects_while_open() {
         .circuit_breaker(breaker.clone())
         .layer(backend);
     error_type::<_, &'static str, BoxError>(&svc);
-    assert_eq!(svc.ready().await.unwrap().call("q").await.unwrap(), "answer");
+    assert_eq!(
+        svc.ready().await.unwrap().call("q").await.unwrap(),
+        "answer"
+    );
     breaker.force_open();
     let err = svc.ready().await.unwrap().call("q").await.unwrap_err();
     downcast::<CircuitOpen>(&err);
@@ -266,7 +264,10 @@ async fn the_full_stack_answers_and_leaves_everything_as_it_was() {
     let budget = retry.budget_remaining();
     for _ in 0..3 {
         let start = Instant::now();
-        assert_eq!(svc.ready().await.unwrap().call("q").await.unwrap(), "answer");
+        assert_eq!(
+            svc.ready().await.unwrap().call("q").await.unwrap(),
+            "answer"
+        );
         assert_eq!(start.elapsed(), 10 * MS);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -279,6 +280,36 @@ async fn the_full_stack_answers_and_leaves_everything_as_it_was() {
 // ---------------------------------------------------------------------------------------------
 // The order.
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_stack_makes_the_very_service_that_service_builder_makes_in_the_documented_order() {
+    fn same_type<T>(_: &T, _: &T) {}
+    let (service, _) = backend(|_| Step::Answer(Duration::ZERO));
+    let fallback = FallbackLayer::new(|_: BoxError| Ok("fallback"));
+    let (retry, breaker, permits) = (retry(3), breaker(5), bulkhead(5, Duration::ZERO));
+    let by_stack = ResilienceStack::builder()
+        .bulkhead(permits.clone())
+        .fallback(fallback.clone())
+        .attempt_timeout(100 * MS)
+        .circuit_breaker(breaker.clone())
+        .retry(retry.clone())
+        .overall_timeout(Duration::from_secs(1))
+        .layer(service.clone());
+    let by_hand = ServiceBuilder::new()
+        .layer(fallback)
+        .layer(retry)
+        .layer(TimeoutLayer::new(Duration::from_secs(1)))
+        .layer(breaker)
+        .layer(permits)
+        .layer(TimeoutLayer::new(100 * MS))
+        .service(service);
+    // Nothing of the stack's own is left in the service: it costs what the layers cost.
+    same_type(&by_stack, &by_hand);
+    assert_eq!(
+        std::mem::size_of_val(&by_stack),
+        std::mem::size_of_val(&by_hand)
+    );
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_breaker_that_opens_mid_retry_stops_the_retries() {
@@ -316,7 +347,11 @@ async fn the_fallback_sees_circuit_open() {
         .layer(backend);
     breaker.force_open();
     assert_eq!(svc.oneshot("q").await.unwrap(), "fallback");
-    assert_eq!(*seen.lock().unwrap(), [true], "one CircuitOpen, not retried");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [true],
+        "one CircuitOpen, not retried"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
@@ -359,7 +394,11 @@ async fn a_shorter_overall_timeout_still_bounds_the_attempt() {
     let start = Instant::now();
     let err = svc.oneshot("q").await.unwrap_err();
     downcast::<Elapsed>(&err);
-    assert_eq!(start.elapsed(), 100 * MS, "the attempt timeout narrows, never widens");
+    assert_eq!(
+        start.elapsed(),
+        100 * MS,
+        "the attempt timeout narrows, never widens"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -373,7 +412,11 @@ async fn the_breaker_counts_an_attempt_cut_by_the_attempt_timeout() {
     let err = svc.oneshot("q").await.unwrap_err();
     downcast::<Elapsed>(&err);
     // A window of one call, all failed: the timed-out attempt opened the breaker.
-    assert_eq!(breaker.state(), State::Open, "the attempt timeout is inside");
+    assert_eq!(
+        breaker.state(),
+        State::Open,
+        "the attempt timeout is inside"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -403,7 +446,11 @@ async fn calls_rejected_by_an_open_breaker_take_no_bulkhead_permit() {
         .layer(backend);
     breaker.force_open();
     let ready = svc.ready().await.unwrap();
-    assert_eq!(permits.available_permits(), 1, "the breaker is outside the bulkhead");
+    assert_eq!(
+        permits.available_permits(),
+        1,
+        "the breaker is outside the bulkhead"
+    );
     let err = ready.call("q").await.unwrap_err();
     downcast::<CircuitOpen>(&err);
     assert_eq!(permits.available_permits(), 1);
@@ -426,7 +473,11 @@ async fn a_full_bulkhead_neither_trips_the_breaker_nor_is_retried() {
     let start = Instant::now();
     let err = svc.oneshot("q").await.unwrap_err();
     downcast::<BulkheadFull>(&err);
-    assert_eq!(start.elapsed(), Duration::ZERO, "no backoff: a rejection is not retried");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "no backoff: a rejection is not retried"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(breaker.snapshot().failed_calls(), 0);
     assert_eq!(breaker.state(), State::Closed);
@@ -476,7 +527,10 @@ async fn the_order_of_the_setters_does_not_matter() {
     // And it behaves as the documented order: the breaker opens mid-retry, the fallback answers.
     let (backend, calls) = backend(|_| Step::Fail);
     let start = Instant::now();
-    assert_eq!(reversed.layer(backend).oneshot("q").await.unwrap(), "fallback");
+    assert_eq!(
+        reversed.layer(backend).oneshot("q").await.unwrap(),
+        "fallback"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(start.elapsed(), 200 * MS);
     assert_eq!(breaker.state(), State::Open);
@@ -543,7 +597,11 @@ async fn inner_errors_pass_through_the_full_stack_unwrapped() {
         .attempt_timeout(100 * MS)
         .layer(backend);
     let err = svc.oneshot("q").await.unwrap_err();
-    assert_eq!(downcast::<BackendError>(&err), &BackendError(1), "the last attempt's");
+    assert_eq!(
+        downcast::<BackendError>(&err),
+        &BackendError(1),
+        "the last attempt's"
+    );
     assert!(err.source().is_none(), "boxed, not wrapped");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -609,9 +667,16 @@ async fn a_dropped_call_gives_everything_back() {
         assert!(poll(call.as_mut()).is_pending());
     }
     assert_eq!(permits.available_permits(), 1, "the permit is back");
-    assert_eq!(breaker.snapshot().calls(), 0, "a dropped call is not an outcome");
+    assert_eq!(
+        breaker.snapshot().calls(),
+        0,
+        "a dropped call is not an outcome"
+    );
     assert_eq!(breaker.state(), State::Closed);
-    assert_eq!(svc.ready().await.unwrap().call("q").await.unwrap(), "answer");
+    assert_eq!(
+        svc.ready().await.unwrap().call("q").await.unwrap(),
+        "answer"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -642,7 +707,11 @@ async fn attempt_timeout_one_tick_before_and_exactly_at() {
     advance(MS).await;
     match poll(call.as_mut()) {
         Poll::Ready(Err(err)) => {
-            assert_eq!(downcast::<Elapsed>(&err).kind(), ElapsedKind::Timeout, "exactly at")
+            assert_eq!(
+                downcast::<Elapsed>(&err).kind(),
+                ElapsedKind::Timeout,
+                "exactly at"
+            )
         }
         other => panic!("expected Elapsed exactly at the timeout, got {other:?}"),
     }
@@ -672,7 +741,11 @@ async fn an_answer_at_exactly_the_attempt_timeout_wins() {
             .attempt_timeout(100 * MS)
             .layer(backend);
         let result = svc.oneshot("q").await;
-        assert_eq!(result.is_ok(), answered, "answer after {delay:?}: {result:?}");
+        assert_eq!(
+            result.is_ok(),
+            answered,
+            "answer after {delay:?}: {result:?}"
+        );
     }
 }
 
@@ -690,7 +763,12 @@ async fn a_zero_timeout_fails_every_call_without_reaching_the_service() {
         .layer(backend);
     downcast::<Elapsed>(&svc.oneshot("q").await.unwrap_err());
     assert_eq!(calls.load(Ordering::SeqCst), 0);
-    assert!(TimeoutLayer::builder().timeout(Duration::ZERO).build().is_err());
+    assert!(
+        TimeoutLayer::builder()
+            .timeout(Duration::ZERO)
+            .build()
+            .is_err()
+    );
 }
 
 #[test]
@@ -701,8 +779,12 @@ fn duration_timeouts_are_named_overall_and_attempt_and_layers_keep_their_names()
         .overall_timeout(Duration::from_secs(1))
         .attempt_timeout(100 * MS);
     let debug = format!("{stack:?}");
-    let overall = debug.find("\"overall\"").expect("the overall timeout's name");
-    let attempt = debug.find("\"attempt\"").expect("the attempt timeout's name");
+    let overall = debug
+        .find("\"overall\"")
+        .expect("the overall timeout's name");
+    let attempt = debug
+        .find("\"attempt\"")
+        .expect("the attempt timeout's name");
     assert!(overall < attempt, "outermost first: {debug}");
 
     let named = TimeoutLayer::builder()
@@ -733,5 +815,8 @@ fn debug_lists_the_layers_outermost_first() {
     .map(|field| debug.find(&format!("{field}:")).expect(field))
     .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{debug}");
-    assert!(debug.contains("RetryLayer") && debug.contains("BulkheadLayer"), "{debug}");
+    assert!(
+        debug.contains("RetryLayer") && debug.contains("BulkheadLayer"),
+        "{debug}"
+    );
 }
