@@ -76,8 +76,23 @@
 //!
 //! # Telemetry
 //!
-//! The stack emits nothing of its own: each layer emits its events and metrics, with the name
-//! it was built with (the timeouts given as a `Duration`: `"overall"` and `"attempt"`).
+//! The stack emits nothing of its own: each layer emits its events and metrics, labelled with
+//! the name it was built with.
+//!
+//! | layer | events and metrics | `name` label and event field |
+//! |---|---|---|
+//! | fallback | [`fallback`](crate::fallback#telemetry), `steadfast_fallback_*` | its `name(..)` |
+//! | retry | [`retry`](crate::retry#telemetry), `steadfast_retry_*` | its builder's `name(..)` |
+//! | overall timeout | [`timeout`](crate::timeout#telemetry), `steadfast_timeout_*` | `"overall"` if given a `Duration` |
+//! | circuit breaker | [`circuit_breaker`](crate::circuit_breaker#telemetry), `steadfast_circuit_breaker_*` | its builder's `name(..)` |
+//! | bulkhead | [`bulkhead`](crate::bulkhead#telemetry), `steadfast_bulkhead_*` | its builder's `name(..)` |
+//! | attempt timeout | [`timeout`](crate::timeout#telemetry), `steadfast_timeout_*` | `"attempt"` if given a `Duration` |
+//!
+//! # Cancel safety
+//!
+//! Dropping the stack's response future drops every layer's future inside it, and each gives
+//! back what it held (a bulkhead permit, a half-open probe slot); nothing is recorded as an
+//! outcome. See each module.
 //!
 //! # Shared state
 //!
