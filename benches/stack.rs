@@ -8,8 +8,10 @@
 //!   `ConcurrencyLimit` around failsafe's breaker;
 //! - tower + tower-resilience: the same with tower-resilience's breaker.
 //!
-//! The layers are in the same places in every stack: retry, timeout, breaker, limit. Read the
-//! results as ratios: the machine is shared and noisy.
+//! The layers are in the same places in every stack: retry, timeout, breaker, limit. Before the
+//! criterion timings, the bench prints an interleaved comparison (blocks of calls through each
+//! contender in turn, the median of each), which a shared, noisy machine skews far less than
+//! criterion's one-after-the-other runs. Read the results as ratios.
 //!
 //! ```text
 //! cargo bench --bench stack -- --warm-up-time 1 --measurement-time 3
@@ -142,6 +144,157 @@ fn bench_service<S>(
     });
 }
 
+/// The four-layer stack (retry, timeout, breaker, bulkhead) through a [`ResilienceStack`].
+fn steadfast_stack() -> impl Service<u64, Response = u64, Error = BoxError> {
+    ResilienceStack::builder()
+        .retry(RetryLayer::builder().build().expect("valid"))
+        .overall_timeout(Duration::from_secs(30))
+        .circuit_breaker(steadfast_breaker())
+        .bulkhead(bulkhead())
+        .layer(bare())
+}
+
+/// Every layer: fallback, retry, both timeouts, breaker, bulkhead.
+fn steadfast_all_six() -> impl Service<u64, Response = u64, Error = BoxError> {
+    ResilienceStack::builder()
+        .fallback(FallbackLayer::new(|_: BoxError| Ok(0_u64)))
+        .retry(RetryLayer::builder().build().expect("valid"))
+        .overall_timeout(Duration::from_secs(30))
+        .circuit_breaker(steadfast_breaker())
+        .bulkhead(bulkhead())
+        .attempt_timeout(Duration::from_secs(10))
+        .layer(bare())
+}
+
+/// tower's `Retry` (never retrying), `Timeout` and `ConcurrencyLimit` around failsafe's breaker.
+fn tower_failsafe() -> impl Service<u64, Response = u64, Error = BoxError> {
+    ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(NeverRetry))
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(30)))
+        .service(FailsafeService {
+            inner: tower::limit::ConcurrencyLimitLayer::new(64).layer(bare()),
+            breaker: failsafe_breaker(),
+        })
+}
+
+/// The same with tower-resilience's breaker.
+fn tower_tower_resilience() -> impl Service<u64, Response = u64, Error = BoxError> {
+    let breaker = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .minimum_number_of_calls(100)
+        .wait_duration_in_open(Duration::from_secs(3600))
+        .build()
+        .expect("valid configuration");
+    ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(NeverRetry))
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(30)))
+        .layer(breaker)
+        .layer(tower::limit::ConcurrencyLimitLayer::new(64))
+        .service(bare())
+}
+
+type Block<'a> = Box<dyn FnMut() -> f64 + 'a>;
+
+/// A block of calls through `service`, timed: nanoseconds per call.
+fn block<'a, S>(runtime: &'a tokio::runtime::Runtime, mut service: S) -> Block<'a>
+where
+    S: Service<u64, Response = u64> + 'a,
+    S::Error: fmt::Debug,
+{
+    const CALLS: u64 = 10_000;
+    Box::new(move || {
+        runtime.block_on(async {
+            let start = Instant::now();
+            for i in 0..CALLS {
+                let ready = service.ready().await.expect("ready");
+                black_box(ready.call(black_box(i)).await.expect("ok"));
+            }
+            start.elapsed().as_nanos() as f64 / CALLS as f64
+        })
+    })
+}
+
+/// Before criterion: blocks of each contender in turn, round after round, so that the load of
+/// a shared machine falls on all alike; prints the median of each and the ratios.
+fn report_interleaved(runtime: &tokio::runtime::Runtime) {
+    const ROUNDS: usize = 61;
+    let mut contenders: Vec<(&str, Block<'_>, Vec<f64>)> = vec![
+        ("bare", block(runtime, bare()), Vec::new()),
+        ("steadfast", block(runtime, steadfast_stack()), Vec::new()),
+        (
+            "steadfast_all_six",
+            block(runtime, steadfast_all_six()),
+            Vec::new(),
+        ),
+        (
+            "steadfast_no_timeout",
+            block(
+                runtime,
+                ResilienceStack::builder()
+                    .retry(RetryLayer::builder().build().expect("valid"))
+                    .circuit_breaker(steadfast_breaker())
+                    .bulkhead(bulkhead())
+                    .layer(bare()),
+            ),
+            Vec::new(),
+        ),
+        (
+            "steadfast_timeout_only",
+            block(
+                runtime,
+                ResilienceStack::builder()
+                    .overall_timeout(Duration::from_secs(30))
+                    .layer(bare()),
+            ),
+            Vec::new(),
+        ),
+        (
+            "tower_timeout_only",
+            block(
+                runtime,
+                tower::timeout::TimeoutLayer::new(Duration::from_secs(30)).layer(bare()),
+            ),
+            Vec::new(),
+        ),
+        (
+            "tower_failsafe",
+            block(runtime, tower_failsafe()),
+            Vec::new(),
+        ),
+        (
+            "tower_tower_resilience",
+            block(runtime, tower_tower_resilience()),
+            Vec::new(),
+        ),
+    ];
+    for (_, run, _) in &mut contenders {
+        run();
+    }
+    for _ in 0..ROUNDS {
+        for (_, run, samples) in &mut contenders {
+            samples.push(run());
+        }
+    }
+    let medians: Vec<(&str, f64)> = contenders
+        .iter_mut()
+        .map(|(name, _, samples)| {
+            samples.sort_by(f64::total_cmp);
+            (*name, samples[samples.len() / 2])
+        })
+        .collect();
+    let bare = medians[0].1;
+    let steadfast = medians[1].1;
+    println!("stack, interleaved ({ROUNDS} rounds, median ns per call):");
+    for (name, median) in &medians {
+        println!(
+            "  {name:<24} {median:>8.1} ns  {:>+8.1} ns over bare  {:>5.2}x steadfast",
+            median - bare,
+            median / steadfast
+        );
+    }
+}
+
 fn healthy_path(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -149,23 +302,11 @@ fn healthy_path(c: &mut Criterion) {
         .expect("a runtime");
     let _guard = runtime.enter();
 
+    report_interleaved(&runtime);
+
     bench_service(c, &runtime, "stack/bare", bare());
-
-    let stack = ResilienceStack::builder()
-        .retry(RetryLayer::builder().build().expect("valid"))
-        .overall_timeout(Duration::from_secs(30))
-        .circuit_breaker(steadfast_breaker())
-        .bulkhead(bulkhead());
-    bench_service(c, &runtime, "stack/steadfast", stack.layer(bare()));
-
-    let all = ResilienceStack::builder()
-        .fallback(FallbackLayer::new(|_: BoxError| Ok(0_u64)))
-        .retry(RetryLayer::builder().build().expect("valid"))
-        .overall_timeout(Duration::from_secs(30))
-        .circuit_breaker(steadfast_breaker())
-        .bulkhead(bulkhead())
-        .attempt_timeout(Duration::from_secs(10));
-    bench_service(c, &runtime, "stack/steadfast_all_six", all.layer(bare()));
+    bench_service(c, &runtime, "stack/steadfast", steadfast_stack());
+    bench_service(c, &runtime, "stack/steadfast_all_six", steadfast_all_six());
 
     // Each layer alone, through the stack, to see where the time goes.
     let retry = ResilienceStack::builder().retry(RetryLayer::builder().build().expect("valid"));
@@ -196,7 +337,6 @@ fn healthy_path(c: &mut Criterion) {
         "stack/steadfast_bulkhead_only",
         limit.layer(bare()),
     );
-
     let timeout = tower::timeout::TimeoutLayer::new(Duration::from_secs(30));
     bench_service(
         c,
@@ -205,33 +345,12 @@ fn healthy_path(c: &mut Criterion) {
         timeout.layer(bare()),
     );
 
-    let tower_failsafe = ServiceBuilder::new()
-        .layer(tower::retry::RetryLayer::new(NeverRetry))
-        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(30)))
-        .service(FailsafeService {
-            inner: tower::limit::ConcurrencyLimitLayer::new(64).layer(bare()),
-            breaker: failsafe_breaker(),
-        });
-    bench_service(c, &runtime, "stack/tower_failsafe", tower_failsafe);
-
-    let peer_breaker = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.5)
-        .sliding_window_size(100)
-        .minimum_number_of_calls(100)
-        .wait_duration_in_open(Duration::from_secs(3600))
-        .build()
-        .expect("valid configuration");
-    let tower_resilience = ServiceBuilder::new()
-        .layer(tower::retry::RetryLayer::new(NeverRetry))
-        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(30)))
-        .layer(peer_breaker)
-        .layer(tower::limit::ConcurrencyLimitLayer::new(64))
-        .service(bare());
+    bench_service(c, &runtime, "stack/tower_failsafe", tower_failsafe());
     bench_service(
         c,
         &runtime,
         "stack/tower_tower_resilience",
-        tower_resilience,
+        tower_tower_resilience(),
     );
 }
 
