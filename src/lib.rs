@@ -92,6 +92,9 @@
 //! - **The attempt timeout** is innermost: it bounds only the service, so a hung call is cut,
 //!   counted by the breaker, and retried.
 //!
+//! [`stack::ResilienceStack`] applies any subset of these layers in this order (with the five
+//! layer features on), as one layer or through a `ServiceBuilder` extension.
+//!
 //! # Features
 //!
 //! | feature | what it enables | default |
@@ -140,6 +143,14 @@ pub mod grpc;
 pub mod http;
 #[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(all(
+    feature = "fallback",
+    feature = "retry",
+    feature = "timeout",
+    feature = "circuit-breaker",
+    feature = "bulkhead"
+))]
+pub mod stack;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
