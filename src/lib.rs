@@ -64,7 +64,7 @@
 //!  │ fallback         │
 //!  ├──────────────────┤  re-sends failed attempts, within max_attempts and the retry budget
 //!  │ retry (+ budget) │
-//!  ├──────────────────┤  bounds one attempt end to end, time queued in the bulkhead included
+//!  ├──────────────────┤  bounds one attempt through the breaker and the bulkhead
 //!  │ overall timeout  │
 //!  ├──────────────────┤  stops calling a service that keeps failing; fails fast while open
 //!  │ circuit breaker  │
@@ -81,10 +81,12 @@
 //!   once (a [`CircuitOpen`](circuit_breaker::CircuitOpen) is never retried and costs no budget).
 //!   It honours the current [`Deadline`](deadline::Deadline): it never starts a backoff or an
 //!   attempt that cannot finish in time.
-//! - **The overall timeout** bounds each attempt as the caller sees it, waiting for a bulkhead
-//!   permit included. For one deadline over all attempts and backoffs, set it where the request
-//!   enters (an inbound `grpc-timeout`, or a [`TimeoutLayer`](timeout::TimeoutLayer) outside
-//!   retry): retry reads it and stops early rather than sleep into it.
+//! - **The overall timeout** bounds each attempt once it is sent, through the breaker and the
+//!   bulkhead. (The wait for a bulkhead permit happens in `poll_ready`, which no timeout bounds:
+//!   the bulkhead's own `max_wait` does.) For one deadline over all attempts and backoffs, set it
+//!   where the request enters (an inbound `grpc-timeout`, or a
+//!   [`TimeoutLayer`](timeout::TimeoutLayer) outside retry): retry reads it and stops early
+//!   rather than sleep into it.
 //! - **The breaker** counts each attempt, so it sees the true failure rate of the service, and
 //!   a timed-out attempt counts as a failure.
 //! - **The bulkhead** is inside the breaker, so calls rejected by an open breaker take no permit,
