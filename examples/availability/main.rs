@@ -16,8 +16,10 @@
 //! `docs/availability.md` explains how to read both.
 //!
 //! ```text
-//! cargo run --release --example availability
+//! cargo run --release --example availability --features chaos,http
 //! ```
+//!
+//! (the example needs the `chaos` and `http` features besides the default ones).
 //!
 //! Every decision is seeded (the chaos layer's by the position of each call at its backend),
 //! but the run is in real time: the figures vary a little from run to run with scheduling.

@@ -17,7 +17,7 @@ const COLORS: [RGBColor; 3] = [
     RGBColor(0x2c, 0xa0, 0x2c), // steadfast: green
 ];
 const OPEN: RGBColor = RGBColor(0xd6, 0x27, 0x28);
-const HALF_OPEN: RGBColor = RGBColor(0xe3, 0xc0, 0x00);
+const HALF_OPEN: RGBColor = RGBColor(0xf0, 0xb0, 0x00);
 
 /// The periods the breaker spent in `wanted` states, in seconds from the start of the run.
 fn periods(
@@ -88,6 +88,8 @@ pub(crate) fn draw(
             .configure_mesh()
             .x_desc("time (s)")
             .y_desc(y_desc)
+            .y_label_formatter(&|value| format!("{value:.0}"))
+            .x_label_formatter(&|value| format!("{value:.0}"))
             .light_line_style(WHITE)
             .draw()?;
 
@@ -109,15 +111,15 @@ pub(crate) fn draw(
             .draw_series(open.iter().map(|&(from, to)| band(from, to, OPEN, 0.15)))?
             .label("steadfast breaker open")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], OPEN.mix(0.3).filled()));
+        // Half-open periods last a few milliseconds, less than a pixel: mark each with a line.
         chart
-            .draw_series(
-                half_open
-                    .iter()
-                    .map(|&(from, to)| band(from, to, HALF_OPEN, 0.25)),
-            )?
-            .label("steadfast breaker half-open")
+            .draw_series(half_open.iter().map(|&(from, to)| {
+                let at = (from + to) / 2.0;
+                PathElement::new(vec![(at, 0.0), (at, y_end)], HALF_OPEN.stroke_width(3))
+            }))?
+            .label("steadfast breaker half-open (probing)")
             .legend(|(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 16, y + 5)], HALF_OPEN.mix(0.4).filled())
+                PathElement::new(vec![(x, y), (x + 16, y)], HALF_OPEN.stroke_width(3))
             });
 
         for ((name, points), color) in clients.iter().zip(COLORS) {
