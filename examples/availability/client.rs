@@ -121,11 +121,22 @@ impl std::error::Error for ServerError {}
 /// The breaker's transitions, with their offsets from the start of the run.
 pub(crate) type Transitions = Arc<Mutex<Vec<(Duration, Transition)>>>;
 
-/// The steadfast stack, outermost first: fallback → retry (budget) → overall timeout → circuit
-/// breaker → bulkhead → attempt timeout → the client. Returns the breaker's layer too, and
-/// where its transitions are written down.
-pub(crate) fn steadfast_stack(
+/// tower's retry with [`NaivePolicy`] around `client`.
+pub(crate) fn naive_stack<S>(client: S) -> tower::retry::Retry<NaivePolicy, S>
+where
+    S: Service<Req, Response = Res, Error = BoxError> + Clone,
+{
+    ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(NaivePolicy::new()))
+        .service(client)
+}
+
+/// The steadfast stack around `client`, outermost first: fallback → retry (budget) → overall
+/// timeout → circuit breaker → bulkhead → attempt timeout → `client`. Returns the breaker's
+/// layer too, and where its transitions are written down.
+pub(crate) fn steadfast_stack<S>(
     start: Instant,
+    client: S,
 ) -> Result<
     (
         impl Service<Req, Response = Res, Error = BoxError, Future: Send> + Clone + Send + 'static,
@@ -133,7 +144,11 @@ pub(crate) fn steadfast_stack(
         Transitions,
     ),
     BoxError,
-> {
+>
+where
+    S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
     let transitions = Transitions::default();
     let log = Arc::clone(&transitions);
     let breaker = CircuitBreakerLayer::builder()
@@ -199,7 +214,7 @@ pub(crate) fn steadfast_stack(
                 .build()?,
         )
         .layer(TimeoutLayer::new(Duration::from_millis(150)))
-        .service(HttpClient::new());
+        .service(client);
     Ok((service, breaker, transitions))
 }
 

@@ -30,15 +30,15 @@ mod load;
 mod plot;
 mod report;
 mod scenario;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
 use steadfast::BoxError;
 use tokio::time::Instant;
-use tower::ServiceBuilder;
-use tower::retry::RetryLayer as TowerRetryLayer;
 
-use crate::client::{HttpClient, NaivePolicy};
+use crate::client::HttpClient;
 use crate::report::Summary;
 use crate::scenario::{ERROR_RATE, LATENCY, LATENCY_RATE, OUTAGE_END, OUTAGE_START, RUN_FOR, SEED};
 
@@ -67,10 +67,8 @@ async fn main() -> Result<(), BoxError> {
     let url = |port: u16| format!("http://127.0.0.1:{port}/item");
 
     let bare = HttpClient::new();
-    let naive = ServiceBuilder::new()
-        .layer(TowerRetryLayer::new(NaivePolicy::new()))
-        .service(HttpClient::new());
-    let (steadfast, breaker, transitions) = client::steadfast_stack(start)?;
+    let naive = client::naive_stack(HttpClient::new());
+    let (steadfast, breaker, transitions) = client::steadfast_stack(start, HttpClient::new())?;
 
     let (bare, naive, steadfast) = tokio::try_join!(
         tokio::spawn(load::drive(bare, url(bare_port), start)),

@@ -19,20 +19,21 @@ const COLORS: [RGBColor; 3] = [
 const OPEN: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 const HALF_OPEN: RGBColor = RGBColor(0xf0, 0xb0, 0x00);
 
-/// The periods the breaker spent in `wanted` states, in seconds from the start of the run.
-fn periods(
-    transitions: &[(Duration, Transition)],
+/// The periods the breaker spent in `wanted` states, in seconds from the start of the run,
+/// from the states it entered (`changes`, in order; it starts closed).
+pub(crate) fn periods(
+    changes: &[(Duration, State)],
     wanted: impl Fn(State) -> bool,
 ) -> Vec<(f64, f64)> {
     let mut periods = Vec::new();
     let mut since = Duration::ZERO;
     let mut state = State::Closed;
-    for (at, transition) in transitions {
+    for &(at, entered) in changes {
         if wanted(state) {
             periods.push((since.as_secs_f64(), at.as_secs_f64()));
         }
-        since = *at;
-        state = transition.to();
+        since = at;
+        state = entered;
     }
     if wanted(state) && since < RUN_FOR {
         periods.push((since.as_secs_f64(), RUN_FOR.as_secs_f64()));
@@ -56,8 +57,12 @@ pub(crate) fn draw(
     let (top, bottom) = root.split_vertically(420);
 
     let x_end = RUN_FOR.as_secs_f64();
-    let open = periods(transitions, is_open);
-    let half_open = periods(transitions, |state| state == State::HalfOpen);
+    let changes: Vec<(Duration, State)> = transitions
+        .iter()
+        .map(|(at, transition)| (*at, transition.to()))
+        .collect();
+    let open = periods(&changes, is_open);
+    let half_open = periods(&changes, |state| state == State::HalfOpen);
     let max_load = clients
         .iter()
         .flat_map(|(_, points)| points.iter().map(|p| p.load))
