@@ -53,7 +53,9 @@ fn footprint<L>(build: impl FnOnce() -> L) -> Footprint {
     drop(layer);
     Footprint {
         inline: size_of::<L>(),
-        heap: change.bytes_allocated.saturating_sub(change.bytes_deallocated),
+        heap: change
+            .bytes_allocated
+            .saturating_sub(change.bytes_deallocated),
         blocks: change.allocations.saturating_sub(change.deallocations),
         allocated_total: change.bytes_allocated,
     }
@@ -146,7 +148,9 @@ fn layer_footprints() {
             .unwrap()
     });
 
-    println!("| layer | inline bytes | heap bytes kept | heap blocks | total | allocated during build |");
+    println!(
+        "| layer | inline bytes | heap bytes kept | heap blocks | total | allocated during build |"
+    );
     println!("|---|---|---|---|---|---|");
     report("breaker, `Count(100)`", count_100);
     report("breaker, `Count(100)`, named", count_100_named);
