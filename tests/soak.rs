@@ -504,6 +504,15 @@ async fn paused_soak(seed: u64) -> Summary {
     summary
 }
 
+/// The seed of a run: `STEADFAST_SOAK_SEED` (decimal) if set, to explore or reproduce another
+/// run, else `default`.
+fn seed_from_env(default: u64) -> u64 {
+    std::env::var("STEADFAST_SOAK_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn soak_on_paused_time_is_leak_free_bounded_and_reproducible() {
     let run = |seed| {
@@ -514,8 +523,9 @@ fn soak_on_paused_time_is_leak_free_bounded_and_reproducible() {
             .unwrap()
             .block_on(paused_soak(seed))
     };
-    let first = run(0x5EED);
-    let second = run(0x5EED);
+    let seed = seed_from_env(0x5EED);
+    let first = run(seed);
+    let second = run(seed);
     assert_eq!(first, second, "the same seed gives the same run");
 }
 
@@ -527,7 +537,7 @@ fn soak_on_two_worker_threads_is_leak_free_and_bounded() {
     const RATIO: f64 = 0.1;
     const MIN_PER_SEC: u32 = 1;
     const TTL: Duration = Duration::from_secs(60);
-    const SEED: u64 = 0xC0FFEE;
+    let seed = seed_from_env(0xC0FFEE);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -552,14 +562,14 @@ fn soak_on_two_worker_threads_is_leak_free_and_bounded() {
             .unwrap();
         let chaos = ChaosLayer::builder()
             .error_rate(0.1)
-            .seed(SEED)
+            .seed(seed)
             .build()
             .unwrap();
         let retry = RetrySettings {
             max_attempts: 3,
             backoff: Backoff::constant(Duration::ZERO).jitter(Jitter::None),
             budget: RetryBudget::new(RATIO, MIN_PER_SEC, TTL),
-            seed: SEED,
+            seed,
         };
         let service = stack(
             &log,
@@ -580,7 +590,7 @@ fn soak_on_two_worker_threads_is_leak_free_and_bounded() {
             let calls = Arc::clone(&calls);
             let breaker = breaker.clone();
             let handle = chaos.handle();
-            let mut rng = Rng::new(SEED ^ (task + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+            let mut rng = Rng::new(seed ^ (task + 1).wrapping_mul(0xA24B_AED4_963E_E407));
             clients.push(tokio::spawn(async move {
                 for _ in 0..CALLS_PER_TASK {
                     // Manual switches by call count: each count is seen by one task.
