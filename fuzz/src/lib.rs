@@ -19,18 +19,18 @@ use tower::{Layer, Service, service_fn};
 
 /// `parse_grpc_timeout` on any text, and `format_grpc_timeout` on any duration.
 pub fn grpc_timeout(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(timeout) = parse_grpc_timeout(text) {
-            // Only 1 to 8 ASCII digits and a unit parse.
-            let (unit, digits) = text.as_bytes().split_last().expect("not empty");
-            assert!(b"HMSmun".contains(unit), "{text:?}");
-            assert!((1..=8).contains(&digits.len()), "{text:?}");
-            assert!(digits.iter().all(u8::is_ascii_digit), "{text:?}");
-            // What it formats to parses again, never to more time than there was.
-            let formatted = format_grpc_timeout(timeout);
-            let again = parse_grpc_timeout(&formatted).expect("a formatted value parses");
-            assert!(again <= timeout, "{text:?} -> {formatted:?}");
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some(timeout) = parse_grpc_timeout(text)
+    {
+        // Only 1 to 8 ASCII digits and a unit parse.
+        let (unit, digits) = text.as_bytes().split_last().expect("not empty");
+        assert!(b"HMSmun".contains(unit), "{text:?}");
+        assert!((1..=8).contains(&digits.len()), "{text:?}");
+        assert!(digits.iter().all(u8::is_ascii_digit), "{text:?}");
+        // What it formats to parses again, never to more time than there was.
+        let formatted = format_grpc_timeout(timeout);
+        let again = parse_grpc_timeout(&formatted).expect("a formatted value parses");
+        assert!(again <= timeout, "{text:?} -> {formatted:?}");
     }
     if let Some(timeout) = duration_from(data) {
         let formatted = format_grpc_timeout(timeout);
@@ -97,19 +97,19 @@ pub fn deadline_header(data: &[u8]) {
     let mut request = Request::new(());
     let mut grpc = None;
     let mut envoy = None;
-    if selector & 1 != 0 {
-        if let Ok(value) = HeaderValue::from_bytes(grpc_value) {
-            grpc = Some(value.to_str().ok().and_then(parse_grpc_timeout));
-            request.headers_mut().insert(GRPC_TIMEOUT, value);
-        }
+    if selector & 1 != 0
+        && let Ok(value) = HeaderValue::from_bytes(grpc_value)
+    {
+        grpc = Some(value.to_str().ok().and_then(parse_grpc_timeout));
+        request.headers_mut().insert(GRPC_TIMEOUT, value);
     }
-    if selector & 2 != 0 {
-        if let Ok(value) = HeaderValue::from_bytes(envoy_value) {
-            envoy = Some(parse_millis(value.as_bytes()));
-            request
-                .headers_mut()
-                .insert(ENVOY_EXPECTED_RQ_TIMEOUT_MS, value);
-        }
+    if selector & 2 != 0
+        && let Ok(value) = HeaderValue::from_bytes(envoy_value)
+    {
+        envoy = Some(parse_millis(value.as_bytes()));
+        request
+            .headers_mut()
+            .insert(ENVOY_EXPECTED_RQ_TIMEOUT_MS, value);
     }
     let margin = Duration::from_millis(u64::from(selector >> 2));
     let layer = InboundDeadlineLayer::new()
