@@ -326,7 +326,16 @@ fn check_budget_windows(
 }
 
 /// The paused-time soak: returns its summary, after checking every invariant.
-async fn paused_soak(seed: u64) -> Summary {
+/// The breaker's window in a paused run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Window {
+    /// `Count(50)`, no slow-call timing: the fast path.
+    Count,
+    /// `Time(10 s)` in 1 s buckets, with calls over 400 ms counted as slow (rate threshold 0.5).
+    TimeWithSlowCalls,
+}
+
+async fn paused_soak(seed: u64, window: Window) -> Summary {
     const TASKS: u64 = 64;
     const CALLS_PER_TASK: u64 = 400;
     const WAIT_IN_OPEN: Duration = Duration::from_secs(5);
@@ -341,13 +350,19 @@ async fn paused_soak(seed: u64) -> Summary {
     let log = Arc::new(Log::default());
     let breaker = CircuitBreakerLayer::builder()
         .name("soak")
-        .sliding_window(SlidingWindow::Count(50))
         .minimum_calls(20)
         .failure_rate_threshold(0.5)
         .wait_in_open(WAIT_IN_OPEN)
-        .half_open_calls(HALF_OPEN_CALLS)
-        .build()
-        .unwrap();
+        .half_open_calls(HALF_OPEN_CALLS);
+    let breaker = match window {
+        Window::Count => breaker.sliding_window(SlidingWindow::Count(50)),
+        Window::TimeWithSlowCalls => breaker
+            .sliding_window(SlidingWindow::Time(Duration::from_secs(10)))
+            .bucket_width(Duration::from_secs(1))
+            .slow_call_duration(Duration::from_millis(400))
+            .slow_call_rate_threshold(0.5),
+    };
+    let breaker = breaker.build().unwrap();
     let bulkhead = BulkheadLayer::builder()
         .max_concurrent_calls(PERMITS)
         .max_wait(MAX_WAIT)
@@ -465,6 +480,8 @@ async fn paused_soak(seed: u64) -> Summary {
 
     // Take the backend down until the breaker opens, then heal it: the breaker closes within
     // one wait_in_open plus its probes.
+    // (A time window forgets the soak's calls after 10 s; a count window is refilled below.)
+    tokio::time::advance(Duration::from_secs(11)).await;
     let handle = chaos.handle();
     handle.start_outage();
     let mut probe = ServiceBuilder::new()
@@ -472,7 +489,7 @@ async fn paused_soak(seed: u64) -> Summary {
         .layer(bulkhead.clone())
         .layer(chaos.clone())
         .service(backend());
-    for _ in 0..50 {
+    for _ in 0..100 {
         if breaker.state() == State::Open {
             break;
         }
@@ -515,18 +532,24 @@ fn seed_from_env(default: u64) -> u64 {
 
 #[test]
 fn soak_on_paused_time_is_leak_free_bounded_and_reproducible() {
-    let run = |seed| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(paused_soak(seed))
-    };
     let seed = seed_from_env(0x5EED);
-    let first = run(seed);
-    let second = run(seed);
+    let first = paused_runtime().block_on(paused_soak(seed, Window::Count));
+    let second = paused_runtime().block_on(paused_soak(seed, Window::Count));
     assert_eq!(first, second, "the same seed gives the same run");
+}
+
+#[test]
+fn soak_on_paused_time_with_a_time_window_and_slow_calls() {
+    let seed = seed_from_env(0x5EED) ^ 0x71;
+    paused_runtime().block_on(paused_soak(seed, Window::TimeWithSlowCalls));
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
 
 #[test]
