@@ -12,10 +12,11 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderValue, Request};
 use steadfast::deadline::{
     Deadline, ENVOY_EXPECTED_RQ_TIMEOUT_MS, GRPC_TIMEOUT, InboundDeadlineLayer,
-    format_grpc_timeout, parse_grpc_timeout,
+    PropagateDeadlineLayer, format_grpc_timeout, parse_grpc_timeout,
 };
 use steadfast::retry::{Pushback, parse_grpc_pushback, parse_retry_after};
-use tower::{Layer, Service, service_fn};
+use steadfast::timeout::Elapsed;
+use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// `parse_grpc_timeout` on any text, and `format_grpc_timeout` on any duration.
 pub fn grpc_timeout(data: &[u8]) {
@@ -175,4 +176,99 @@ fn duration_from(data: &[u8]) -> Option<Duration> {
     let (nanos, _) = rest.split_first_chunk::<4>()?;
     let nanos = u32::from_le_bytes(*nanos) % 1_000_000_000;
     Some(Duration::new(u64::from_le_bytes(*secs), nanos))
+}
+
+thread_local! {
+    /// A runtime on paused time, so that no time passes between setting a deadline and the
+    /// layer reading what is left of it.
+    static PAUSED: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+}
+
+/// `PropagateDeadlineLayer` writing the time left over whatever `grpc-timeout` and
+/// `x-envoy-expected-rq-timeout-ms` a request already carries: the first byte picks the headers
+/// present, the next 12 the deadline, the rest is split between the existing values.
+pub fn deadline_propagate(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let Some(timeout) = duration_from(rest) else {
+        return;
+    };
+    let rest = &rest[12..];
+    let (grpc_value, envoy_value) = rest.split_at(rest.len() / 2);
+    let mut request = Request::new(());
+    let mut existing_grpc = None;
+    let mut existing_envoy = None;
+    if selector & 1 != 0
+        && let Ok(value) = HeaderValue::from_bytes(grpc_value)
+    {
+        existing_grpc = Some(value.clone());
+        request.headers_mut().insert(GRPC_TIMEOUT, value);
+    }
+    if selector & 2 != 0
+        && let Ok(value) = HeaderValue::from_bytes(envoy_value)
+    {
+        existing_envoy = Some(value.clone());
+        request
+            .headers_mut()
+            .insert(ENVOY_EXPECTED_RQ_TIMEOUT_MS, value);
+    }
+    PAUSED.with(|runtime| {
+        runtime.block_on(async {
+            let deadline = Deadline::after(timeout);
+            let remaining = deadline.remaining();
+            request.extensions_mut().insert(deadline);
+            let handler = service_fn(|request: Request<()>| {
+                std::future::ready(Ok::<_, Infallible>(request.headers().clone()))
+            });
+            let mut service = PropagateDeadlineLayer::new()
+                .header(ENVOY_EXPECTED_RQ_TIMEOUT_MS)
+                .layer(handler);
+            let result = service
+                .ready()
+                .await
+                .expect("always ready")
+                .call(request)
+                .await;
+            if remaining.is_zero() {
+                let err = result.expect_err("a passed deadline fails the call");
+                assert!(err.is::<Elapsed>(), "{err}");
+                return;
+            }
+            let headers = result.expect("the handler answers");
+
+            let grpc = headers.get(GRPC_TIMEOUT).expect("grpc-timeout written");
+            let kept = existing_grpc.filter(|value| {
+                let parsed = value.to_str().ok().and_then(parse_grpc_timeout);
+                parsed.is_some_and(|existing| existing <= remaining)
+            });
+            match kept {
+                Some(existing) => assert_eq!(grpc, &existing, "a shorter timeout is kept"),
+                None => assert_eq!(grpc, format_grpc_timeout(remaining).as_str()),
+            }
+            let written = parse_grpc_timeout(grpc.to_str().expect("ASCII")).expect("valid");
+            assert!(written <= remaining);
+
+            let envoy = headers
+                .get(ENVOY_EXPECTED_RQ_TIMEOUT_MS)
+                .expect("the millisecond header written");
+            let kept = existing_envoy.filter(|value| {
+                parse_millis(value.as_bytes()).is_some_and(|existing| existing <= remaining)
+            });
+            match kept {
+                Some(existing) => assert_eq!(envoy, &existing, "a shorter timeout is kept"),
+                None => {
+                    // Rounded up, capped at `u64::MAX` (which, at 20 digits, the inbound layer
+                    // would not read back: only deadlines over 584 million years away get it).
+                    let millis = remaining.as_nanos().div_ceil(1_000_000);
+                    let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+                    assert_eq!(envoy, millis.to_string().as_str(), "rounded up");
+                }
+            }
+        })
+    });
 }

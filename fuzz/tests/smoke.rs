@@ -6,11 +6,12 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("grpc_timeout", steadfast_fuzz::grpc_timeout),
     ("retry_after", steadfast_fuzz::retry_after),
     ("grpc_pushback", steadfast_fuzz::grpc_pushback),
     ("deadline_header", steadfast_fuzz::deadline_header),
+    ("deadline_propagate", steadfast_fuzz::deadline_propagate),
 ];
 
 /// Random inputs per target.
