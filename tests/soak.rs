@@ -6,7 +6,8 @@
 //! Two runs, both seeded:
 //!
 //! - **Paused time**, on a current-thread runtime with 64 spawned client tasks: exact and
-//!   reproducible (run twice, the same counts). Checks every bulkhead permit back, no probe slot
+//!   reproducible (a count-window breaker, run twice for the same counts; and a time-window
+//!   breaker with slow-call detection). Checks every bulkhead permit back, no probe slot
 //!   held, the breaker closing within one `wait_in_open` plus its probes once the backend is
 //!   healthy, and retries within the budget's formula in every window.
 //! - **Two worker threads**, with no timer ever awaited by the test itself: injected latency is
