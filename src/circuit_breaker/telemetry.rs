@@ -87,26 +87,6 @@ fn state_value(state: State) -> f64 {
     }
 }
 
-#[cfg(feature = "metrics")]
-const STATES: [State; 5] = [
-    State::Closed,
-    State::Open,
-    State::HalfOpen,
-    State::ForcedOpen,
-    State::Disabled,
-];
-
-#[cfg(feature = "metrics")]
-fn state_index(state: State) -> usize {
-    match state {
-        State::Closed => 0,
-        State::Open => 1,
-        State::HalfOpen => 2,
-        State::ForcedOpen => 3,
-        State::Disabled => 4,
-    }
-}
-
 /// The breaker's reporting: its name, its listener and its metric handles.
 pub(crate) struct Telemetry {
     name: Arc<str>,
@@ -120,7 +100,9 @@ struct Metrics {
     state: metrics::Gauge,
     calls: [metrics::Counter; 5],
     not_permitted: metrics::Counter,
-    transitions: [[metrics::Counter; 5]; 5],
+    /// The `name` label, for `transitions_total`: transitions are rare, so that counter is
+    /// looked up when one happens rather than kept as 20 handles (320 bytes) per breaker.
+    label: metrics::SharedString,
 }
 
 impl Telemetry {
@@ -143,16 +125,7 @@ impl Telemetry {
                     "steadfast_circuit_breaker_not_permitted_total",
                     "name" => label.clone()
                 ),
-                transitions: STATES.map(|from| {
-                    STATES.map(|to| {
-                        metrics::counter!(
-                            "steadfast_circuit_breaker_transitions_total",
-                            "name" => label.clone(),
-                            "from" => state_label(from),
-                            "to" => state_label(to)
-                        )
-                    })
-                }),
+                label: metrics::SharedString::from(label),
             }
         };
         #[cfg(not(feature = "metrics"))]
@@ -218,7 +191,13 @@ impl Telemetry {
         #[cfg(feature = "metrics")]
         {
             self.metrics.state.set(state_value(to));
-            self.metrics.transitions[state_index(from)][state_index(to)].increment(1);
+            metrics::counter!(
+                "steadfast_circuit_breaker_transitions_total",
+                "name" => self.metrics.label.clone(),
+                "from" => from_label,
+                "to" => to_label
+            )
+            .increment(1);
         }
         if let Some(listener) = &self.listener {
             listener(&Transition::new(from, to));
