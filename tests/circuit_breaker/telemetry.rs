@@ -74,6 +74,8 @@ mod metrics {
     fn counter(value: Option<&DebugValue>) -> u64 {
         match value {
             Some(DebugValue::Counter(n)) => *n,
+            // A transition that never happened has no series yet.
+            None => 0,
             other => panic!("not a counter: {other:?}"),
         }
     }
@@ -82,14 +84,15 @@ mod metrics {
     async fn metrics_count_calls_rejections_and_transitions() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
-        let layer = ::metrics::with_local_recorder(&recorder, || {
-            count_builder(2)
-                .minimum_calls(2)
-                .name("search")
-                .half_open_calls(1)
-                .build()
-                .unwrap()
-        });
+        // Installed for the whole test: per-call handles are registered at build, and the
+        // transitions counter is looked up when a transition happens.
+        let _recorder = ::metrics::set_default_local_recorder(&recorder);
+        let layer = count_builder(2)
+            .minimum_calls(2)
+            .name("search")
+            .half_open_calls(1)
+            .build()
+            .unwrap();
         let (mut svc, _) = service(&layer);
         ok(&mut svc).await;
         fail(&mut svc).await;
