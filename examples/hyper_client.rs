@@ -145,20 +145,9 @@ where
     }
 }
 
-/// The client stack, outermost first: overall timeout → retry (HTTP policy, replay buffer) →
-/// circuit breaker (5xx are failures) → attempt timeout → deadline headers → hyper.
-///
-/// The overall timeout sets the call's deadline; retry reads it and never starts an attempt or
-/// a backoff that cannot finish in time; the attempt timeout narrows it for each attempt; and
-/// the innermost layer writes what is left of it onto the request, so each attempt tells the
-/// server how long it has. Returns the breaker's layer too, to read its state.
-fn client_stack() -> Result<
-    (
-        impl Service<Request<Chunks>, Response = Response<Bytes>, Error = BoxError> + Clone,
-        CircuitBreakerLayer<ServerErrorsAsFailures>,
-    ),
-    BoxError,
-> {
+/// The breaker for the echo server: 5xx responses (and errors, timeouts included) are
+/// failures; it opens once half of the last 10 calls (at least 4) failed.
+fn echo_breaker() -> Result<CircuitBreakerLayer<ServerErrorsAsFailures>, BoxError> {
     let breaker = CircuitBreakerLayer::builder()
         .name("echo-server")
         .classify(ServerErrorsAsFailures::new())
@@ -167,6 +156,23 @@ fn client_stack() -> Result<
         .failure_rate_threshold(0.5)
         .wait_in_open(Duration::from_secs(5))
         .build()?;
+    Ok(breaker)
+}
+
+/// The client stack around `breaker` (pass a clone and keep the layer to read the breaker's
+/// state: clones share one breaker), outermost first: overall timeout → retry (HTTP policy, replay buffer) → circuit
+/// breaker → attempt timeout → deadline headers → hyper.
+///
+/// The overall timeout sets the call's deadline; retry reads it and never starts an attempt or
+/// a backoff that cannot finish in time; the attempt timeout narrows it for each attempt; and
+/// the innermost layer writes what is left of it onto the request, so each attempt tells the
+/// server how long it has.
+fn client_stack(
+    breaker: CircuitBreakerLayer<ServerErrorsAsFailures>,
+) -> Result<
+    impl Service<Request<Chunks>, Response = Response<Bytes>, Error = BoxError> + Clone,
+    BoxError,
+> {
     let retry = RetryLayer::builder()
         .name("echo-server")
         // Errors (timeouts included), 429, 502, 503 and 504 on idempotent methods (PUT is one).
@@ -192,11 +198,11 @@ fn client_stack() -> Result<
     let service = ServiceBuilder::new()
         .layer(overall)
         .layer(retry)
-        .layer(breaker.clone())
+        .layer(breaker)
         .layer(attempt)
         .layer(PropagateDeadlineLayer::new().header(TIMEOUT_MS))
         .service(HyperClient::<ReplayBody<Chunks>>::new());
-    Ok((service, breaker))
+    Ok(service)
 }
 
 // ---- the server --------------------------------------------------------------------------------
@@ -314,8 +320,11 @@ async fn main() -> Result<(), BoxError> {
     println!("server on http://{addr}\n");
 
     // 1. Retry replays a streaming body; the deadline travels with each attempt.
+    // Each scenario builds its own stack and breaker, so that one's failures do not open the
+    // breaker for the next.
     println!("1. PUT /echo, a streamed body; the server fails the first {FAIL_FIRST} requests");
-    let (client, breaker) = client_stack()?;
+    let breaker = echo_breaker()?;
+    let client = client_stack(breaker.clone())?;
     let body = Chunks::new(&["hello, ", "streaming ", "world"]);
     match client
         .oneshot(request(Method::PUT, addr, "/echo", body))
@@ -340,7 +349,7 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "2. GET /slow, a server that hangs: attempt timeout {ATTEMPT_TIMEOUT:?}, overall {OVERALL_TIMEOUT:?}"
     );
-    let (client, _) = client_stack()?;
+    let client = client_stack(echo_breaker()?)?;
     let empty = Chunks::new(&[]);
     match client
         .oneshot(request(Method::GET, addr, "/slow", empty))
@@ -355,7 +364,8 @@ async fn main() -> Result<(), BoxError> {
 
     // 3. A server that is down: the breaker opens and stops the calls.
     println!("3. GET /down, a server that answers 503 to everything");
-    let (mut client, breaker) = client_stack()?;
+    let breaker = echo_breaker()?;
+    let mut client = client_stack(breaker.clone())?;
     for call in 1..=5 {
         let request = request(Method::GET, addr, "/down", Chunks::new(&[]));
         let outcome = match client.ready().await?.call(request).await {

@@ -474,7 +474,7 @@ async fn a_full_bulkhead_shared_by_two_routes_answers_429() {
     let app = Router::new()
         .route(
             "/hold",
-            resilient(hold, &breaker, &bulkhead, PATIENCE, responses.clone()),
+            resilient(hold, &breaker, &bulkhead, PATIENCE, responses),
         )
         .route(
             "/other",
