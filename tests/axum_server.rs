@@ -5,7 +5,9 @@
 //! the runtime does) and sends a bounded number of requests. Real time passes only for socket
 //! I/O and for the timeouts under test, which are tiny; no test asserts a wall-clock duration.
 //! Every wait on the server is bounded by [`PATIENCE`], so a broken build fails instead of
-//! hanging.
+//! hanging. The last test runs the same kind of server on paused time (the current-thread
+//! runtime auto-advances the clock when every task waits), where deadlines, the moment a timeout
+//! fires and `Retry-After` are exact, including the breaker's open-state boundary.
 //!
 //! The stack on each route, outermost first: [`RejectionsAsResponsesLayer`] (rejections become
 //! 503 with `Retry-After`, 504, 429) → [`InboundDeadlineLayer`] (reads `grpc-timeout`) → a
@@ -50,6 +52,9 @@ use tower_http::classify::ServerErrorsAsFailures;
 
 /// The longest any test waits for the server; reached only when something is broken.
 const PATIENCE: Duration = Duration::from_secs(10);
+/// The same on paused time, where waits cost nothing: far beyond every timer of a test, so
+/// that auto-advance reaches it only when something is broken.
+const PAUSED_PATIENCE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The breaker's wait in the open state: long enough that it cannot close during a test.
 const WAIT_IN_OPEN: Duration = Duration::from_secs(600);
 /// The attempt timeout of the routes that test timeouts: tiny, so the tests stay fast.
@@ -75,6 +80,7 @@ pub(crate) async fn serve(app: Router) -> SocketAddr {
 pub(crate) struct HttpClient {
     inner: Client<HttpConnector, Empty<Bytes>>,
     addr: SocketAddr,
+    patience: Duration,
 }
 
 /// What the client saw: the status, the headers and the body as text.
@@ -86,9 +92,22 @@ pub(crate) struct Seen {
 }
 
 impl HttpClient {
+    /// A client that waits at most [`PATIENCE`] for each answer.
     pub(crate) fn new(addr: SocketAddr) -> Self {
         let inner = Client::builder(TokioExecutor::new()).build_http();
-        Self { inner, addr }
+        Self {
+            inner,
+            addr,
+            patience: PATIENCE,
+        }
+    }
+
+    /// A client for a test on paused time: it waits at most [`PAUSED_PATIENCE`].
+    pub(crate) fn paused(addr: SocketAddr) -> Self {
+        Self {
+            patience: PAUSED_PATIENCE,
+            ..Self::new(addr)
+        }
     }
 
     /// `GET path`, with the extra headers given, read in full.
@@ -107,7 +126,7 @@ impl HttpClient {
                 body: String::from_utf8(body.to_vec()).unwrap(),
             }
         };
-        tokio::time::timeout(PATIENCE, exchange)
+        tokio::time::timeout(self.patience, exchange)
             .await
             .expect("the server answers")
     }
@@ -170,8 +189,8 @@ impl Drop for Finish {
     }
 }
 
-/// A handler that takes [`SLOW_HANDLER`] and reports (see [`Finish`]) whether it finished.
-pub(crate) fn slow(report: mpsc::UnboundedSender<bool>) -> MethodRouter {
+/// A handler that takes `takes` and reports (see [`Finish`]) whether it finished.
+pub(crate) fn slow(report: mpsc::UnboundedSender<bool>, takes: Duration) -> MethodRouter {
     get(move || {
         let report = report.clone();
         async move {
@@ -180,19 +199,32 @@ pub(crate) fn slow(report: mpsc::UnboundedSender<bool>) -> MethodRouter {
                 done: false,
                 report,
             };
-            tokio::time::sleep(SLOW_HANDLER).await;
+            tokio::time::sleep(takes).await;
             finish.done = true;
             "too late"
         }
     })
 }
 
-/// Waits for a [`Finish`] report.
-pub(crate) async fn finished(reports: &mut mpsc::UnboundedReceiver<bool>) -> bool {
-    tokio::time::timeout(PATIENCE, reports.recv())
+/// Waits at most `patience` for a [`Finish`] report.
+pub(crate) async fn finished(
+    reports: &mut mpsc::UnboundedReceiver<bool>,
+    patience: Duration,
+) -> bool {
+    tokio::time::timeout(patience, reports.recv())
         .await
         .expect("the handler reports")
         .expect("a handler holds a sender")
+}
+
+/// A handler that answers with the time left before its call's deadline, in milliseconds.
+pub(crate) fn time_left() -> MethodRouter {
+    get(|| async {
+        match Deadline::current() {
+            Some(deadline) => deadline.remaining().as_millis().to_string(),
+            None => String::from("none"),
+        }
+    })
 }
 
 /// The `Retry-After` header, in seconds.
@@ -359,7 +391,7 @@ async fn a_handler_slower_than_the_timeout_is_cancelled_and_answered_504() {
     let app = Router::new().route(
         "/slow",
         resilient(
-            slow(report),
+            slow(report, SLOW_HANDLER),
             &breaker,
             &bulkhead,
             ATTEMPT_TIMEOUT,
@@ -372,7 +404,10 @@ async fn a_handler_slower_than_the_timeout_is_cancelled_and_answered_504() {
     assert_eq!(seen.status, StatusCode::GATEWAY_TIMEOUT);
     assert!(!seen.headers.contains_key("retry-after"));
     assert_eq!(seen.body, "");
-    assert!(!finished(&mut reports).await, "the handler was cancelled");
+    assert!(
+        !finished(&mut reports, PATIENCE).await,
+        "the handler was cancelled"
+    );
     // A timeout is a failure for the breaker (it sits above the attempt timeout), but one is
     // below `minimum_calls`.
     assert_eq!(breaker.state(), State::Closed);
@@ -387,7 +422,7 @@ async fn an_inbound_grpc_timeout_narrows_the_server_timeout_to_a_504() {
     let app = Router::new().route(
         "/slow",
         resilient(
-            slow(report),
+            slow(report, SLOW_HANDLER),
             &breaker(),
             &roomy_bulkhead(),
             // The server alone would let the handler finish.
@@ -399,7 +434,10 @@ async fn an_inbound_grpc_timeout_narrows_the_server_timeout_to_a_504() {
 
     let seen = client.get("/slow", &[("grpc-timeout", "50m")]).await;
     assert_eq!(seen.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(!finished(&mut reports).await, "the handler was cancelled");
+    assert!(
+        !finished(&mut reports, PATIENCE).await,
+        "the handler was cancelled"
+    );
 }
 
 /// The handler reads the deadline of its call: the client's `grpc-timeout` when it is the
@@ -409,12 +447,7 @@ async fn the_handler_sees_the_inbound_deadline() {
     let app = Router::new().route(
         "/deadline",
         resilient(
-            get(|| async {
-                match Deadline::current() {
-                    Some(deadline) => deadline.remaining().as_millis().to_string(),
-                    None => String::from("none"),
-                }
-            }),
+            time_left(),
             &breaker(),
             &roomy_bulkhead(),
             Duration::from_secs(600),
@@ -535,4 +568,68 @@ fn the_layered_route_is_infallible() {
             Ok::<_, BoxError>("ok".into_response())
         }));
     infallible(&service);
+}
+
+// ---- on paused time ----------------------------------------------------------------------------
+
+/// The same server on a paused clock (the test's current-thread runtime auto-advances it only
+/// when every task waits): the clock stands still while requests travel over loopback and jumps
+/// over the timers, so the deadline a handler sees, the moment a timeout fires and the
+/// `Retry-After` of an open breaker are exact, and a 30 s timeout costs no real time.
+#[tokio::test(start_paused = true)]
+async fn on_paused_time_deadlines_timeouts_and_retry_after_are_exact() {
+    const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+    let (report, mut reports) = mpsc::unbounded_channel();
+    let breaker = breaker();
+    let bulkhead = roomy_bulkhead();
+    let route = |handler| {
+        resilient(
+            handler,
+            &breaker,
+            &bulkhead,
+            ROUTE_TIMEOUT,
+            RejectionResponses::new(),
+        )
+    };
+    let app = Router::new()
+        .route("/deadline", route(time_left()))
+        .route("/slow", route(slow(report, Duration::from_secs(3600))))
+        .route(
+            "/flaky",
+            route(get(|| async { StatusCode::INTERNAL_SERVER_ERROR })),
+        );
+    let client = HttpClient::paused(serve(app).await);
+
+    // The deadline the handler sees: the route's timeout, or the caller's if it is earlier.
+    assert_eq!(client.get("/deadline", &[]).await.body, "30000");
+    let seen = client.get("/deadline", &[("grpc-timeout", "1500m")]).await;
+    assert_eq!(seen.body, "1500");
+
+    // The route's timeout fires exactly 30 s (of tokio's clock) after the request left.
+    let sent = tokio::time::Instant::now();
+    let seen = client.get("/slow", &[]).await;
+    assert_eq!(seen.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(sent.elapsed(), ROUTE_TIMEOUT);
+    assert!(!finished(&mut reports, PAUSED_PATIENCE).await);
+
+    // 2 successes, the timeout and one 500: half of 4 calls failed, and the breaker opens.
+    let seen = client.get("/flaky", &[]).await;
+    assert_eq!(seen.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(breaker.state(), State::Open);
+
+    let seen = client.get("/deadline", &[]).await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&seen), WAIT_IN_OPEN.as_secs());
+
+    // One tick before the end of the wait: still open, and `Retry-After` rounds up to 1 s.
+    tokio::time::advance(WAIT_IN_OPEN - Duration::from_millis(1)).await;
+    let seen = client.get("/deadline", &[]).await;
+    assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&seen), 1);
+
+    // At the end of the wait: half-open, and the request goes through as a probe.
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let seen = client.get("/deadline", &[]).await;
+    assert_eq!((seen.status, seen.body.as_str()), (StatusCode::OK, "30000"));
+    assert_eq!(breaker.state(), State::HalfOpen);
 }
