@@ -91,13 +91,16 @@ where
 }
 
 /// Whether `error` is one of this crate's local rejections: an open circuit breaker
-/// ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen)) or a full bulkhead
-/// ([`BulkheadFull`](crate::bulkhead::BulkheadFull)).
+/// ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen)), a full bulkhead
+/// ([`BulkheadFull`](crate::bulkhead::BulkheadFull)), or a deadline that had already passed
+/// when the call was made ([`Elapsed`](crate::timeout::Elapsed) with
+/// [`before_call`](crate::timeout::Elapsed::before_call)).
 ///
 /// A local rejection says nothing about the health of the service behind it: the request never
 /// left this process. Retry does not retry it and spends no budget on it, and a circuit breaker
-/// above a bulkhead does not count it as a failure. A timeout
-/// ([`Elapsed`](crate::timeout::Elapsed)) is not a local rejection: the service was slow.
+/// above it does not count it as a failure (otherwise callers that arrive with no time left
+/// would open the breaker to a healthy service). A timeout that fired during the call is not a
+/// local rejection: the service was slow.
 pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
     #[cfg(feature = "circuit-breaker")]
     if error.is::<crate::circuit_breaker::CircuitOpen>() {
@@ -105,6 +108,13 @@ pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
     }
     #[cfg(feature = "bulkhead")]
     if error.is::<crate::bulkhead::BulkheadFull>() {
+        return true;
+    }
+    #[cfg(feature = "timeout")]
+    if error
+        .downcast_ref::<crate::timeout::Elapsed>()
+        .is_some_and(|elapsed| elapsed.before_call())
+    {
         return true;
     }
     let _ = error;

@@ -234,3 +234,37 @@ async fn the_documented_stack_serves_a_healthy_backend() {
     assert_eq!(breaker.snapshot().calls(), 10);
     assert_eq!(bulkhead.available_permits(), 2, "every permit back");
 }
+
+#[tokio::test(start_paused = true)]
+async fn calls_whose_deadline_passed_before_they_were_sent_do_not_open_the_breaker() {
+    let (backend, calls) = backend(|_| Ok(Duration::ZERO));
+    let breaker = CircuitBreakerLayer::builder()
+        .sliding_window(SlidingWindow::Count(2))
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(breaker.clone())
+        .layer(TimeoutLayer::new(Duration::from_secs(1)))
+        .service(backend);
+    // Callers that arrive with no time left fail at once, without reaching the backend ...
+    let expired = steadfast::deadline::Deadline::after(Duration::ZERO);
+    for _ in 0..5 {
+        let err = expired
+            .scope(async { svc.ready().await.unwrap().call("q").await })
+            .await
+            .unwrap_err();
+        let elapsed = err
+            .downcast_ref::<Elapsed>()
+            .expect("the deadline had passed");
+        assert!(elapsed.is_inherited() && elapsed.before_call());
+        assert!(steadfast::is_rejection(&*err));
+    }
+    // ... and say nothing about it: the breaker counted none of them.
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.snapshot().calls(), 0);
+    // A timeout during the call still counts.
+    svc.ready().await.unwrap().call("q").await.unwrap();
+    assert_eq!(breaker.snapshot().calls(), 1);
+}

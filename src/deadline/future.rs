@@ -118,7 +118,7 @@ mod propagate {
                 PropagateProj::Called { future } => future.poll(cx).map_err(Into::into),
                 PropagateProj::Passed => {
                     state.set(Propagate::Done);
-                    Poll::Ready(Err(Elapsed::inherited_deadline().into()))
+                    Poll::Ready(Err(Elapsed::inherited_deadline().not_sent().into()))
                 }
                 // Polled after completion: like a fused future, never ready again.
                 PropagateProj::Done => Poll::Pending,

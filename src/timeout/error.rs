@@ -35,6 +35,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Elapsed {
     kind: ElapsedKind,
+    before_call: bool,
 }
 
 /// Which deadline passed: see [`Elapsed::kind`].
@@ -73,21 +74,27 @@ impl Elapsed {
 
     /// The layer's own timeout fired.
     pub(crate) fn timeout() -> Self {
-        Self {
-            kind: ElapsedKind::Timeout,
-        }
+        Self::with_kind(ElapsedKind::Timeout)
     }
 
     /// An inherited deadline passed (or had passed before the call).
     #[allow(dead_code)] // used by the deadline layers (feature `http`) and retry
     pub(crate) fn inherited_deadline() -> Self {
-        Self {
-            kind: ElapsedKind::InheritedDeadline,
-        }
+        Self::with_kind(ElapsedKind::InheritedDeadline)
     }
 
     pub(crate) fn with_kind(kind: ElapsedKind) -> Self {
-        Self { kind }
+        Self {
+            kind,
+            before_call: false,
+        }
+    }
+
+    /// The deadline had already passed when the call was made, so it was failed without being
+    /// sent.
+    pub(crate) fn not_sent(mut self) -> Self {
+        self.before_call = true;
+        self
     }
 
     /// Which deadline passed: this layer's own timeout, or an inherited deadline.
@@ -101,6 +108,16 @@ impl Elapsed {
     /// passed, nobody is waiting for the answer any more.
     pub fn is_inherited(&self) -> bool {
         self.kind == ElapsedKind::InheritedDeadline
+    }
+
+    /// Whether the deadline had already passed when the call was made, so that the inner
+    /// service was never called.
+    ///
+    /// Such a call says nothing about the service: it is a local rejection (see
+    /// [`is_rejection`](crate::is_rejection)), so a circuit breaker does not count it and retry
+    /// does not retry it.
+    pub fn before_call(&self) -> bool {
+        self.before_call
     }
 }
 

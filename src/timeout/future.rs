@@ -96,7 +96,7 @@ where
             StateProj::Expired => {
                 this.state.set(State::Done);
                 this.telemetry.elapsed(*this.kind, true);
-                return Poll::Ready(Err(Elapsed::with_kind(*this.kind).into()));
+                return Poll::Ready(Err(Elapsed::with_kind(*this.kind).not_sent().into()));
             }
             // Polled after completion: like a fused future, never ready again.
             StateProj::Done => return Poll::Pending,
