@@ -31,12 +31,16 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut};
 use http::uri::PathAndQuery;
+use steadfast::BoxError;
+use steadfast::circuit_breaker::CircuitOpen;
 use steadfast::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State};
-use steadfast::deadline::{Deadline, InboundDeadlineLayer, PropagateDeadlineLayer};
-use steadfast::deadline::parse_grpc_timeout;
+use steadfast::deadline::{
+    Deadline, InboundDeadlineLayer, PropagateDeadlineLayer, parse_grpc_timeout,
+};
 use steadfast::grpc::into_status;
 use steadfast::retry::{Backoff, GrpcPolicy, RetryLayer};
 use steadfast::stack::ResilienceStack;
+use steadfast::timeout::{Elapsed, ElapsedKind};
 use tokio::sync::oneshot;
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -44,7 +48,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Code, Status};
 use tower::util::BoxCloneService;
-use tower::{ServiceBuilder, service_fn};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_http::classify::GrpcErrorsAsFailures;
 
 /// The deadline the test client gives its call to A.
@@ -127,15 +131,13 @@ where
         .expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound address");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(
-        Server::builder().serve_with_incoming_shutdown(
-            service,
-            TcpIncoming::from(listener),
-            async move {
-                let _ = stopped.await;
-            },
-        ),
-    );
+    tokio::spawn(Server::builder().serve_with_incoming_shutdown(
+        service,
+        TcpIncoming::from(listener),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running {
         addr,
         _shutdown: shutdown,
@@ -217,8 +219,17 @@ impl BState {
 
 /// Service B: records the `grpc-timeout` it receives and echoes the message (or fails with
 /// `UNAVAILABLE` while `fail_first` lasts).
-pub(crate) async fn start_b(state: Arc<BState>) -> Running {
-    serve(grpc_service(move |request: tonic::Request<String>| {
+pub(crate) fn b_service(
+    state: Arc<BState>,
+) -> impl tower::Service<
+    http::Request<Body>,
+    Response = http::Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    grpc_service(move |request: tonic::Request<String>| {
         let state = Arc::clone(&state);
         async move {
             let timeout = request
@@ -235,45 +246,98 @@ pub(crate) async fn start_b(state: Arc<BState>) -> Running {
             }
             Ok(tonic::Response::new(format!("B({})", request.into_inner())))
         }
-    }))
-    .await
+    })
+}
+
+/// Serves [`b_service`] on loopback.
+pub(crate) async fn start_b(state: Arc<BState>) -> Running {
+    serve(b_service(state)).await
 }
 
 /// What A saw.
 #[derive(Debug, Default)]
 pub(crate) struct AState {
+    /// How long A's handler works before it calls B.
+    pub(crate) work: Duration,
     /// The time A had left (`Deadline::current()`) as it called B, per call.
     pub(crate) left: Mutex<Vec<Option<Duration>>>,
+    /// What each call to B gave A.
+    pub(crate) from_b: Mutex<Vec<Result<String, Status>>>,
 }
 
-/// Service A: reads its deadline from `grpc-timeout` (less `safety_margin`) and calls B
-/// through `to_b` inside its handler.
+impl AState {
+    /// A handler that works for `work` (a sleep) before it calls B.
+    pub(crate) fn working(work: Duration) -> Self {
+        Self {
+            work,
+            ..Self::default()
+        }
+    }
+
+    /// The error of A's one call to B.
+    pub(crate) fn error_from_b(&self) -> Status {
+        let from_b = self.from_b.lock().unwrap();
+        assert_eq!(from_b.len(), 1, "A called B once");
+        from_b[0].clone().unwrap_err()
+    }
+}
+
+/// Service A: reads its deadline from `grpc-timeout` (less `safety_margin`), works for
+/// `state.work`, and calls B through `to_b` inside its handler.
+pub(crate) fn a_service(
+    state: Arc<AState>,
+    to_b: ClientService,
+    safety_margin: Duration,
+) -> impl tower::Service<
+    http::Request<Body>,
+    Response = http::Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let handler = grpc_service(move |request: tonic::Request<String>| {
+        let state = Arc::clone(&state);
+        let to_b = to_b.clone();
+        async move {
+            if !state.work.is_zero() {
+                tokio::time::sleep(state.work).await;
+            }
+            let left = Deadline::current().map(|deadline| deadline.remaining());
+            state.left.lock().unwrap().push(left);
+            let result = call(to_b, &request.into_inner()).await;
+            state.from_b.lock().unwrap().push(result.clone());
+            Ok(tonic::Response::new(format!("A({})", result?)))
+        }
+    });
+    ServiceBuilder::new()
+        .layer(InboundDeadlineLayer::new().safety_margin(safety_margin))
+        .service(handler)
+}
+
+/// Serves [`a_service`] on loopback.
 pub(crate) async fn start_a(
     state: Arc<AState>,
     to_b: ClientService,
     safety_margin: Duration,
 ) -> Running {
-    let handler = grpc_service(move |request: tonic::Request<String>| {
-        let state = Arc::clone(&state);
-        let to_b = to_b.clone();
-        async move {
-            let left = Deadline::current().map(|deadline| deadline.remaining());
-            state.left.lock().unwrap().push(left);
-            let answer = call(to_b, &request.into_inner()).await?;
-            Ok(tonic::Response::new(format!("A({answer})")))
-        }
-    });
-    let service = ServiceBuilder::new()
-        .layer(InboundDeadlineLayer::new().safety_margin(safety_margin))
-        .service(handler);
-    serve(service).await
+    serve(a_service(state, to_b, safety_margin)).await
 }
 
 // ---------------------------------------------------------------------------------------------
 // The clients.
 
-/// A channel with deadline propagation only: `into_status` ∘ `PropagateDeadline` ∘ `Channel`.
-pub(crate) fn propagating(channel: Channel) -> ClientService {
+/// A channel (or an in-process service) with deadline propagation only: `into_status` ∘
+/// `PropagateDeadline` ∘ the service.
+pub(crate) fn propagating<S>(channel: S) -> ClientService
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     BoxCloneService::new(
         ServiceBuilder::new()
             .map_err(into_status)
@@ -289,12 +353,20 @@ pub(crate) fn propagating(channel: Channel) -> ClientService {
 /// `PropagateDeadline` is innermost so that each attempt writes the deadline as the timeouts
 /// narrowed it, at the time it is sent. The retry layer's replay body is turned back into
 /// tonic's `Body`, the only body a `Channel` takes.
-pub(crate) fn stacked(
-    channel: Channel,
+pub(crate) fn stacked<S>(
+    channel: S,
     breaker: CircuitBreakerLayer<GrpcErrorsAsFailures>,
     attempt_timeout: Duration,
     max_attempts: u32,
-) -> ClientService {
+) -> ClientService
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     let retry = RetryLayer::builder()
         .policy(GrpcPolicy::new())
         .replay_body(64 * 1024)
@@ -325,10 +397,17 @@ pub(crate) fn lenient_breaker() -> CircuitBreakerLayer<GrpcErrorsAsFailures> {
         .expect("a valid breaker")
 }
 
-/// Calls A from the test client with `deadline` (none: no deadline), through a propagating
-/// channel.
+/// Calls A on loopback from the test client with `deadline` (none: no deadline), through a
+/// propagating channel.
 pub(crate) async fn call_a(a: &Running, deadline: Option<Duration>) -> Result<String, Status> {
-    let client = propagating(channel(a.addr));
+    call_with(propagating(channel(a.addr)), deadline).await
+}
+
+/// Calls `client` with `deadline` (none: no deadline).
+pub(crate) async fn call_with(
+    client: ClientService,
+    deadline: Option<Duration>,
+) -> Result<String, Status> {
     match deadline {
         Some(timeout) => Deadline::after(timeout).scope(call(client, "hi")).await,
         None => call(client, "hi").await,
@@ -408,7 +487,12 @@ async fn without_a_deadline_none_is_sent_on() {
         let b_state = Arc::new(BState::default());
         let b = start_b(Arc::clone(&b_state)).await;
         let a_state = Arc::new(AState::default());
-        let a = start_a(Arc::clone(&a_state), propagating(channel(b.addr)), Duration::ZERO).await;
+        let a = start_a(
+            Arc::clone(&a_state),
+            propagating(channel(b.addr)),
+            Duration::ZERO,
+        )
+        .await;
 
         assert_eq!(call_a(&a, None).await.expect("an answer"), "A(B(hi))");
 
@@ -431,6 +515,18 @@ async fn a_passed_deadline_is_never_sent_on(to_b: fn(Channel) -> ClientService) 
 
     assert_eq!(*a_state.left.lock().unwrap(), [Some(Duration::ZERO)]);
     assert_eq!(b_state.calls(), 0, "B is never called");
+    assert_inherited_deadline(&a_state.error_from_b());
+}
+
+/// `status` is `DEADLINE_EXCEEDED`, made by `into_status` from an `Elapsed` of kind
+/// `InheritedDeadline`.
+#[track_caller]
+pub(crate) fn assert_inherited_deadline(status: &Status) {
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let elapsed = std::error::Error::source(status)
+        .and_then(|source| source.downcast_ref::<Elapsed>())
+        .expect("the status keeps the Elapsed as its source");
+    assert_eq!(elapsed.kind(), ElapsedKind::InheritedDeadline);
 }
 
 #[tokio::test]
@@ -494,7 +590,8 @@ async fn a_breaker_on_a_channel_opens_on_unavailable_and_stops_calling_b() {
             .expect("a valid breaker");
         // One attempt per call, so that each call is one outcome for the breaker.
         let to_b = stacked(channel(b.addr), breaker.clone(), Duration::from_secs(30), 1);
-        let a = start_a(Arc::new(AState::default()), to_b, Duration::ZERO).await;
+        let a_state = Arc::new(AState::default());
+        let a = start_a(Arc::clone(&a_state), to_b, Duration::ZERO).await;
 
         for n in 1..=4 {
             let status = call_a(&a, Some(CLIENT_DEADLINE)).await.unwrap_err();
@@ -514,17 +611,22 @@ async fn a_breaker_on_a_channel_opens_on_unavailable_and_stops_calling_b() {
             .expect("ASCII")
             .parse::<u64>()
             .expect("milliseconds");
-        assert!(
-            pushback > 0 && pushback <= 60_000,
-            "pushback {pushback} ms"
-        );
+        assert!(pushback > 0 && pushback <= 60_000, "pushback {pushback} ms");
         assert_eq!(b_state.calls(), 4, "an open breaker does not call B");
+        let from_b = a_state.from_b.lock().unwrap();
+        assert_eq!(from_b.len(), 5);
+        let status = from_b[4].as_ref().unwrap_err();
+        assert!(
+            std::error::Error::source(status)
+                .is_some_and(|source| source.downcast_ref::<CircuitOpen>().is_some()),
+            "A's fifth call was rejected by the breaker: {status:?}"
+        );
     })
     .await;
 }
 
 #[tokio::test]
-async fn the_stack_passes_an_error_of_b_through_as_its_status() {
+async fn a_refused_connection_on_the_channel_reaches_a_as_unavailable() {
     bounded(async {
         let b_state = Arc::new(BState::default());
         let b = start_b(Arc::clone(&b_state)).await;
@@ -534,12 +636,104 @@ async fn the_stack_passes_an_error_of_b_through_as_its_status() {
         while tokio::net::TcpStream::connect(b_addr).await.is_ok() {
             tokio::task::yield_now().await;
         }
-        let to_b = stacked(channel(b_addr), lenient_breaker(), Duration::from_secs(30), 1);
-        let a = start_a(Arc::new(AState::default()), to_b, Duration::ZERO).await;
+        let to_b = stacked(
+            channel(b_addr),
+            lenient_breaker(),
+            Duration::from_secs(30),
+            1,
+        );
+        let a_state = Arc::new(AState::default());
+        let a = start_a(Arc::clone(&a_state), to_b, Duration::ZERO).await;
 
         let status = call_a(&a, Some(CLIENT_DEADLINE)).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(b_state.calls(), 0);
+        // The channel's own error, passed through the stack boxed and mapped by tonic's rules.
+        let status = a_state.error_from_b();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            std::error::Error::source(&status)
+                .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some()),
+            "{status:?}"
+        );
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same chain in process, on paused time: exact values and the deadline's boundaries.
+//
+// The test client, A and B are the same tonic services as above, called without sockets (each
+// client drives the next service directly), so tokio's paused clock is the only clock and the
+// `grpc-timeout` values are exact.
+
+/// Calls A in process with the client deadline; A works for `work`, then calls B through
+/// `to_b(B)`. Returns the answer, A's state and B's state.
+async fn in_process(
+    work: Duration,
+    to_b: fn(ClientService) -> ClientService,
+) -> (Result<String, Status>, Arc<AState>, Arc<BState>) {
+    let b_state = Arc::new(BState::default());
+    let b = BoxCloneService::new(b_service(Arc::clone(&b_state)).map_err(|never| match never {}));
+    let a_state = Arc::new(AState::working(work));
+    let a = a_service(Arc::clone(&a_state), to_b(b), Duration::ZERO);
+    let answer = call_with(propagating(a), Some(CLIENT_DEADLINE)).await;
+    (answer, a_state, b_state)
+}
+
+fn bare(b: ClientService) -> ClientService {
+    propagating(b)
+}
+
+fn full_stack(b: ClientService) -> ClientService {
+    stacked(b, lenient_breaker(), Duration::from_secs(30), 2)
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_process_b_receives_exactly_what_a_has_left() {
+    const MS: Duration = Duration::from_millis(1);
+    for to_b in [bare as fn(_) -> _, full_stack] {
+        for work in [Duration::ZERO, Duration::from_secs(1), CLIENT_DEADLINE - MS] {
+            let (answer, a_state, b_state) = in_process(work, to_b).await;
+            assert_eq!(answer.expect("an answer"), "A(B(hi))");
+            let left = CLIENT_DEADLINE - work;
+            assert_eq!(*a_state.left.lock().unwrap(), [Some(left)], "work {work:?}");
+            assert_eq!(b_state.received(), [Some(left)], "work {work:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_process_the_client_sends_the_deadline_in_the_finest_unit() {
+    let (_, _, b_state) = in_process(Duration::from_millis(1), bare).await;
+    // 4.999 s: 4 999 000 000 ns does not fit 8 digits; 4 999 000 µs does.
+    assert_eq!(
+        *b_state.timeouts.lock().unwrap(),
+        [Some("4999000u".to_owned())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_process_at_and_after_the_deadline_b_is_never_called() {
+    const TICK: Duration = Duration::from_millis(1);
+    for to_b in [bare as fn(_) -> _, full_stack] {
+        for work in [CLIENT_DEADLINE, CLIENT_DEADLINE + TICK] {
+            let (answer, a_state, b_state) = in_process(work, to_b).await;
+            assert_eq!(answer.unwrap_err().code(), Code::DeadlineExceeded);
+            assert_eq!(*a_state.left.lock().unwrap(), [Some(Duration::ZERO)]);
+            assert_eq!(b_state.calls(), 0, "work {work:?}: B is never called");
+            assert_inherited_deadline(&a_state.error_from_b());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_process_the_attempt_timeout_narrows_what_b_receives() {
+    let (answer, a_state, b_state) = in_process(Duration::ZERO, |b| {
+        stacked(b, lenient_breaker(), Duration::from_secs(1), 2)
+    })
+    .await;
+    assert_eq!(answer.expect("an answer"), "A(B(hi))");
+    assert_eq!(*a_state.left.lock().unwrap(), [Some(CLIENT_DEADLINE)]);
+    assert_eq!(b_state.received(), [Some(Duration::from_secs(1))]);
 }
