@@ -735,3 +735,43 @@ async fn in_process_the_attempt_timeout_narrows_what_b_receives() {
     assert_eq!(*a_state.left.lock().unwrap(), [Some(CLIENT_DEADLINE)]);
     assert_eq!(b_state.received(), [Some(Duration::from_secs(1))]);
 }
+
+#[tokio::test(start_paused = true)]
+#[ignore = "fails on main: a breaker over an attempt timeout (and no overall timeout above \
+            it) counts a call failed before it was sent, because its deadline had already \
+            passed (Elapsed, kind InheritedDeadline), as a failure of B, so callers whose \
+            deadlines expire open the breaker to a healthy B; needs a change in src/"]
+async fn in_process_expired_callers_do_not_open_the_breaker_to_a_healthy_b() {
+    let breaker = CircuitBreakerLayer::builder()
+        .classify(GrpcErrorsAsFailures::new())
+        .sliding_window(SlidingWindow::Count(4))
+        .minimum_calls(4)
+        .failure_rate_threshold(0.5)
+        .build()
+        .expect("a valid breaker");
+    let b_state = Arc::new(BState::default());
+    let b = BoxCloneService::new(b_service(Arc::clone(&b_state)).map_err(|never| match never {}));
+    // The breaker over an attempt timeout, without an overall timeout above it (which would
+    // fail the call before it reaches the breaker).
+    let to_b = BoxCloneService::new(
+        ServiceBuilder::new()
+            .map_err(into_status)
+            .layer(breaker.clone())
+            .layer(steadfast::timeout::TimeoutLayer::new(Duration::from_secs(
+                30,
+            )))
+            .layer(PropagateDeadlineLayer::new())
+            .service(b),
+    );
+    // A's work takes its whole deadline: each call to B is failed before it is sent.
+    let a_state = Arc::new(AState::working(CLIENT_DEADLINE));
+    let a = a_service(Arc::clone(&a_state), to_b, Duration::ZERO);
+    for _ in 0..4 {
+        let status = call_with(propagating(a.clone()), Some(CLIENT_DEADLINE))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+    }
+    assert_eq!(b_state.calls(), 0, "B is never called");
+    assert_eq!(breaker.state(), State::Closed, "B never failed");
+}
