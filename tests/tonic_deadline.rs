@@ -737,10 +737,6 @@ async fn in_process_the_attempt_timeout_narrows_what_b_receives() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "fails on main: a breaker over an attempt timeout (and no overall timeout above \
-            it) counts a call failed before it was sent, because its deadline had already \
-            passed (Elapsed, kind InheritedDeadline), as a failure of B, so callers whose \
-            deadlines expire open the breaker to a healthy B; needs a change in src/"]
 async fn in_process_expired_callers_do_not_open_the_breaker_to_a_healthy_b() {
     let breaker = CircuitBreakerLayer::builder()
         .classify(GrpcErrorsAsFailures::new())

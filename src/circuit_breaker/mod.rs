@@ -144,9 +144,11 @@
 //!
 //! # Differences from other breakers
 //!
-//! tower has no circuit breaker. Compared with `failsafe` and `tower-resilience`, this breaker
-//! takes no mutex, rejects in `call` instead of `poll_ready`, shares one breaker across every
-//! clone and every `layer()`, and judges half-open probes as a window of their own.
+//! tower has no circuit breaker. `failsafe` has no tower `Service`; `tower-resilience` has one.
+//! Both take a mutex on every call. This breaker takes no lock on the call path, shares one
+//! breaker across every clone and every `layer()` without asking (tower-resilience does so only
+//! when built with `build_with_handle`), never fails `poll_ready`, and judges half-open probes
+//! as a window of their own.
 
 mod breaker;
 mod config;
