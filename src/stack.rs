@@ -61,6 +61,15 @@
 //!   [`TimeoutLayer`] outside the stack); retry reads it and never starts an attempt or a
 //!   backoff that cannot finish in time.
 //!
+//! When the overall deadline is the earlier one, it is the attempt timeout inside it that fires
+//! first (it inherits that deadline), so the `Elapsed` and its event come from the attempt
+//! timeout, with kind `deadline`.
+//!
+//! On a client, put [`PropagateDeadlineLayer`](crate::deadline::PropagateDeadlineLayer) (feature
+//! `http`) *below* the stack, just above the transport: every attempt, retries included, then
+//! writes the time left as it is sent. Above retry, the header would be written once and replayed
+//! by every retry, too large.
+//!
 //! Each setter takes a [`Duration`] or a [`TimeoutLayer`] (see [`IntoTimeoutLayer`]). A
 //! `Duration` becomes a [`TimeoutLayer`] named `"overall"` ([`OVERALL_TIMEOUT_NAME`]) or
 //! `"attempt"` ([`ATTEMPT_TIMEOUT_NAME`]), so their events and metrics say which one fired;
