@@ -97,8 +97,29 @@ impl Snapshot {
 
     /// The share of time the downstream was up since the breaker was built, in [0, 1]: total up
     /// time / (total up time + total down time), the period in progress counted up to now.
-    /// Right after a closing this is `MTBF / (MTBF + MTTR)`, the operators' formula; during an
-    /// outage it falls as the outage goes on. `None` only before any time has passed.
+    /// At each closing of a breaker built closed this is exactly `MTBF / (MTBF + MTTR)`, the
+    /// operators' formula; during an outage it falls as the outage goes on. `None` only before
+    /// any time has passed since the breaker was built.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), steadfast::ConfigError> {
+    /// let breaker = CircuitBreakerLayer::builder().build()?;
+    /// tokio::time::advance(Duration::from_secs(90)).await;
+    /// breaker.force_open(); // up for 90 s
+    /// tokio::time::advance(Duration::from_secs(10)).await;
+    /// breaker.reset(); // down for 10 s
+    ///
+    /// let snapshot = breaker.snapshot();
+    /// assert_eq!(snapshot.mtbf(), Some(Duration::from_secs(90)));
+    /// assert_eq!(snapshot.mttr(), Some(Duration::from_secs(10)));
+    /// assert_eq!(snapshot.availability(), Some(0.9));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn availability(&self) -> Option<f64> {
         self.availability.availability
     }

@@ -123,10 +123,10 @@ fn is_up(state: State) -> bool {
 /// forced open). A *down period* runs from that opening to the next entry into an up state;
 /// half-opens and re-opens in between belong to it. MTBF and MTTR are the means of the periods
 /// that have ended; availability is the share of up time in all the time observed since the
-/// breaker was built, the period in progress counted up to now. When as many up periods as down
-/// periods have ended and no time has passed since, that share is exactly
-/// `MTBF / (MTBF + MTTR)`; otherwise it is the same formula over the total times, which stays
-/// right while an outage is in progress.
+/// breaker was built, the period in progress counted up to now. At the moment a down period ends
+/// with as many up periods ended as down ones (every closing of a breaker built closed), that
+/// share is exactly `MTBF / (MTBF + MTTR)`; in between it is the same ratio over the total
+/// times, so it falls while an outage is in progress instead of showing the last one's figure.
 ///
 /// # Locking
 ///
@@ -151,8 +151,6 @@ struct Periods {
     /// Sum and count of the down periods that ended.
     down_total: Duration,
     down_count: u32,
-    /// When the breaker was built.
-    start: Instant,
 }
 
 /// MTBF, MTTR and availability, read at one moment.
@@ -168,11 +166,11 @@ fn mean(total: Duration, count: u32) -> Option<Duration> {
 }
 
 impl Periods {
-    /// Moves to `to` at `now`; returns whether a period ended.
-    fn enter(&mut self, to: State, now: Instant) -> bool {
+    /// Moves to `to` at `now`, ending the period in progress if `to` is on the other side.
+    fn enter(&mut self, to: State, now: Instant) {
         let up = is_up(to);
         if up == self.up {
-            return false; // half-open, a re-open, closed <-> disabled: the period goes on
+            return; // half-open, a re-open, closed <-> disabled: the period goes on
         }
         let length = now.saturating_duration_since(self.since);
         if self.up {
@@ -184,7 +182,6 @@ impl Periods {
         }
         self.up = up;
         self.since = now;
-        true
     }
 
     fn read(&self, now: Instant) -> Availability {
@@ -213,7 +210,6 @@ impl Uptime {
                 up_count: 0,
                 down_total: Duration::ZERO,
                 down_count: 0,
-                start,
             }),
         }
     }
@@ -234,7 +230,7 @@ impl Uptime {
     /// The figures now, the period in progress counted up to now.
     pub(crate) fn read(&self) -> Availability {
         let periods = self.lock();
-        periods.read(Instant::now().max(periods.start))
+        periods.read(Instant::now())
     }
 }
 
