@@ -131,6 +131,7 @@ impl Breaker {
             hasher.write_usize(&config as *const Config as usize);
             hasher.finish()
         });
+        let epoch = Instant::now();
         Self {
             state: StateWord::new(config.initial_state),
             window,
@@ -142,8 +143,8 @@ impl Breaker {
             not_permitted: AtomicU64::new(0),
             shadow: AtomicBool::new(config.shadow),
             rng: AtomicU64::new(seed),
-            epoch: Instant::now(),
-            telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state),
+            epoch,
+            telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
             config,
         }
     }
@@ -560,6 +561,7 @@ impl Breaker {
             } else {
                 0
             },
+            self.telemetry.availability(),
         )
     }
 

@@ -112,9 +112,12 @@
 //! | counter | `steadfast_circuit_breaker_calls_total` | `name`, `outcome` = `success`, `failure`, `slow_success`, `slow_failure`, `ignored` | each permitted call that finished |
 //! | counter | `steadfast_circuit_breaker_not_permitted_total` | `name` | each rejection |
 //! | counter | `steadfast_circuit_breaker_transitions_total` | `name`, `from`, `to` | each transition |
+//! | gauge | `steadfast_circuit_breaker_mtbf_seconds`, `_mttr_seconds` | `name` | mean up and down periods (see [`Snapshot::mtbf`]) |
+//! | gauge | `steadfast_circuit_breaker_availability` | `name` | share of up time since build |
 //!
-//! Metrics need the `metrics` feature; their handles are registered when the breaker is built,
-//! so install the recorder first. [`Builder::on_transition`] takes a closure for your own
+//! Metrics need the `metrics` feature. The per-call handles are registered when the breaker is
+//! built; the metrics of transitions are looked up when one happens (they are rare). Either way,
+//! install the recorder before building the layer. [`Builder::on_transition`] takes a closure for your own
 //! reporting, and [`CircuitBreakerLayer::snapshot`] reads the counts at any time.
 //!
 //! # Readiness

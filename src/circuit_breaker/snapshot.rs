@@ -1,4 +1,7 @@
+use std::time::Duration;
+
 use super::State;
+use super::telemetry::Availability;
 use super::window::Totals;
 
 /// The breaker's state and the counts behind it, read at one moment; from
@@ -6,12 +9,19 @@ use super::window::Totals;
 ///
 /// Closed: the counts of the sliding window. Half-open: the counts of the probes that finished.
 /// Open, forced open, disabled: no counts.
+///
+/// It also carries the downstream's observed availability since the breaker was built:
+/// [`mtbf`](Self::mtbf), [`mttr`](Self::mttr) and [`availability`](Self::availability). Closed
+/// and disabled count as up; open, half-open and forced open as down. An *up period* runs from
+/// entering closed (or disabled) to the next opening; a *down period* from that opening to the
+/// next closing, half-opens and re-opens included.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Snapshot {
     state: State,
     totals: Totals,
     not_permitted: u64,
     probes_in_flight: u32,
+    availability: Availability,
 }
 
 impl Snapshot {
@@ -20,12 +30,14 @@ impl Snapshot {
         totals: Totals,
         not_permitted: u64,
         probes_in_flight: u32,
+        availability: Availability,
     ) -> Self {
         Self {
             state,
             totals,
             not_permitted,
             probes_in_flight,
+            availability,
         }
     }
 
@@ -67,6 +79,49 @@ impl Snapshot {
     /// Half-open: probes admitted that have not finished.
     pub fn probes_in_flight(&self) -> u32 {
         self.probes_in_flight
+    }
+
+    /// Mean time between failures: the mean length of the up periods that have ended (from
+    /// closing, or from the build, to the next opening). `None` until the breaker has opened
+    /// once. The up period in progress is not counted: it has not ended in a failure.
+    pub fn mtbf(&self) -> Option<Duration> {
+        self.availability.mtbf
+    }
+
+    /// Mean time to recovery: the mean length of the down periods that have ended (from opening
+    /// to the next closing; half-opens and re-opens in between are part of it). `None` until the
+    /// breaker has closed after an opening. The down period in progress is not counted.
+    pub fn mttr(&self) -> Option<Duration> {
+        self.availability.mttr
+    }
+
+    /// The share of time the downstream was up since the breaker was built, in [0, 1]: total up
+    /// time / (total up time + total down time), the period in progress counted up to now.
+    /// At each closing of a breaker built closed this is exactly `MTBF / (MTBF + MTTR)`, the
+    /// operators' formula; during an outage it falls as the outage goes on. `None` only before
+    /// any time has passed since the breaker was built.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), steadfast::ConfigError> {
+    /// let breaker = CircuitBreakerLayer::builder().build()?;
+    /// tokio::time::advance(Duration::from_secs(90)).await;
+    /// breaker.force_open(); // up for 90 s
+    /// tokio::time::advance(Duration::from_secs(10)).await;
+    /// breaker.reset(); // down for 10 s
+    ///
+    /// let snapshot = breaker.snapshot();
+    /// assert_eq!(snapshot.mtbf(), Some(Duration::from_secs(90)));
+    /// assert_eq!(snapshot.mttr(), Some(Duration::from_secs(10)));
+    /// assert_eq!(snapshot.availability(), Some(0.9));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn availability(&self) -> Option<f64> {
+        self.availability.availability
     }
 }
 

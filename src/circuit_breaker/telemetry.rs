@@ -1,8 +1,11 @@
-//! What the breaker reports: the transition listener, `tracing` events and, with the `metrics`
-//! feature, metric handles registered once when the breaker is built.
+//! What the breaker reports: the transition listener, `tracing` events, the downstream's
+//! observed availability (MTBF, MTTR) and, with the `metrics` feature, metric handles registered
+//! once when the breaker is built.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::State;
 use crate::classify::Outcome;
@@ -87,10 +90,136 @@ fn state_value(state: State) -> f64 {
     }
 }
 
-/// The breaker's reporting: its name, its listener and its metric handles.
+/// Whether a state counts as the downstream being up (closed, disabled) or down (open, half-open,
+/// forced open) for MTBF, MTTR and availability.
+fn is_up(state: State) -> bool {
+    matches!(state, State::Closed | State::Disabled)
+}
+
+/// The downstream's observed availability, as operators compute it.
+///
+/// An *up period* runs from the moment the breaker enters an up state (closed, or disabled: a
+/// disabled breaker does not call the downstream down) to the next opening (entering open or
+/// forced open). A *down period* runs from that opening to the next entry into an up state;
+/// half-opens and re-opens in between belong to it. MTBF and MTTR are the means of the periods
+/// that have ended; availability is the share of up time in all the time observed since the
+/// breaker was built, the period in progress counted up to now. At the moment a down period ends
+/// with as many up periods ended as down ones (every closing of a breaker built closed), that
+/// share is exactly `MTBF / (MTBF + MTTR)`; in between it is the same ratio over the total
+/// times, so it falls while an outage is in progress instead of showing the last one's figure.
+///
+/// # Locking
+///
+/// One `Mutex`, taken only by the thread that made a transition (transitions are rare, and
+/// already the slow path) and by [`Snapshot`](super::Snapshot) reads; never on the call path.
+/// The time of a transition is read inside the lock, so periods are timed in the order their
+/// reporters took the lock, and a race between two transitions can never make a period negative.
+#[derive(Debug)]
+pub(crate) struct Uptime {
+    periods: Mutex<Periods>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Periods {
+    /// Whether the period in progress is an up period.
+    up: bool,
+    /// When the period in progress began.
+    since: Instant,
+    /// Sum and count of the up periods that ended.
+    up_total: Duration,
+    up_count: u32,
+    /// Sum and count of the down periods that ended.
+    down_total: Duration,
+    down_count: u32,
+}
+
+/// MTBF, MTTR and availability, read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Availability {
+    pub(crate) mtbf: Option<Duration>,
+    pub(crate) mttr: Option<Duration>,
+    pub(crate) availability: Option<f64>,
+}
+
+fn mean(total: Duration, count: u32) -> Option<Duration> {
+    (count > 0).then(|| total / count)
+}
+
+impl Periods {
+    /// Moves to `to` at `now`, ending the period in progress if `to` is on the other side.
+    fn enter(&mut self, to: State, now: Instant) {
+        let up = is_up(to);
+        if up == self.up {
+            return; // half-open, a re-open, closed <-> disabled: the period goes on
+        }
+        let length = now.saturating_duration_since(self.since);
+        if self.up {
+            self.up_total = self.up_total.saturating_add(length);
+            self.up_count = self.up_count.saturating_add(1);
+        } else {
+            self.down_total = self.down_total.saturating_add(length);
+            self.down_count = self.down_count.saturating_add(1);
+        }
+        self.up = up;
+        self.since = now;
+    }
+
+    fn read(&self, now: Instant) -> Availability {
+        let current = now.saturating_duration_since(self.since);
+        let (up, down) = if self.up {
+            (self.up_total.saturating_add(current), self.down_total)
+        } else {
+            (self.up_total, self.down_total.saturating_add(current))
+        };
+        let observed = up.saturating_add(down);
+        Availability {
+            mtbf: mean(self.up_total, self.up_count),
+            mttr: mean(self.down_total, self.down_count),
+            availability: (!observed.is_zero()).then(|| up.as_secs_f64() / observed.as_secs_f64()),
+        }
+    }
+}
+
+impl Uptime {
+    fn new(initial: State, start: Instant) -> Self {
+        Self {
+            periods: Mutex::new(Periods {
+                up: is_up(initial),
+                since: start,
+                up_total: Duration::ZERO,
+                up_count: 0,
+                down_total: Duration::ZERO,
+                down_count: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Periods> {
+        // Nothing in the lock can panic, but a poisoned lock still holds consistent sums.
+        self.periods.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a transition into `to`, now; returns the figures after it.
+    fn enter(&self, to: State) -> Availability {
+        let mut periods = self.lock();
+        let now = Instant::now();
+        periods.enter(to, now);
+        periods.read(now)
+    }
+
+    /// The figures now, the period in progress counted up to now.
+    pub(crate) fn read(&self) -> Availability {
+        let periods = self.lock();
+        periods.read(Instant::now())
+    }
+}
+
+/// The breaker's reporting: its name, its listener, its availability figures and its metric
+/// handles.
 pub(crate) struct Telemetry {
     name: Arc<str>,
     listener: Option<Listener>,
+    uptime: Uptime,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
 }
@@ -100,13 +229,39 @@ struct Metrics {
     state: metrics::Gauge,
     calls: [metrics::Counter; 5],
     not_permitted: metrics::Counter,
-    /// The `name` label, for `transitions_total`: transitions are rare, so that counter is
-    /// looked up when one happens rather than kept as 20 handles (320 bytes) per breaker.
+    /// The `name` label, for the metrics of transitions: `transitions_total` and the
+    /// availability gauges change only when the state does (or a snapshot is read), so they are
+    /// looked up then rather than kept as handles (23 of them, 368 bytes) in every breaker.
     label: metrics::SharedString,
 }
 
+#[cfg(feature = "metrics")]
+impl Metrics {
+    /// Sets the availability gauges to `figures`; a figure without data leaves its gauge alone.
+    fn availability(&self, figures: Availability) {
+        let name = &self.label;
+        if let Some(mtbf) = figures.mtbf {
+            metrics::gauge!("steadfast_circuit_breaker_mtbf_seconds", "name" => name.clone())
+                .set(mtbf.as_secs_f64());
+        }
+        if let Some(mttr) = figures.mttr {
+            metrics::gauge!("steadfast_circuit_breaker_mttr_seconds", "name" => name.clone())
+                .set(mttr.as_secs_f64());
+        }
+        if let Some(availability) = figures.availability {
+            metrics::gauge!("steadfast_circuit_breaker_availability", "name" => name.clone())
+                .set(availability);
+        }
+    }
+}
+
 impl Telemetry {
-    pub(crate) fn new(name: Arc<str>, listener: Option<Listener>, initial: State) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        listener: Option<Listener>,
+        initial: State,
+        start: Instant,
+    ) -> Self {
         #[cfg(feature = "metrics")]
         let metrics = {
             let label = name.to_string();
@@ -128,11 +283,23 @@ impl Telemetry {
                 label: metrics::SharedString::from(label),
             }
         };
-        #[cfg(not(feature = "metrics"))]
-        let _ = initial;
+        // No time observed yet: a breaker built up starts fully available, one built forced
+        // open starts unavailable (the snapshot says `None` until time passes).
+        // MTBF and MTTR read 0 until they are known.
+        #[cfg(feature = "metrics")]
+        {
+            let name = &metrics.label;
+            metrics::gauge!("steadfast_circuit_breaker_mtbf_seconds", "name" => name.clone())
+                .set(0.0);
+            metrics::gauge!("steadfast_circuit_breaker_mttr_seconds", "name" => name.clone())
+                .set(0.0);
+            metrics::gauge!("steadfast_circuit_breaker_availability", "name" => name.clone())
+                .set(if is_up(initial) { 1.0 } else { 0.0 });
+        }
         Self {
             name,
             listener,
+            uptime: Uptime::new(initial, start),
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -140,6 +307,15 @@ impl Telemetry {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// MTBF, MTTR and availability now; also refreshes their gauges, so that a scrape that reads
+    /// a snapshot sees an outage in progress.
+    pub(crate) fn availability(&self) -> Availability {
+        let figures = self.uptime.read();
+        #[cfg(feature = "metrics")]
+        self.metrics.availability(figures);
+        figures
     }
 
     #[inline]
@@ -167,6 +343,7 @@ impl Telemetry {
         if from == to {
             return;
         }
+        let figures = self.uptime.enter(to);
         let (name, from_label, to_label) = (&*self.name, state_label(from), state_label(to));
         match to {
             State::Open | State::ForcedOpen => tracing::warn!(
@@ -198,7 +375,10 @@ impl Telemetry {
                 "to" => to_label
             )
             .increment(1);
+            self.metrics.availability(figures);
         }
+        #[cfg(not(feature = "metrics"))]
+        let _ = figures;
         if let Some(listener) = &self.listener {
             listener(&Transition::new(from, to));
         }

@@ -5,6 +5,7 @@
 mod events;
 mod support;
 
+mod availability;
 mod config;
 mod half_open;
 mod manual;
