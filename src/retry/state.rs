@@ -22,13 +22,13 @@
 //! field is read and written under the mutex, taken only on the retry path (a withdrawal, a
 //! refund when a scheduled retry is abandoned) and by [`BudgetState::remaining`].
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::budget::{Kind, RetryBudget};
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// One retry, in budget units.
 const UNIT: i64 = 1_000_000;
@@ -224,4 +224,67 @@ impl Window {
 
 fn slot_index(slot: u64) -> usize {
     (slot % SLOTS as u64) as usize
+}
+
+/// loom models of the budget: concurrent withdrawals never spend more than the budget holds,
+/// and a refund is never lost. Run with `RUSTFLAGS="--cfg steadfast_loom" cargo test --lib loom`.
+#[cfg(all(test, steadfast_loom))]
+mod loom_tests {
+    use std::time::Duration;
+
+    use super::{BudgetState, Withdraw};
+    use crate::retry::RetryBudget;
+    use crate::sync::Arc;
+
+    /// A budget of exactly one retry: no ratio, a floor of 1 per second over 1 s.
+    fn one_retry() -> Arc<BudgetState> {
+        Arc::new(BudgetState::new(&RetryBudget::new(
+            0.0,
+            1,
+            Duration::from_secs(1),
+        )))
+    }
+
+    fn paid(withdraw: Withdraw) -> bool {
+        match withdraw {
+            Withdraw::Paid(paid) => {
+                paid.spend();
+                true
+            }
+            Withdraw::Unlimited => panic!("the budget is limited"),
+            Withdraw::Exhausted => false,
+        }
+    }
+
+    #[test]
+    fn loom_budget_is_never_overspent() {
+        loom::model(|| {
+            let budget = one_retry();
+            let other = {
+                let budget = budget.clone();
+                loom::thread::spawn(move || paid(BudgetState::withdraw(&budget)))
+            };
+            let mine = paid(BudgetState::withdraw(&budget));
+            let theirs = other.join().unwrap();
+            assert!(mine ^ theirs, "exactly one of two retries is paid for");
+            assert_eq!(budget.remaining(), 0);
+        });
+    }
+
+    #[test]
+    fn loom_an_abandoned_retry_gives_its_token_back() {
+        loom::model(|| {
+            let budget = one_retry();
+            let abandoned = match BudgetState::withdraw(&budget) {
+                Withdraw::Paid(paid) => paid,
+                _ => panic!("the first retry is paid for"),
+            };
+            let dropper = loom::thread::spawn(move || drop(abandoned));
+            let second = paid(BudgetState::withdraw(&budget));
+            dropper.join().unwrap();
+            // Either the refund came first and the second retry took the token, or it came
+            // after and the token is back: never lost, never doubled.
+            assert_eq!(u64::from(second) + budget.remaining(), 1);
+        });
+    }
 }
