@@ -39,6 +39,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// Builds the error for `field`, saying what it must be and what it got.
+    #[allow(dead_code)] // used by the builders, whichever middleware features are on
     pub(crate) fn new(field: &'static str, rule: &str, got: impl fmt::Debug) -> Self {
         Self {
             field,
@@ -61,6 +62,7 @@ impl fmt::Display for ConfigError {
 impl Error for ConfigError {}
 
 /// Checks a fraction in (0, 1]: the range of every rate threshold. Rejects NaN.
+#[allow(dead_code)] // used by the builders, whichever middleware features are on
 pub(crate) fn check_fraction(field: &'static str, value: f64) -> Result<(), ConfigError> {
     if value > 0.0 && value <= 1.0 {
         Ok(())
@@ -70,6 +72,7 @@ pub(crate) fn check_fraction(field: &'static str, value: f64) -> Result<(), Conf
 }
 
 /// Checks a count in `[min, max]`.
+#[allow(dead_code)] // used by the builders, whichever middleware features are on
 pub(crate) fn check_range<T>(
     field: &'static str,
     value: T,
