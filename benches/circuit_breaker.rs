@@ -9,7 +9,6 @@
 //! ```
 
 use std::hint::black_box;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -17,6 +16,9 @@ use steadfast::BoxError;
 use steadfast::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_resilience::circuitbreaker::CircuitBreakerLayer as PeerBreakerLayer;
+
+mod support;
+use support::FailsafeService;
 
 /// The backend: ready at once, answers at once; `true` fails.
 fn backend() -> impl Service<bool, Response = u64, Error = BoxError, Future: Send> + Clone + Send {
@@ -27,42 +29,6 @@ fn backend() -> impl Service<bool, Response = u64, Error = BoxError, Future: Sen
             Ok(7)
         }
     })
-}
-
-/// failsafe has no tower layer: this is the thinnest one possible (no boxing).
-#[derive(Clone)]
-struct FailsafeService<S, B> {
-    inner: S,
-    breaker: B,
-}
-
-impl<S, B> FailsafeService<S, B> {
-    fn new(inner: S, breaker: B) -> Self {
-        Self { inner, breaker }
-    }
-}
-
-impl<S, B> Service<bool> for FailsafeService<S, B>
-where
-    S: Service<bool>,
-    B: failsafe::futures::CircuitBreaker,
-{
-    type Response = S::Response;
-    type Error = failsafe::Error<S::Error>;
-    type Future = failsafe::futures::ResponseFuture<
-        S::Future,
-        B::FailurePolicy,
-        B::Instrument,
-        failsafe::Any,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(failsafe::Error::Inner)
-    }
-
-    fn call(&mut self, request: bool) -> Self::Future {
-        self.breaker.call(self.inner.call(request))
-    }
 }
 
 fn steadfast_layer(slow_calls: bool, window: SlidingWindow) -> CircuitBreakerLayer {

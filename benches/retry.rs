@@ -11,6 +11,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::retry::{RetryBudget, RetryLayer};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+mod support;
+use support::NeverRetry;
+
 #[derive(Debug, Clone)]
 struct BenchError;
 
@@ -26,26 +29,6 @@ fn bare()
 -> impl Service<u64, Response = u64, Error = BenchError, Future = Ready<Result<u64, BenchError>>> + Clone
 {
     service_fn(|request: u64| ready(Ok::<u64, BenchError>(request)))
-}
-
-/// tower's `Retry` with a policy that never retries (it still clones each request).
-#[derive(Clone)]
-struct NeverRetry;
-
-impl tower::retry::Policy<u64, u64, BenchError> for NeverRetry {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        _request: &mut u64,
-        _result: &mut Result<u64, BenchError>,
-    ) -> Option<Self::Future> {
-        None
-    }
-
-    fn clone_request(&mut self, request: &u64) -> Option<u64> {
-        Some(*request)
-    }
 }
 
 fn bench_service<S>(

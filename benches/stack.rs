@@ -20,7 +20,6 @@
 use std::fmt;
 use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -31,6 +30,9 @@ use steadfast::fallback::FallbackLayer;
 use steadfast::retry::RetryLayer;
 use steadfast::stack::ResilienceStack;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+mod support;
+use support::{FailsafeService, NeverRetry};
 
 /// The backend's error: a concrete type, as failsafe's error needs one.
 #[derive(Debug, Clone)]
@@ -49,53 +51,6 @@ fn bare()
 -> impl Service<u64, Response = u64, Error = BenchError, Future = Ready<Result<u64, BenchError>>> + Clone
 {
     service_fn(|request: u64| ready(Ok::<u64, BenchError>(request)))
-}
-
-/// tower's `Retry` with a policy that never retries (it still clones each request).
-#[derive(Clone)]
-struct NeverRetry;
-
-impl<E> tower::retry::Policy<u64, u64, E> for NeverRetry {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _request: &mut u64, _result: &mut Result<u64, E>) -> Option<Self::Future> {
-        None
-    }
-
-    fn clone_request(&mut self, request: &u64) -> Option<u64> {
-        Some(*request)
-    }
-}
-
-/// failsafe has no tower layer: this is the thinnest one possible (no boxing). The same
-/// wrapper as in `benches/circuit_breaker.rs`, for `u64` requests.
-#[derive(Clone)]
-struct FailsafeService<S, B> {
-    inner: S,
-    breaker: B,
-}
-
-impl<S, B> Service<u64> for FailsafeService<S, B>
-where
-    S: Service<u64>,
-    B: failsafe::futures::CircuitBreaker,
-{
-    type Response = S::Response;
-    type Error = failsafe::Error<S::Error>;
-    type Future = failsafe::futures::ResponseFuture<
-        S::Future,
-        B::FailurePolicy,
-        B::Instrument,
-        failsafe::Any,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(failsafe::Error::Inner)
-    }
-
-    fn call(&mut self, request: u64) -> Self::Future {
-        self.breaker.call(self.inner.call(request))
-    }
 }
 
 fn failsafe_breaker() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync + 'static {
@@ -171,10 +126,10 @@ fn tower_failsafe() -> impl Service<u64, Response = u64, Error = BoxError> {
     ServiceBuilder::new()
         .layer(tower::retry::RetryLayer::new(NeverRetry))
         .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(30)))
-        .service(FailsafeService {
-            inner: tower::limit::ConcurrencyLimitLayer::new(64).layer(bare()),
-            breaker: failsafe_breaker(),
-        })
+        .service(FailsafeService::new(
+            tower::limit::ConcurrencyLimitLayer::new(64).layer(bare()),
+            failsafe_breaker(),
+        ))
 }
 
 /// The same with tower-resilience's breaker.
