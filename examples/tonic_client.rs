@@ -9,12 +9,15 @@
 //! Run with `cargo run --example tonic_client --features tonic,http`; it prints the crate's
 //! `debug` events too.
 
+#[path = "../tests/support/utf8_codec.rs"]
+mod utf8_codec;
+use utf8_codec::Utf8;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut};
 use http::uri::PathAndQuery;
 use steadfast::BoxError;
 use steadfast::circuit_breaker::CircuitBreakerLayer;
@@ -23,7 +26,6 @@ use steadfast::grpc::into_status;
 use steadfast::retry::{Backoff, GrpcPolicy, RetryLayer};
 use steadfast::stack::ResilienceStack;
 use tonic::body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status};
@@ -36,47 +38,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// What a gRPC client drives: errors are already `Status`, which tonic passes on unchanged.
 type Client = BoxCloneService<http::Request<Body>, http::Response<Body>, Status>;
-
-/// A `tonic::codec::Codec` whose messages are UTF-8 strings.
-#[derive(Debug, Clone, Copy)]
-struct Utf8;
-
-impl Codec for Utf8 {
-    type Encode = String;
-    type Decode = String;
-    type Encoder = Utf8;
-    type Decoder = Utf8;
-
-    fn encoder(&mut self) -> Utf8 {
-        Utf8
-    }
-
-    fn decoder(&mut self) -> Utf8 {
-        Utf8
-    }
-}
-
-impl Encoder for Utf8 {
-    type Item = String;
-    type Error = Status;
-
-    fn encode(&mut self, item: String, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(item.as_bytes());
-        Ok(())
-    }
-}
-
-impl Decoder for Utf8 {
-    type Item = String;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<String>, Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|error| Status::invalid_argument(error.to_string()))
-    }
-}
 
 /// Calls the one method of the service behind `client`.
 async fn call(client: Client, message: String) -> Result<String, Status> {

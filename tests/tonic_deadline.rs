@@ -22,6 +22,10 @@
     feature = "circuit-breaker"
 ))]
 
+#[path = "support/utf8_codec.rs"]
+mod utf8_codec;
+use utf8_codec::Utf8;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +33,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut};
 use http::uri::PathAndQuery;
 use steadfast::BoxError;
 use steadfast::circuit_breaker::CircuitOpen;
@@ -43,7 +46,6 @@ use steadfast::stack::ResilienceStack;
 use steadfast::timeout::{Elapsed, ElapsedKind};
 use tokio::sync::oneshot;
 use tonic::body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Code, Status};
@@ -59,50 +61,6 @@ const BOUND: Duration = Duration::from_secs(30);
 
 /// The one method each service has (the servers route every path to it).
 const ECHO: &str = "/steadfast.test.Echo/Call";
-
-// ---------------------------------------------------------------------------------------------
-// The codec: UTF-8 strings, no protobuf.
-
-/// A `tonic::codec::Codec` whose messages are UTF-8 strings.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Utf8;
-
-impl Codec for Utf8 {
-    type Encode = String;
-    type Decode = String;
-    type Encoder = Utf8;
-    type Decoder = Utf8;
-
-    fn encoder(&mut self) -> Utf8 {
-        Utf8
-    }
-
-    fn decoder(&mut self) -> Utf8 {
-        Utf8
-    }
-}
-
-impl Encoder for Utf8 {
-    type Item = String;
-    type Error = Status;
-
-    fn encode(&mut self, item: String, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(item.as_bytes());
-        Ok(())
-    }
-}
-
-impl Decoder for Utf8 {
-    type Item = String;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<String>, Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|error| Status::invalid_argument(error.to_string()))
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The servers.

@@ -197,16 +197,9 @@ mod metrics {
     /// snapshot takes the values (a gauge reads 0 until it is set again), so read all three at once.
     fn gauges(snapshotter: &Snapshotter) -> (f64, f64, f64) {
         let snapshot = snapshotter.snapshot().into_vec();
-        let gauge = |name: &str| {
-            let value = snapshot.iter().find_map(|(key, _, _, value)| {
-                let labels: Vec<(&str, &str)> =
-                    key.key().labels().map(|l| (l.key(), l.value())).collect();
-                (key.key().name() == name && labels == [("name", "orders")]).then_some(value)
-            });
-            match value {
-                Some(DebugValue::Gauge(value)) => value.0,
-                other => panic!("{name}: not a gauge: {other:?}"),
-            }
+        let gauge = |name: &str| match find(&snapshot, name, &[("name", "orders")]) {
+            Some(DebugValue::Gauge(value)) => value.0,
+            other => panic!("{name}: not a gauge: {other:?}"),
         };
         (
             gauge("steadfast_circuit_breaker_mtbf_seconds"),

@@ -140,3 +140,26 @@ pub(crate) fn ms(n: u64) -> Duration {
 pub(crate) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
+
+/// One metric of a `DebuggingRecorder` snapshot: the value of the series `name` whose labels are
+/// exactly `labels`.
+#[cfg(feature = "metrics")]
+pub(crate) fn find<'a>(
+    snapshot: &'a [(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        metrics_util::debugging::DebugValue,
+    )],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a metrics_util::debugging::DebugValue> {
+    snapshot.iter().find_map(|(key, _, _, value)| {
+        let key_labels: Vec<(&str, &str)> =
+            key.key().labels().map(|l| (l.key(), l.value())).collect();
+        let matches = key.key().name() == name
+            && labels.iter().all(|l| key_labels.contains(l))
+            && key_labels.len() == labels.len();
+        matches.then_some(value)
+    })
+}

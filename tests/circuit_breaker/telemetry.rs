@@ -48,28 +48,7 @@ async fn events_on_transitions_and_rejections() {
 #[cfg(feature = "metrics")]
 mod metrics {
     use super::*;
-    use metrics_util::CompositeKey;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-    fn find<'a>(
-        snapshot: &'a [(
-            CompositeKey,
-            Option<::metrics::Unit>,
-            Option<::metrics::SharedString>,
-            DebugValue,
-        )],
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> Option<&'a DebugValue> {
-        snapshot.iter().find_map(|(key, _, _, value)| {
-            let key_labels: Vec<(&str, &str)> =
-                key.key().labels().map(|l| (l.key(), l.value())).collect();
-            let matches = key.key().name() == name
-                && labels.iter().all(|l| key_labels.contains(l))
-                && key_labels.len() == labels.len();
-            matches.then_some(value)
-        })
-    }
 
     fn counter(value: Option<&DebugValue>) -> u64 {
         match value {
