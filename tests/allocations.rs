@@ -44,6 +44,26 @@ where
     })
 }
 
+/// The same, with a fresh clone of `service` for each call, called once and dropped: how axum
+/// calls a route's service, and how tower's `Oneshot` and a retry's clone use one.
+fn allocations_clone_per_call<S>(runtime: &tokio::runtime::Runtime, service: S) -> usize
+where
+    S: Service<u32, Response = u32> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    runtime.block_on(async {
+        for n in 0..WARM_UP {
+            service.clone().oneshot(n as u32).await.unwrap();
+        }
+        let region = Region::new(GLOBAL);
+        for n in 0..CALLS {
+            let answer = service.clone().oneshot(n as u32).await.unwrap();
+            assert_eq!(answer, n as u32 + 1);
+        }
+        region.change().allocations
+    })
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,6 +138,22 @@ fn main() {
         )
         .layer(TimeoutLayer::new(Duration::from_secs(1)))
         .service(backend());
-    assert_eq!(allocations(&runtime, stack), 0, "the full stack");
-    println!("allocations: 8 passed, 0 failed");
+    assert_eq!(allocations(&runtime, stack.clone()), 0, "the full stack");
+
+    assert_eq!(
+        allocations_clone_per_call(&runtime, breaker.layer(backend())),
+        0,
+        "breaker, a clone per call"
+    );
+    assert_eq!(
+        allocations_clone_per_call(&runtime, bulkhead.layer(backend())),
+        0,
+        "bulkhead, a clone per call"
+    );
+    assert_eq!(
+        allocations_clone_per_call(&runtime, stack),
+        0,
+        "the full stack, a clone per call"
+    );
+    println!("allocations: 11 passed, 0 failed");
 }

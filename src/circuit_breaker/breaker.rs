@@ -47,16 +47,17 @@ pub(crate) enum Admission {
 }
 
 /// A rejection, packed into one word so that it moves from `poll_ready` to `call` to the future
-/// as a single register: `| retry_after ms:56 | state:8 |`. Unpacked into a [`CircuitOpen`]
-/// only when the error is returned.
+/// as a single register: `| retry_after ms:56 | state:8 |`, the ms at most 48 bits (8 900
+/// years) so that it fits a [`Ticket`] too. Unpacked into a [`CircuitOpen`] only when the error
+/// is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rejection(u64);
 
 impl Rejection {
-    fn new(state: State, retry_after: Duration) -> Self {
-        let ms = u64::try_from(retry_after.as_millis())
-            .unwrap_or(u64::MAX)
-            .min(u64::MAX >> 8);
+    const MAX_MS: u64 = (1 << 48) - 1;
+
+    fn new(state: State, retry_after_ms: u64) -> Self {
+        let ms = retry_after_ms.min(Self::MAX_MS);
         let state = match state {
             State::HalfOpen => 1,
             State::ForcedOpen => 2,
@@ -72,6 +73,67 @@ impl Rejection {
             _ => State::Open,
         };
         CircuitOpen::new(state, Duration::from_millis(self.0 >> 8))
+    }
+}
+
+/// An [`Admission`] held from `poll_ready` to `call`, or none, packed into one word.
+///
+/// `| payload:56 | tag:8 |`: tag 0 is none; 1, 2 and 3 are a permit (normal, probe,
+/// passthrough) whose payload is its generation; 4 is a rejection whose payload is the
+/// [`Rejection`] word. The service stores and loads it whole: an enum of mixed-width fields
+/// written in `poll_ready` and read back in `call` stalls store-to-load forwarding, which cost
+/// more than the rest of a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+impl Ticket {
+    pub(crate) const NONE: Self = Self(0);
+    const TAG_BITS: u32 = 8;
+    const TAG_MASK: u64 = (1 << Self::TAG_BITS) - 1;
+    const TAG_REJECTED: u64 = 4;
+
+    #[inline(always)]
+    pub(crate) fn new(admission: Admission) -> Self {
+        let (payload, tag) = match admission {
+            Admission::Permitted(permit) => {
+                let tag = match permit.kind {
+                    PermitKind::Normal => 1,
+                    PermitKind::Probe => 2,
+                    PermitKind::Passthrough => 3,
+                };
+                (u64::from(permit.generation), tag)
+            }
+            Admission::Rejected(rejection) => (rejection.0, Self::TAG_REJECTED),
+        };
+        Self(payload << Self::TAG_BITS | tag)
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_none(self) -> bool {
+        self == Self::NONE
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_rejected(self) -> bool {
+        self.0 & Self::TAG_MASK == Self::TAG_REJECTED
+    }
+
+    /// The admission, leaving none.
+    #[inline(always)]
+    pub(crate) fn take(&mut self) -> Option<Admission> {
+        let Self(word) = std::mem::replace(self, Self::NONE);
+        let payload = word >> Self::TAG_BITS;
+        let kind = match word & Self::TAG_MASK {
+            0 => return None,
+            1 => PermitKind::Normal,
+            2 => PermitKind::Probe,
+            3 => PermitKind::Passthrough,
+            _ => return Some(Admission::Rejected(Rejection(payload))),
+        };
+        Some(Admission::Permitted(Permit {
+            kind,
+            generation: payload as Generation,
+        }))
     }
 }
 
@@ -103,6 +165,8 @@ pub(crate) struct Breaker {
     shadow: AtomicBool,
     rng: AtomicU64,
     epoch: Instant,
+    /// `wait_in_open` in ms, the hint of a forced-open or full half-open rejection.
+    wait_in_open_ms: u64,
     config: Config,
     telemetry: Telemetry,
 }
@@ -144,6 +208,7 @@ impl Breaker {
             shadow: AtomicBool::new(config.shadow),
             rng: AtomicU64::new(seed),
             epoch,
+            wait_in_open_ms: u64::try_from(config.wait_in_open.as_millis()).unwrap_or(u64::MAX),
             telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
             config,
         }
@@ -188,7 +253,7 @@ impl Breaker {
                 kind: PermitKind::Passthrough,
                 generation: word.generation(),
             }),
-            KIND_FORCED_OPEN => self.reject(State::ForcedOpen, self.config.wait_in_open, word),
+            KIND_FORCED_OPEN => self.reject(State::ForcedOpen, self.wait_in_open_ms, word),
             _ => self.admit_slow(word),
         }
     }
@@ -204,11 +269,10 @@ impl Breaker {
                 KIND_CLOSED => return permit(PermitKind::Normal),
                 KIND_DISABLED => return permit(PermitKind::Passthrough),
                 KIND_FORCED_OPEN => {
-                    return self.reject(State::ForcedOpen, self.config.wait_in_open, word);
+                    return self.reject(State::ForcedOpen, self.wait_in_open_ms, word);
                 }
                 KIND_OPEN if now_ms < word.open_until_ms() => {
-                    let left = Duration::from_millis(word.open_until_ms() - now_ms);
-                    return self.reject(State::Open, left, word);
+                    return self.reject(State::Open, word.open_until_ms() - now_ms, word);
                 }
                 KIND_OPEN => {
                     // The wait is over: this caller moves the breaker to half-open and is its
@@ -244,15 +308,11 @@ impl Breaker {
                                 word = self.state.load();
                                 if word.kind() == KIND_OPEN {
                                     let left = word.open_until_ms().saturating_sub(now_ms);
-                                    return self.reject(
-                                        State::Open,
-                                        Duration::from_millis(left),
-                                        word,
-                                    );
+                                    return self.reject(State::Open, left, word);
                                 }
                                 continue;
                             }
-                            return self.reject(State::HalfOpen, self.config.wait_in_open, current);
+                            return self.reject(State::HalfOpen, self.wait_in_open_ms, current);
                         }
                     }
                 }
@@ -260,17 +320,21 @@ impl Breaker {
         }
     }
 
-    fn reject(&self, state: State, retry_after: Duration, word: Packed) -> Admission {
+    /// Rejects a call (or, in shadow mode, lets it through uncounted). `retry_after_ms` is the
+    /// hint of [`CircuitOpen::retry_after`], carried in ms to the error so that the rejection
+    /// path does no `Duration` arithmetic of its own.
+    #[inline]
+    fn reject(&self, state: State, retry_after_ms: u64, word: Packed) -> Admission {
         self.not_permitted.fetch_add(1, Ordering::Relaxed);
         let shadow = self.shadow.load(Ordering::Relaxed);
-        self.telemetry.not_permitted(state, retry_after, shadow);
+        self.telemetry.not_permitted(state, retry_after_ms, shadow);
         if shadow {
             Admission::Permitted(Permit {
                 kind: PermitKind::Passthrough,
                 generation: word.generation(),
             })
         } else {
-            Admission::Rejected(Rejection::new(state, retry_after))
+            Admission::Rejected(Rejection::new(state, retry_after_ms))
         }
     }
 
@@ -602,5 +666,59 @@ impl Breaker {
 
     pub(crate) fn is_shadow(&self) -> bool {
         self.shadow.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(steadfast_loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn admission() -> impl Strategy<Value = Admission> {
+        let kind = prop_oneof![
+            Just(PermitKind::Normal),
+            Just(PermitKind::Probe),
+            Just(PermitKind::Passthrough),
+        ];
+        let state = prop_oneof![
+            Just(State::Open),
+            Just(State::HalfOpen),
+            Just(State::ForcedOpen)
+        ];
+        prop_oneof![
+            (kind, any::<Generation>()).prop_map(|(kind, generation)| {
+                Admission::Permitted(Permit { kind, generation })
+            }),
+            (state, 0..=Rejection::MAX_MS)
+                .prop_map(|(state, ms)| Admission::Rejected(Rejection::new(state, ms))),
+        ]
+    }
+
+    fn same(a: Admission, b: Admission) -> bool {
+        match (a, b) {
+            (Admission::Permitted(a), Admission::Permitted(b)) => a == b,
+            (Admission::Rejected(a), Admission::Rejected(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_ticket_gives_back_its_admission_once(admission in admission()) {
+            let mut ticket = Ticket::new(admission);
+            prop_assert!(!ticket.is_none());
+            prop_assert_eq!(ticket.is_rejected(), matches!(admission, Admission::Rejected(_)));
+            let taken = ticket.take();
+            prop_assert!(taken.is_some_and(|taken| same(taken, admission)));
+            prop_assert!(ticket.is_none());
+            prop_assert!(ticket.take().is_none());
+        }
+
+        #[test]
+        fn a_rejection_keeps_its_state_and_hint(ms in any::<u64>()) {
+            let error = Rejection::new(State::Open, ms).error();
+            prop_assert_eq!(error.state(), State::Open);
+            prop_assert_eq!(error.retry_after(), Duration::from_millis(ms.min(Rejection::MAX_MS)));
+        }
     }
 }

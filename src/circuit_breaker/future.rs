@@ -13,11 +13,12 @@ use super::breaker::{Breaker, Permit, PermitKind, Rejection};
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
 
-/// What one service instance shares with the futures it makes: the breaker and the classifier.
+/// What a service instance shares with the futures it makes: the breaker and the classifier.
 ///
-/// Each service instance (each `layer()` and each clone) has its own, so that the reference
-/// count a future takes is on a cache line no other thread writes: futures of services used from
-/// different threads never contend on the breaker's own `Arc`.
+/// Each `layer()` makes one, and each clone that lives on makes its own (see
+/// `CircuitBreaker`'s `Sharing`), so that the reference count a future takes is on a cache line
+/// no other thread writes: futures of services used from different threads do not contend on
+/// the breaker's own `Arc`.
 pub(crate) struct Shared<C> {
     pub(crate) breaker: Arc<Breaker>,
     classifier: C,
@@ -32,6 +33,10 @@ impl<C> Shared<C> {
             breaker,
             classifier,
         }
+    }
+
+    pub(crate) fn classifier(&self) -> &C {
+        &self.classifier
     }
 }
 

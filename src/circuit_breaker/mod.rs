@@ -182,7 +182,7 @@ pub use self::layer::CircuitBreakerLayer;
 pub use self::snapshot::Snapshot;
 pub use self::telemetry::Transition;
 
-use self::breaker::{Admission, Breaker};
+use self::breaker::{Admission, Breaker, Ticket};
 use self::future::{Guard, ResponseFuture, Shared};
 use crate::BoxError;
 use crate::classify::{Classify, ErrorsAsFailures};
@@ -212,24 +212,35 @@ impl fmt::Display for State {
 /// A service behind a circuit breaker; made by [`CircuitBreakerLayer`].
 pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     inner: S,
-    breaker: Arc<Breaker>,
-    classifier: C,
-    /// What this service's futures hold: made on the first call, not on `clone`, so that a clone
-    /// that is never called (retry keeps one per call for its retries) costs no allocation,
-    /// and futures of services used on different threads count references on different lines.
-    shared: Option<Arc<Shared<C>>>,
+    /// The breaker and the classifier, as this service's futures hold them (one reference
+    /// count per call). Made when the layer wraps a service; see [`Sharing`] for clones.
+    shared: Arc<Shared<C>>,
+    sharing: Sharing,
     /// The breaker's answer, taken in `poll_ready` and spent in `call`.
-    admission: Option<Admission>,
+    admission: Ticket,
+}
+
+/// Whose [`Shared`] a service's futures count references on.
+///
+/// A clone starts on its parent's, so that cloning a service per request and calling it once
+/// (axum's routes, tower's `Oneshot`, a retry's clone) allocates nothing. A clone called a
+/// second time is one that lives on, likely on its own task and thread: it makes its own, so
+/// that clones on different threads do not contend on one reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// Made by the layer, or made its own after its first calls.
+    Own,
+    /// A clone on its parent's; `called` once it has made a call.
+    Parent { called: bool },
 }
 
 impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
             inner,
-            breaker,
-            classifier,
-            shared: None,
-            admission: None,
+            shared: Arc::new(Shared::new(breaker, classifier)),
+            sharing: Sharing::Own,
+            admission: Ticket::NONE,
         }
     }
 
@@ -242,25 +253,54 @@ impl<S, C> CircuitBreaker<S, C> {
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
+
+    #[inline(always)]
+    fn breaker(&self) -> &Breaker {
+        &self.shared.breaker
+    }
+}
+
+impl<S, C: Clone> CircuitBreaker<S, C> {
+    /// The reference its futures will hold, for one more call.
+    #[inline(always)]
+    fn shared_for_call(&mut self) -> Arc<Shared<C>> {
+        match self.sharing {
+            Sharing::Own => {}
+            Sharing::Parent { called: false } => self.sharing = Sharing::Parent { called: true },
+            Sharing::Parent { called: true } => self.make_own(),
+        }
+        Arc::clone(&self.shared)
+    }
+
+    #[cold]
+    fn make_own(&mut self) {
+        let own = Shared::new(
+            self.shared.breaker.clone(),
+            self.shared.classifier().clone(),
+        );
+        self.shared = Arc::new(own);
+        self.sharing = Sharing::Own;
+    }
 }
 
 impl<S, C> Drop for CircuitBreaker<S, C> {
     /// A service dropped between `poll_ready` and `call` gives back its probe slot.
     fn drop(&mut self) {
         if let Some(Admission::Permitted(permit)) = self.admission.take() {
-            self.breaker.release(permit);
+            self.breaker().release(permit);
         }
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
     /// A clone shares the breaker but holds no permission: it must be polled ready itself.
     fn clone(&self) -> Self {
-        Self::new(
-            self.inner.clone(),
-            self.breaker.clone(),
-            self.classifier.clone(),
-        )
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            sharing: Sharing::Parent { called: false },
+            admission: Ticket::NONE,
+        }
     }
 }
 
@@ -268,7 +308,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("breaker", &self.breaker)
+            .field("breaker", self.breaker())
             .finish_non_exhaustive()
     }
 }
@@ -285,12 +325,14 @@ where
 
     #[inline(always)]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let admission = self.admission.get_or_insert_with(|| self.breaker.admit());
-        match admission {
-            // Rejected: `call` fails at once, so the inner service need not be ready.
-            Admission::Rejected(_) => Poll::Ready(Ok(())),
-            Admission::Permitted(_) => self.inner.poll_ready(cx).map_err(Into::into),
+        if self.admission.is_none() {
+            self.admission = Ticket::new(self.breaker().admit());
         }
+        if self.admission.is_rejected() {
+            // Rejected: `call` fails at once, so the inner service need not be ready.
+            return Poll::Ready(Ok(()));
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     #[inline(always)]
@@ -298,17 +340,41 @@ where
         // Without `poll_ready` first (a contract violation), decide here rather than panic.
         let admission = match self.admission.take() {
             Some(admission) => admission,
-            None => self.breaker.admit(),
+            None => self.breaker().admit(),
         };
         match admission {
             Admission::Permitted(permit) => {
-                let shared = self.shared.get_or_insert_with(|| {
-                    Arc::new(Shared::new(self.breaker.clone(), self.classifier.clone()))
-                });
-                let guard = Guard::new(shared.clone(), permit);
+                let guard = Guard::new(self.shared_for_call(), permit);
                 ResponseFuture::called(self.inner.call(request), guard)
             }
             Admission::Rejected(open) => ResponseFuture::rejected(open),
         }
+    }
+}
+
+#[cfg(all(test, not(steadfast_loom)))]
+mod tests {
+    use super::*;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    fn backend() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone {
+        service_fn(|n: u32| async move { Ok::<_, BoxError>(n) })
+    }
+
+    #[tokio::test]
+    async fn a_clone_uses_its_parents_shared_until_its_second_call() {
+        let layer = CircuitBreakerLayer::builder().build().unwrap();
+        let parent = layer.layer(backend());
+        let mut clone = parent.clone();
+        assert!(Arc::ptr_eq(&clone.shared, &parent.shared));
+
+        clone.ready().await.unwrap().call(1).await.unwrap();
+        assert!(Arc::ptr_eq(&clone.shared, &parent.shared), "one call");
+        assert_eq!(clone.sharing, Sharing::Parent { called: true });
+
+        clone.ready().await.unwrap().call(2).await.unwrap();
+        assert!(!Arc::ptr_eq(&clone.shared, &parent.shared), "a second call");
+        assert!(Arc::ptr_eq(&clone.shared.breaker, &parent.shared.breaker));
+        assert_eq!(clone.sharing, Sharing::Own);
     }
 }

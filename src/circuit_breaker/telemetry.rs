@@ -326,16 +326,27 @@ impl Telemetry {
         let _ = kind;
     }
 
-    pub(crate) fn not_permitted(&self, state: State, retry_after: Duration, shadow: bool) {
+    #[inline]
+    pub(crate) fn not_permitted(&self, state: State, retry_after_ms: u64, shadow: bool) {
+        // The event is built out of line: with no subscriber at debug, a rejection pays one
+        // level check, not the stack frame of an event it will not send.
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            self.rejected_event(state, retry_after_ms, shadow);
+        }
+        #[cfg(feature = "metrics")]
+        self.metrics.not_permitted.increment(1);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rejected_event(&self, state: State, retry_after_ms: u64, shadow: bool) {
         tracing::debug!(
             circuit_breaker.name = %self.name,
             circuit_breaker.state = state_label(state),
-            circuit_breaker.retry_after_ms = retry_after.as_millis() as u64,
+            circuit_breaker.retry_after_ms = retry_after_ms,
             circuit_breaker.shadow = shadow,
             "circuit breaker rejected a call"
         );
-        #[cfg(feature = "metrics")]
-        self.metrics.not_permitted.increment(1);
     }
 
     /// Reports a transition; called once, by the thread whose CAS made it.
