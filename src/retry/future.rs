@@ -18,11 +18,68 @@ use super::telemetry::Outcome;
 use crate::classify::is_local_rejection;
 use crate::deadline::Deadline;
 use crate::sync::Arc;
+use std::sync::{Mutex, PoisonError};
+
+/// What one retry service and its clones share with their futures: the layer's configuration
+/// and a replica of the inner service, made when the layer wrapped it.
+///
+/// A retry is sent on a clone of the replica, made when the first retry is due, so that a call
+/// that needs none clones nothing. The lock is taken only to make that clone; it lets a
+/// service that is `Send` but not `Sync` (a `BoxCloneService`) be shared with futures that are
+/// `Send`.
+pub(crate) struct ServiceShared<S, P, H, M> {
+    config: Arc<Shared<P, H, M>>,
+    replica: Mutex<S>,
+}
+
+impl<S, P, H, M> ServiceShared<S, P, H, M> {
+    pub(crate) fn new(config: Arc<Shared<P, H, M>>, replica: S) -> Self {
+        Self {
+            config,
+            replica: Mutex::new(replica),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn config(&self) -> &Shared<P, H, M> {
+        &self.config
+    }
+
+    /// A fresh clone of the inner service, for a retry.
+    fn replica(&self) -> S
+    where
+        S: Clone,
+    {
+        // A panic in a clone leaves the replica as it was: the lock's poison says nothing here.
+        self.replica
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<S, P, H, M> fmt::Debug for ServiceShared<S, P, H, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceShared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the future needs to send another attempt; absent for a request that is sent once.
 pub(crate) struct Retrying<S, K> {
-    pub(crate) service: S,
-    pub(crate) kept: K,
+    /// The clone retries go through, made from the replica when the first one is due.
+    service: Option<S>,
+    kept: K,
+}
+
+impl<S, K> Retrying<S, K> {
+    pub(crate) fn new(kept: K) -> Self {
+        Self {
+            service: None,
+            kept,
+        }
+    }
 }
 
 pin_project! {
@@ -40,7 +97,7 @@ pin_project! {
         #[pin]
         state: State<S::Future, S::Response, S::Error>,
         retry: Option<Retrying<S, M::Kept>>,
-        shared: Arc<Shared<P, H, M>>,
+        shared: Arc<ServiceShared<S, P, H, M>>,
         // The number of the attempt in flight or last made: 1 for the first.
         attempt: u32,
         previous_delay: Duration,
@@ -77,7 +134,7 @@ where
     pub(crate) fn new(
         future: S::Future,
         retry: Option<Retrying<S, M::Kept>>,
-        shared: Arc<Shared<P, H, M>>,
+        shared: Arc<ServiceShared<S, P, H, M>>,
     ) -> Self {
         Self {
             state: State::Called { future },
@@ -206,7 +263,7 @@ where
 impl<Req, S, P, H, M> Future for ResponseFuture<Req, S, P, H, M>
 where
     M: Resend<Req>,
-    S: Service<M::Sent>,
+    S: Service<M::Sent> + Clone,
     S::Error: 'static,
     P: RetryPolicy<Req, S::Response, S::Error>,
     H: OnRetry<S::Response, S::Error>,
@@ -223,7 +280,7 @@ where
                 StateProj::Called { future } => {
                     let result = ready!(future.poll(cx));
                     match judge(
-                        this.shared,
+                        this.shared.config(),
                         this.retry.as_ref(),
                         *this.attempt,
                         this.previous_delay,
@@ -250,17 +307,21 @@ where
                         let last = last.take();
                         return finish(this.state, last);
                     };
+                    let service = retrying
+                        .service
+                        .get_or_insert_with(|| this.shared.replica());
                     // Readiness is polled again before every attempt.
-                    if let Err(error) = ready!(retrying.service.poll_ready(cx)) {
+                    if let Err(error) = ready!(service.poll_ready(cx)) {
                         // Dropping the state gives back the budget.
                         this.state.set(State::Done);
                         return Poll::Ready(Err(error));
                     }
                     if let Some(deadline) = Deadline::current() {
                         let remaining = deadline.remaining();
-                        if remaining.is_zero() || remaining < this.shared.min_attempt_time {
+                        let shared = this.shared.config();
+                        if remaining.is_zero() || remaining < shared.min_attempt_time {
                             tracing::debug!(
-                                retry.name = %this.shared.name,
+                                retry.name = %shared.name,
                                 retry.attempt = *this.attempt + 1,
                                 retry.remaining_ms = remaining.as_millis() as u64,
                                 "retry abandoned: too little time left before the deadline"
@@ -269,9 +330,9 @@ where
                             return finish(this.state, last);
                         }
                     }
-                    let Some(request) = this.shared.resend.next(&retrying.kept) else {
+                    let Some(request) = this.shared.config().resend.next(&retrying.kept) else {
                         tracing::debug!(
-                            retry.name = %this.shared.name,
+                            retry.name = %this.shared.config().name,
                             retry.attempt = *this.attempt + 1,
                             "retry abandoned: the request can no longer be sent"
                         );
@@ -284,7 +345,7 @@ where
                     // The previous result is dropped only now that the next attempt is sent.
                     *last = None;
                     *this.attempt += 1;
-                    let future = retrying.service.call(request);
+                    let future = service.call(request);
                     this.state.set(State::Called { future });
                 }
                 // Polled after completion: there is nothing more to give.

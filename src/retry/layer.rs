@@ -58,7 +58,7 @@ impl<P, H, M> fmt::Debug for RetryLayer<P, H, M> {
     }
 }
 
-impl<S, P, H, M> Layer<S> for RetryLayer<P, H, M> {
+impl<S: Clone, P, H, M> Layer<S> for RetryLayer<P, H, M> {
     type Service = Retry<S, P, H, M>;
 
     fn layer(&self, inner: S) -> Self::Service {

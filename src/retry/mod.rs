@@ -96,8 +96,11 @@
 //! # Readiness
 //!
 //! `poll_ready` is the inner service's. The first attempt is sent on the service that was
-//! polled ready; the future holds a clone of the service for the retries and polls its
-//! readiness again before each of them.
+//! polled ready. Retries go through a clone made when the first retry is due, from a replica of
+//! the inner service that the layer kept when it wrapped it (behind a lock taken only then), and
+//! that clone is polled ready again before each retry. A call that needs no retry clones
+//! nothing: in a full stack that saves the clone of every layer below retry, each with its own
+//! reference counts, on every call.
 //!
 //! # Cancel safety
 //!
@@ -153,7 +156,7 @@ pub use self::replay::{BufferBody, Recorded, ReplayBody};
 pub use self::replay::{CloneRequest, Resend};
 
 use self::config::Shared;
-use self::future::{ResponseFuture, Retrying};
+use self::future::{ResponseFuture, Retrying, ServiceShared};
 use self::policy::RetryErrors as DefaultPolicy;
 use crate::sync::Arc;
 
@@ -162,14 +165,21 @@ use crate::sync::Arc;
 /// Clones share the layer's budget and configuration.
 pub struct Retry<S, P = DefaultPolicy, H = (), M = CloneRequest> {
     inner: S,
-    shared: Arc<Shared<P, H, M>>,
+    /// The layer's configuration and the replica retries are cloned from: one per `layer()`,
+    /// shared by clones and held by every future.
+    shared: Arc<ServiceShared<S, P, H, M>>,
+}
+
+impl<S: Clone, P, H, M> Retry<S, P, H, M> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<P, H, M>>) -> Self {
+        Self {
+            shared: Arc::new(ServiceShared::new(shared, inner.clone())),
+            inner,
+        }
+    }
 }
 
 impl<S, P, H, M> Retry<S, P, H, M> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<P, H, M>>) -> Self {
-        Self { inner, shared }
-    }
-
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -222,18 +232,17 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let shared = &self.shared;
+        let shared = self.shared.config();
         shared.budget.deposit();
         if shared.max_attempts > 1 && shared.policy.is_retryable_request(&request) {
             let (sent, kept) = shared.resend.first(request);
-            // The first attempt goes to the service that was polled ready; the clone is
-            // polled ready again before each retry.
+            // The first attempt goes to the service that was polled ready; a retry, to a clone
+            // of the replica, made when it is due.
             let future = self.inner.call(sent);
-            let service = self.inner.clone();
-            ResponseFuture::new(future, Some(Retrying { service, kept }), Arc::clone(shared))
+            ResponseFuture::new(future, Some(Retrying::new(kept)), Arc::clone(&self.shared))
         } else {
             let future = self.inner.call(shared.resend.once(request));
-            ResponseFuture::new(future, None, Arc::clone(shared))
+            ResponseFuture::new(future, None, Arc::clone(&self.shared))
         }
     }
 }

@@ -124,6 +124,61 @@ async fn a_healthy_call_is_sent_once_and_waits_nothing() {
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
 
+/// A service whose clones are counted.
+struct Counted<S> {
+    inner: S,
+    clones: Arc<AtomicU32>,
+}
+
+impl<S: Clone> Clone for Counted<S> {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Self {
+            inner: self.inner.clone(),
+            clones: Arc::clone(&self.clones),
+        }
+    }
+}
+
+impl<S: Service<R>, R> Service<R> for Counted<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.inner.call(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_needs_no_retry_clones_nothing_and_retries_share_one_clone() {
+    let (inner, calls) = flaky(2);
+    let clones = Arc::new(AtomicU32::new(0));
+    let counted = Counted {
+        inner,
+        clones: Arc::clone(&clones),
+    };
+    let layer = RetryLayer::builder().max_attempts(4).build().unwrap();
+    let mut service = layer.layer(counted);
+    let at_layer = clones.load(Ordering::SeqCst);
+    assert_eq!(at_layer, 1, "the replica retries are cloned from");
+
+    // Two failures, then an answer: both retries go through one clone of the replica.
+    assert_eq!(service.ready().await.unwrap().call("x").await.unwrap(), 3);
+    assert_eq!(clones.load(Ordering::SeqCst), at_layer + 1);
+
+    // Healthy calls clone nothing.
+    for n in 4..14 {
+        assert_eq!(service.ready().await.unwrap().call("x").await.unwrap(), n);
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), at_layer + 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 13);
+}
+
 // ---- backoff ------------------------------------------------------------------------------
 
 /// Runs a call against an always-failing service and returns the delays the hook saw.
