@@ -140,6 +140,7 @@ struct Enter {
 }
 
 impl Enter {
+    #[inline]
     fn new(deadline: Deadline) -> Self {
         Self {
             previous: CURRENT.replace(Some(deadline)),
@@ -148,6 +149,7 @@ impl Enter {
 }
 
 impl Drop for Enter {
+    #[inline]
     fn drop(&mut self) {
         CURRENT.set(self.previous);
     }
@@ -258,6 +260,7 @@ impl Deadline {
     /// For code that makes a call synchronously, such as a layer's `Service::call` that calls its
     /// inner service: the inner `call` sees the deadline, though its future does not (wrap that in
     /// [`scope`](Deadline::scope)).
+    #[inline]
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
         let _enter = Enter::new(self);
         f()

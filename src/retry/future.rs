@@ -68,8 +68,10 @@ impl<S, P, H, M> fmt::Debug for ServiceShared<S, P, H, M> {
 
 /// What the future needs to send another attempt; absent for a request that is sent once.
 pub(crate) struct Retrying<S, K> {
-    /// The clone retries go through, made from the replica when the first one is due.
-    service: Option<S>,
+    /// The clone retries go through, made from the replica when the first one is due. Boxed
+    /// then, so that the futures of calls that need no retry (most) do not carry a service's
+    /// worth of bytes, which every move of the future would copy.
+    service: Option<Box<S>>,
     kept: K,
 }
 
@@ -309,7 +311,7 @@ where
                     };
                     let service = retrying
                         .service
-                        .get_or_insert_with(|| this.shared.replica());
+                        .get_or_insert_with(|| Box::new(this.shared.replica()));
                     // Readiness is polled again before every attempt.
                     if let Err(error) = ready!(service.poll_ready(cx)) {
                         // Dropping the state gives back the budget.

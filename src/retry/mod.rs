@@ -231,6 +231,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = self.shared.config();
         shared.budget.deposit();
