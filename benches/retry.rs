@@ -1,6 +1,7 @@
 //! Retry on the healthy path: `ready().await` + `call().await` over a ready `service_fn`, bare
 //! and behind steadfast's retry (default budget; no budget), tower's `Retry` with a
-//! never-retrying policy, and tower-resilience's retry.
+//! never-retrying policy and with a policy that keeps tower's own budget, and
+//! tower-resilience's retry.
 
 use std::fmt;
 use std::future::{Ready, ready};
@@ -12,7 +13,7 @@ use steadfast::retry::{RetryBudget, RetryLayer};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod support;
-use support::NeverRetry;
+use support::{BudgetedRetry, NeverRetry};
 
 #[derive(Debug, Clone)]
 struct BenchError;
@@ -83,6 +84,14 @@ fn healthy_path(c: &mut Criterion) {
         &runtime,
         "retry/tower_never_retry",
         tower_retry.layer(bare()),
+    );
+
+    let tower_budgeted = tower::retry::RetryLayer::new(BudgetedRetry::new());
+    bench_service(
+        c,
+        &runtime,
+        "retry/tower_with_budget",
+        tower_budgeted.layer(bare()),
     );
 
     let resilience = tower_resilience::retry::RetryLayer::<u64, u64, BenchError>::builder()

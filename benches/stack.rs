@@ -6,7 +6,9 @@
 //!   bulkhead and one timeout; and the same with every layer (fallback and both timeouts);
 //! - tower + failsafe: tower's `Retry` (a never-retrying policy), `Timeout` and
 //!   `ConcurrencyLimit` around failsafe's breaker;
-//! - tower + tower-resilience: the same with tower-resilience's breaker.
+//! - tower + tower-resilience: the same with tower-resilience's breaker;
+//! - clone per call: steadfast and tower + failsafe again, with a fresh clone of the stack for
+//!   each call, called once (`oneshot`) and dropped, as axum calls a route's service.
 //!
 //! The layers are in the same places in every stack: retry, timeout, breaker, limit. Before the
 //! criterion timings, the bench prints an interleaved comparison (blocks of calls through each
@@ -100,7 +102,7 @@ fn bench_service<S>(
 }
 
 /// The four-layer stack (retry, timeout, breaker, bulkhead) through a [`ResilienceStack`].
-fn steadfast_stack() -> impl Service<u64, Response = u64, Error = BoxError> {
+fn steadfast_stack() -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
     ResilienceStack::builder()
         .retry(RetryLayer::builder().build().expect("valid"))
         .overall_timeout(Duration::from_secs(30))
@@ -122,7 +124,7 @@ fn steadfast_all_six() -> impl Service<u64, Response = u64, Error = BoxError> {
 }
 
 /// tower's `Retry` (never retrying), `Timeout` and `ConcurrencyLimit` around failsafe's breaker.
-fn tower_failsafe() -> impl Service<u64, Response = u64, Error = BoxError> {
+fn tower_failsafe() -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
     ServiceBuilder::new()
         .layer(tower::retry::RetryLayer::new(NeverRetry))
         .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(30)))
@@ -164,6 +166,25 @@ where
             for i in 0..CALLS {
                 let ready = service.ready().await.expect("ready");
                 black_box(ready.call(black_box(i)).await.expect("ok"));
+            }
+            start.elapsed().as_nanos() as f64 / CALLS as f64
+        })
+    })
+}
+
+/// The same with a fresh clone of `service` per call, called once and dropped: how axum calls
+/// a route's service and how tower's `Oneshot` is used.
+fn block_clone_per_call<'a, S>(runtime: &'a tokio::runtime::Runtime, service: S) -> Block<'a>
+where
+    S: Service<u64, Response = u64> + Clone + 'a,
+    S::Error: fmt::Debug,
+{
+    const CALLS: u64 = 10_000;
+    Box::new(move || {
+        runtime.block_on(async {
+            let start = Instant::now();
+            for i in 0..CALLS {
+                black_box(service.clone().oneshot(black_box(i)).await.expect("ok"));
             }
             start.elapsed().as_nanos() as f64 / CALLS as f64
         })
@@ -222,6 +243,16 @@ fn report_interleaved(runtime: &tokio::runtime::Runtime) {
             block(runtime, tower_tower_resilience()),
             Vec::new(),
         ),
+        (
+            "steadfast_clone_per_call",
+            block_clone_per_call(runtime, steadfast_stack()),
+            Vec::new(),
+        ),
+        (
+            "tower_failsafe_clone_per_call",
+            block_clone_per_call(runtime, tower_failsafe()),
+            Vec::new(),
+        ),
     ];
     for (_, run, _) in &mut contenders {
         run();
@@ -243,7 +274,7 @@ fn report_interleaved(runtime: &tokio::runtime::Runtime) {
     println!("stack, interleaved ({ROUNDS} rounds, median ns per call):");
     for (name, median) in &medians {
         println!(
-            "  {name:<24} {median:>8.1} ns  {:>+8.1} ns over bare  {:>5.2}x steadfast",
+            "  {name:<30} {median:>8.1} ns  {:>+8.1} ns over bare  {:>5.2}x steadfast",
             median - bare,
             median / steadfast
         );

@@ -60,3 +60,48 @@ impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for NeverRetry {
         Some(request.clone())
     }
 }
+
+/// A policy for tower's `Retry` with tower's own budget: what a tower user writes to get what
+/// steadfast's retry does by default. Up to 3 attempts; a success deposits, a retry withdraws
+/// (tower's `Budget` docs do the same).
+#[derive(Clone)]
+pub(crate) struct BudgetedRetry {
+    budget: std::sync::Arc<tower::retry::budget::TpsBudget>,
+    retries_left: u32,
+}
+
+impl BudgetedRetry {
+    pub(crate) fn new() -> Self {
+        Self {
+            budget: std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+                std::time::Duration::from_secs(10),
+                10,
+                0.2,
+            )),
+            retries_left: 2,
+        }
+    }
+}
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for BudgetedRetry {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _request: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(_) if self.retries_left > 0 && self.budget.withdraw() => {
+                self.retries_left -= 1;
+                Some(std::future::ready(()))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn clone_request(&mut self, request: &Req) -> Option<Req> {
+        Some(request.clone())
+    }
+}
