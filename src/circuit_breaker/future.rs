@@ -53,7 +53,8 @@ impl<C> Guard<C> {
     /// timed).
     #[inline]
     pub(crate) fn new(shared: Arc<Shared<C>>, permit: Permit) -> Self {
-        let start = shared.times_calls.then(Instant::now);
+        // Below a timeout's `call`, the instant it read (see `deadline::call_now`).
+        let start = shared.times_calls.then(crate::deadline::call_now);
         Self {
             shared,
             permit,

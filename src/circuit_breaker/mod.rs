@@ -142,8 +142,10 @@
 //!
 //! Closed, with a count window and no slow-call timing: `poll_ready` is one atomic load, and a
 //! successful call into a window that holds no failure is one more load; the call path reads no
-//! clock and takes no lock. Slow-call timing reads the clock twice per call, a time window once.
-//! A rejection reads the clock once and allocates its error.
+//! clock and takes no lock. Slow-call timing reads the clock twice per call (once, below a
+//! timeout, whose read of the call's start it reuses), a time window once. A rejection by an
+//! open breaker reads the clock once and allocates its error; a forced-open one, only the
+//! latter.
 //!
 //! # Differences from other breakers
 //!

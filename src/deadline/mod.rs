@@ -131,6 +131,56 @@ pub use layer::{PropagateDeadline, PropagateDeadlineLayer};
 // thread-local stores. `Option<Deadline>` is `Copy`, so reading it never borrows.
 thread_local! {
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+    // The instant the innermost `Timeout::call` on this thread read, while its inner `call` runs
+    // (see `call_scope`); `None` outside one.
+    static CALL_NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Now, as read by the innermost timeout whose inner `call` is running on this thread, or
+/// from the clock outside one.
+///
+/// A call goes down a stack synchronously: the `call` of every layer below a timeout runs
+/// within nanoseconds of the instant the timeout read. Reusing it makes one clock read serve
+/// a call through any number of nested timeouts (an overall and a per-attempt one) and the
+/// breaker's slow-call timing below them. What it gets is early by the time the synchronous
+/// `call`s in between take (nanoseconds, for layers that do not block in `call`): a nested
+/// deadline that much earlier, a call timed that much longer; never the other way.
+#[inline]
+pub(crate) fn call_now() -> Instant {
+    CALL_NOW.get().unwrap_or_else(Instant::now)
+}
+
+/// Runs `f` (a layer's inner `call`) with `deadline` as the current deadline and `now`, the
+/// instant the layer read, as [`call_now`].
+#[cfg(feature = "timeout")]
+#[inline]
+pub(crate) fn call_scope<R>(deadline: Deadline, now: Instant, f: impl FnOnce() -> R) -> R {
+    let _now = CallNow::enter(now);
+    deadline.sync_scope(f)
+}
+
+/// Sets [`call_now`] until dropped, then restores the previous one (also on a panic).
+#[cfg(feature = "timeout")]
+struct CallNow {
+    previous: Option<Instant>,
+}
+
+#[cfg(feature = "timeout")]
+impl CallNow {
+    #[inline]
+    fn enter(now: Instant) -> Self {
+        Self {
+            previous: CALL_NOW.replace(Some(now)),
+        }
+    }
+}
+
+#[cfg(feature = "timeout")]
+impl Drop for CallNow {
+    #[inline]
+    fn drop(&mut self) {
+        CALL_NOW.set(self.previous);
+    }
 }
 
 /// Sets the current deadline until dropped, then restores the previous one (also when the code
@@ -273,4 +323,39 @@ pub(crate) fn saturating_add(now: Instant, timeout: Duration) -> Instant {
     now.checked_add(timeout)
         .or_else(|| now.checked_add(FAR))
         .unwrap_or(now)
+}
+
+#[cfg(all(test, feature = "timeout", not(steadfast_loom)))]
+mod tests {
+    use super::*;
+
+    // Instants an hour ahead, which the clock cannot reach during the test (and which, unlike
+    // one an hour back, exist on a machine that booted minutes ago).
+    fn ahead(secs: u64) -> Instant {
+        Instant::now() + Duration::from_secs(3600 + secs)
+    }
+
+    #[test]
+    fn a_call_scope_lends_its_instant_to_the_calls_below_it_and_takes_it_back() {
+        let (lent, nested_lent) = (ahead(0), ahead(5));
+        let deadline = Deadline::at(ahead(10));
+        let (inside, nested) = call_scope(deadline, lent, || {
+            let nested = call_scope(deadline, nested_lent, call_now);
+            (call_now(), nested)
+        });
+        assert_eq!(inside, lent);
+        assert_eq!(nested, nested_lent);
+        assert!(call_now() < lent, "the clock, outside");
+        assert_eq!(Deadline::current(), None);
+    }
+
+    #[test]
+    fn a_call_scope_is_left_on_a_panic() {
+        let lent = ahead(0);
+        let result =
+            std::panic::catch_unwind(|| call_scope(Deadline::at(lent), lent, || panic!("in call")));
+        assert!(result.is_err());
+        assert!(call_now() < lent);
+        assert_eq!(Deadline::current(), None);
+    }
 }

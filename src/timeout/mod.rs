@@ -88,6 +88,10 @@
 //!   without calling the inner service; tower calls it and may still return its answer.
 //! - The timer is created only if the inner future is not ready at its first poll, so a call
 //!   answered at once costs no timer.
+//! - A call reads the clock once however many timeouts it goes through: a timeout called
+//!   within another's `call` (an attempt timeout below an overall one) takes the instant the
+//!   outer one read, which is early by the nanoseconds the calls in between take, so its
+//!   deadline is never later than it would be with a clock read of its own.
 //! - The inner future is dropped when the deadline passes, not when the response future is.
 //!
 #![cfg_attr(
@@ -181,7 +185,8 @@ where
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
         // One clock read per call: the own deadline, and whether the effective one has passed.
-        let now = tokio::time::Instant::now();
+        // Below another timeout's `call`, its read is reused (see `call_now`).
+        let now = crate::deadline::call_now();
         let own = Deadline::at(crate::deadline::saturating_add(now, self.timeout));
         let (deadline, kind) = match Deadline::current() {
             Some(inherited) if inherited < own => (inherited, ElapsedKind::InheritedDeadline),
@@ -194,7 +199,7 @@ where
         // The inner `call` runs in the deadline's scope too, so layers below that read
         // `Deadline::current()` in `call` (a nested timeout) see it; the future polls the inner
         // future in it.
-        let inner = deadline.sync_scope(|| self.inner.call(request));
+        let inner = crate::deadline::call_scope(deadline, now, || self.inner.call(request));
         ResponseFuture::running(inner, deadline, kind, telemetry)
     }
 }
