@@ -75,14 +75,14 @@ impl<C> Guard<C> {
             kind: permit,
             generation: self.permit.generation,
         };
-        if outcome == Outcome::Success && self.start.is_none() && breaker.absorbs_success(permit) {
-            return; // the healthy path: one load, see `CountWindow::absorbs_success`
-        }
         let end = breaker.needs_end_time().then(Instant::now);
         let slow = match (self.start, end, breaker.config().slow_call_duration) {
             (Some(start), Some(end), Some(limit)) => end.saturating_duration_since(start) >= limit,
             _ => false,
         };
+        if outcome == Outcome::Success && !slow && breaker.absorbs_success(permit) {
+            return; // the healthy path: one load, see `CountWindow::absorbs_success`
+        }
         breaker.record(permit, outcome, slow, end);
     }
 }
