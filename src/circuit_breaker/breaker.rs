@@ -165,8 +165,6 @@ pub(crate) struct Breaker {
     shadow: AtomicBool,
     rng: AtomicU64,
     epoch: Instant,
-    /// `wait_in_open` in ms, the hint of a forced-open or full half-open rejection.
-    wait_in_open_ms: u64,
     config: Config,
     telemetry: Telemetry,
 }
@@ -208,7 +206,6 @@ impl Breaker {
             shadow: AtomicBool::new(config.shadow),
             rng: AtomicU64::new(seed),
             epoch,
-            wait_in_open_ms: u64::try_from(config.wait_in_open.as_millis()).unwrap_or(u64::MAX),
             telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
             config,
         }
@@ -220,6 +217,12 @@ impl Breaker {
 
     pub(crate) fn telemetry(&self) -> &Telemetry {
         &self.telemetry
+    }
+
+    /// `wait_in_open` in ms, the hint of a forced-open or full half-open rejection.
+    #[inline]
+    fn wait_in_open_ms(&self) -> u64 {
+        u64::try_from(self.config.wait_in_open.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether a finished call needs the clock: to time it (slow calls) or to find its bucket.
@@ -253,7 +256,7 @@ impl Breaker {
                 kind: PermitKind::Passthrough,
                 generation: word.generation(),
             }),
-            KIND_FORCED_OPEN => self.reject(State::ForcedOpen, self.wait_in_open_ms, word),
+            KIND_FORCED_OPEN => self.reject(State::ForcedOpen, self.wait_in_open_ms(), word),
             _ => self.admit_slow(word),
         }
     }
@@ -269,7 +272,7 @@ impl Breaker {
                 KIND_CLOSED => return permit(PermitKind::Normal),
                 KIND_DISABLED => return permit(PermitKind::Passthrough),
                 KIND_FORCED_OPEN => {
-                    return self.reject(State::ForcedOpen, self.wait_in_open_ms, word);
+                    return self.reject(State::ForcedOpen, self.wait_in_open_ms(), word);
                 }
                 KIND_OPEN if now_ms < word.open_until_ms() => {
                     return self.reject(State::Open, word.open_until_ms() - now_ms, word);
@@ -312,7 +315,7 @@ impl Breaker {
                                 }
                                 continue;
                             }
-                            return self.reject(State::HalfOpen, self.wait_in_open_ms, current);
+                            return self.reject(State::HalfOpen, self.wait_in_open_ms(), current);
                         }
                     }
                 }
