@@ -153,21 +153,28 @@ fn tower_tower_resilience() -> impl Service<u64, Response = u64, Error = BoxErro
 
 type Block<'a> = Box<dyn FnMut() -> f64 + 'a>;
 
+/// Calls in one timed block.
+const CALLS: u64 = 10_000;
+
+/// Runs `calls` (a loop of [`CALLS`] calls) and returns the nanoseconds per call.
+fn ns_per_call(runtime: &tokio::runtime::Runtime, calls: impl std::future::Future) -> f64 {
+    let start = Instant::now();
+    runtime.block_on(calls);
+    start.elapsed().as_nanos() as f64 / CALLS as f64
+}
+
 /// A block of calls through `service`, timed: nanoseconds per call.
 fn block<'a, S>(runtime: &'a tokio::runtime::Runtime, mut service: S) -> Block<'a>
 where
     S: Service<u64, Response = u64> + 'a,
     S::Error: fmt::Debug,
 {
-    const CALLS: u64 = 10_000;
     Box::new(move || {
-        runtime.block_on(async {
-            let start = Instant::now();
+        ns_per_call(runtime, async {
             for i in 0..CALLS {
                 let ready = service.ready().await.expect("ready");
                 black_box(ready.call(black_box(i)).await.expect("ok"));
             }
-            start.elapsed().as_nanos() as f64 / CALLS as f64
         })
     })
 }
@@ -179,14 +186,11 @@ where
     S: Service<u64, Response = u64> + Clone + 'a,
     S::Error: fmt::Debug,
 {
-    const CALLS: u64 = 10_000;
     Box::new(move || {
-        runtime.block_on(async {
-            let start = Instant::now();
+        ns_per_call(runtime, async {
             for i in 0..CALLS {
                 black_box(service.clone().oneshot(black_box(i)).await.expect("ok"));
             }
-            start.elapsed().as_nanos() as f64 / CALLS as f64
         })
     })
 }

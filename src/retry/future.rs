@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -18,7 +19,6 @@ use super::telemetry::Outcome;
 use crate::classify::is_local_rejection;
 use crate::deadline::Deadline;
 use crate::sync::Arc;
-use std::sync::{Mutex, PoisonError};
 
 /// What one retry service and its clones share with their futures: the layer's configuration
 /// and a replica of the inner service, made when the layer wrapped it.

@@ -162,7 +162,8 @@ use crate::sync::Arc;
 
 /// Retries a failed request to the inner service `S`; made by [`RetryLayer`].
 ///
-/// Clones share the layer's budget and configuration.
+/// Clones share the layer's budget and configuration, and the replica of the inner service
+/// that retries are cloned from (see [Readiness](self#readiness)).
 pub struct Retry<S, P = DefaultPolicy, H = (), M = CloneRequest> {
     inner: S,
     /// The layer's configuration and the replica retries are cloned from: one per `layer()`,
@@ -186,6 +187,9 @@ impl<S, P, H, M> Retry<S, P, H, M> {
     }
 
     /// The inner service, mutably.
+    ///
+    /// Retries go through clones of the replica kept when the layer wrapped the service, so a
+    /// change made here reaches first attempts only.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
