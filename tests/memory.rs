@@ -163,3 +163,36 @@ fn layer_footprints() {
     assert!(bulkhead.total() <= 1024, "{bulkhead:?}");
     assert!(retry_default.total() <= 1024, "{retry_default:?}");
 }
+
+/// What wrapping one service costs beyond the layer: the breaker's state for its futures, the
+/// retry's replica of the inner service (here a zero-sized `service_fn`), nothing for the
+/// bulkhead. Clones of the wrapped service allocate nothing (`tests/allocations.rs`).
+#[test]
+fn wrapping_a_service_costs_one_small_block_at_most() {
+    use tower::Layer;
+
+    let _guard = MEASURING.lock().unwrap_or_else(PoisonError::into_inner);
+    warm_up();
+    let backend = tower::service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    let bulkhead = BulkheadLayer::builder().build().unwrap();
+    let retry = RetryLayer::builder().build().unwrap();
+
+    let wrapped_breaker = footprint(|| breaker.layer(backend));
+    let wrapped_bulkhead = footprint(|| bulkhead.layer(backend));
+    let wrapped_retry = footprint(|| retry.layer(backend));
+
+    println!(
+        "| wrapping a service | inline bytes | heap bytes kept | heap blocks | total | allocated |"
+    );
+    println!("|---|---|---|---|---|---|");
+    report("breaker", wrapped_breaker);
+    report("bulkhead", wrapped_bulkhead);
+    report("retry", wrapped_retry);
+
+    assert_eq!(wrapped_breaker.blocks, 1, "{wrapped_breaker:?}");
+    assert!(wrapped_breaker.heap <= 64, "{wrapped_breaker:?}");
+    assert_eq!(wrapped_bulkhead.blocks, 0, "{wrapped_bulkhead:?}");
+    assert_eq!(wrapped_retry.blocks, 1, "{wrapped_retry:?}");
+    assert!(wrapped_retry.heap <= 64, "{wrapped_retry:?}");
+}
