@@ -100,6 +100,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::thread::LocalKey;
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -160,53 +161,31 @@ pub(crate) fn call_now() -> Instant {
 #[cfg(feature = "timeout")]
 #[inline]
 pub(crate) fn call_scope<R>(deadline: Deadline, now: Instant, f: impl FnOnce() -> R) -> R {
-    let _now = CallNow::enter(now);
+    let _now = Enter::new(&CALL_NOW, now);
     deadline.sync_scope(f)
 }
 
-/// Sets [`call_now`] until dropped, then restores the previous one (also on a panic).
-#[cfg(feature = "timeout")]
-struct CallNow {
-    previous: Option<Instant>,
+/// Sets one of this module's thread-locals until dropped, then restores the previous value
+/// (also when the code in the scope panics).
+struct Enter<T: Copy + 'static> {
+    key: &'static LocalKey<Cell<Option<T>>>,
+    previous: Option<T>,
 }
 
-#[cfg(feature = "timeout")]
-impl CallNow {
+impl<T: Copy + 'static> Enter<T> {
     #[inline]
-    fn enter(now: Instant) -> Self {
+    fn new(key: &'static LocalKey<Cell<Option<T>>>, value: T) -> Self {
         Self {
-            previous: CALL_NOW.replace(Some(now)),
+            key,
+            previous: key.replace(Some(value)),
         }
     }
 }
 
-#[cfg(feature = "timeout")]
-impl Drop for CallNow {
+impl<T: Copy + 'static> Drop for Enter<T> {
     #[inline]
     fn drop(&mut self) {
-        CALL_NOW.set(self.previous);
-    }
-}
-
-/// Sets the current deadline until dropped, then restores the previous one (also when the code
-/// in the scope panics).
-struct Enter {
-    previous: Option<Deadline>,
-}
-
-impl Enter {
-    #[inline]
-    fn new(deadline: Deadline) -> Self {
-        Self {
-            previous: CURRENT.replace(Some(deadline)),
-        }
-    }
-}
-
-impl Drop for Enter {
-    #[inline]
-    fn drop(&mut self) {
-        CURRENT.set(self.previous);
+        self.key.set(self.previous);
     }
 }
 
@@ -236,7 +215,7 @@ impl<F: Future> Future for Scoped<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _enter = Enter::new(*this.deadline);
+        let _enter = Enter::new(&CURRENT, *this.deadline);
         this.future.poll(cx)
     }
 }
@@ -317,7 +296,7 @@ impl Deadline {
     /// [`scope`](Deadline::scope)).
     #[inline]
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        let _enter = Enter::new(self);
+        let _enter = Enter::new(&CURRENT, self);
         f()
     }
 }
