@@ -129,6 +129,7 @@
 pub mod classify;
 pub mod deadline;
 mod error;
+mod random;
 mod sync;
 
 #[cfg(feature = "bulkhead")]

@@ -37,15 +37,13 @@ use tokio::time::Instant;
 use super::config::{Config, Latency};
 use super::error::FaultKind;
 use super::handle::Counts;
+use crate::random::{GOLDEN, mix, nth, unit, up_to};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The master switch: nothing is injected while it is off.
 const ENABLED: u32 = 1;
 /// A manual outage: every judged call fails with [`FaultKind::Outage`].
 const OUTAGE: u32 = 1 << 1;
-
-/// SplitMix64's increment, the golden ratio in 64 bits.
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// What to do with one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,28 +54,6 @@ pub(crate) enum Decision {
     Delay(Duration),
     /// Fail it without sending it.
     Fail(FaultKind),
-}
-
-/// SplitMix64's output function: a bijective mix of 64 bits.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The `n`-th number (from 0) of the sequence seeded with `seed`.
-pub(crate) fn nth(seed: u64, n: u64) -> u64 {
-    mix(seed.wrapping_add(n.wrapping_add(1).wrapping_mul(GOLDEN)))
-}
-
-/// A uniform fraction in [0, 1) from the top 53 bits of `z`.
-pub(crate) fn unit(z: u64) -> f64 {
-    (z >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A value in `[0, span]` from `z`, by multiply-and-shift (no division, no float).
-pub(crate) fn up_to(z: u64, span: u64) -> u64 {
-    ((u128::from(z) * (u128::from(span) + 1)) >> 64) as u64
 }
 
 impl Latency {
@@ -285,43 +261,5 @@ impl std::fmt::Debug for Core {
             .field("counts", &self.counts())
             .field("config", &self.config)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn unit_is_a_fraction_below_one(z in any::<u64>()) {
-            let u = unit(z);
-            prop_assert!((0.0..1.0).contains(&u));
-        }
-
-        #[test]
-        fn up_to_stays_in_range(z in any::<u64>(), span in any::<u64>()) {
-            prop_assert!(up_to(z, span) <= span);
-        }
-
-        #[test]
-        fn up_to_reaches_both_ends(span in 0u64..1_000_000) {
-            prop_assert_eq!(up_to(0, span), 0);
-            prop_assert_eq!(up_to(u64::MAX, span), span);
-        }
-
-        #[test]
-        fn a_seed_gives_one_sequence(seed in any::<u64>(), n in 0u64..10_000) {
-            prop_assert_eq!(nth(seed, n), nth(seed, n));
-            prop_assert_ne!(nth(seed, n), nth(seed, n + 1));
-        }
-    }
-
-    #[test]
-    fn the_extremes_of_the_range_are_exact() {
-        assert_eq!(up_to(u64::MAX, u64::MAX), u64::MAX);
-        assert_eq!(up_to(1 << 63, 1), 1);
-        assert_eq!(up_to((1 << 63) - 1, 1), 0);
     }
 }

@@ -5,8 +5,6 @@
 //! memory in a generation-tagged window, and each transition is one CAS whose winner alone
 //! reports it.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,6 +18,7 @@ use super::telemetry::{CallKind, Listener, Telemetry};
 use super::window::{ConsecutiveFailures, CountWindow, Recorded, Sample, TimeWindow, Totals};
 use super::{CircuitOpen, Snapshot, State};
 use crate::classify::Outcome;
+use crate::random::{AtomicSplitMix64, random_seed};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// What a caller was allowed to do.
@@ -163,7 +162,7 @@ pub(crate) struct Breaker {
     reopens: AtomicU32,
     not_permitted: AtomicU64,
     shadow: AtomicBool,
-    rng: AtomicU64,
+    rng: AtomicSplitMix64,
     epoch: Instant,
     config: Config,
     telemetry: Telemetry,
@@ -188,11 +187,9 @@ impl Breaker {
                 Window::Time(TimeWindow::new(bucket_ms, buckets))
             }
         };
-        let seed = config.seed.unwrap_or_else(|| {
-            let mut hasher = RandomState::new().build_hasher();
-            hasher.write_usize(&config as *const Config as usize);
-            hasher.finish()
-        });
+        let seed = config
+            .seed
+            .unwrap_or_else(|| random_seed(&config as *const Config as usize));
         let epoch = Instant::now();
         Self {
             state: StateWord::new(config.initial_state),
@@ -204,7 +201,7 @@ impl Breaker {
             reopens: AtomicU32::new(0),
             not_permitted: AtomicU64::new(0),
             shadow: AtomicBool::new(config.shadow),
-            rng: AtomicU64::new(seed),
+            rng: AtomicSplitMix64::new(seed),
             epoch,
             telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
             config,
@@ -564,16 +561,9 @@ impl Breaker {
         (wait * 1000.0).ceil().max(1.0) as u64
     }
 
-    /// SplitMix64 over an atomic counter: lock-free, and exact under a fixed seed.
+    /// A fraction in [0, 1) from the breaker's generator, exact under a fixed seed.
     fn next_random(&self) -> f64 {
-        let mut z = self
-            .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.next_unit()
     }
 
     // -----------------------------------------------------------------------------------------
