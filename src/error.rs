@@ -20,7 +20,7 @@ use std::fmt;
 /// The error type of every layer that adds a way to fail, as in tower.
 ///
 /// Rejections are distinct public types ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
-/// [`BulkheadFull`](crate::bulkhead::BulkheadFull), [`Elapsed`](crate::timeout::Elapsed)) that
+/// [`BulkheadFull`](crate::bulkhead::BulkheadFull), [`Elapsed`](crate::deadline::Elapsed)) that
 /// can be recovered with [`downcast_ref`](trait@std::error::Error). Errors of the inner service
 /// pass through boxed, never wrapped, so they downcast to their own type too.
 pub type BoxError = Box<dyn Error + Send + Sync>;
@@ -91,35 +91,4 @@ where
             value,
         ))
     }
-}
-
-/// Whether `error` is one of this crate's local rejections: an open circuit breaker
-/// ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen)), a full bulkhead
-/// ([`BulkheadFull`](crate::bulkhead::BulkheadFull)), or a deadline that had already passed
-/// when the call was made ([`Elapsed`](crate::timeout::Elapsed) with
-/// [`before_call`](crate::timeout::Elapsed::before_call)).
-///
-/// A local rejection says nothing about the health of the service behind it: the request never
-/// left this process. Retry does not retry it and spends no budget on it, and a circuit breaker
-/// above it does not count it as a failure (otherwise callers that arrive with no time left
-/// would open the breaker to a healthy service). A timeout that fired during the call is not a
-/// local rejection: the service was slow.
-pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
-    #[cfg(feature = "circuit-breaker")]
-    if error.is::<crate::circuit_breaker::CircuitOpen>() {
-        return true;
-    }
-    #[cfg(feature = "bulkhead")]
-    if error.is::<crate::bulkhead::BulkheadFull>() {
-        return true;
-    }
-    #[cfg(feature = "timeout")]
-    if error
-        .downcast_ref::<crate::timeout::Elapsed>()
-        .is_some_and(|elapsed| elapsed.before_call())
-    {
-        return true;
-    }
-    let _ = error;
-    false
 }

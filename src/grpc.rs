@@ -68,10 +68,11 @@ use std::error::Error;
 use std::sync::Arc;
 
 use tonic::Status;
-#[cfg(feature = "circuit-breaker")]
 use tonic::metadata::MetadataValue;
 
 use crate::BoxError;
+use crate::Rejection;
+use crate::rejection::chain;
 
 /// The metadata key that tells a gRPC client how long to wait before it retries.
 pub const RETRY_PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
@@ -120,52 +121,35 @@ pub fn into_status(error: BoxError) -> Status {
 
 /// The first `Status` or rejection in `error`'s chain, as a status.
 fn find(error: &(dyn Error + 'static)) -> Option<Status> {
-    let mut current = Some(error);
-    while let Some(candidate) = current {
-        if let Some(status) = candidate.downcast_ref::<Status>() {
-            return Some(status.clone());
-        }
-        if let Some(status) = rejection_status(candidate) {
-            return Some(status);
-        }
-        current = candidate.source();
-    }
-    None
+    chain(error).find_map(|candidate| match candidate.downcast_ref::<Status>() {
+        Some(status) => Some(status.clone()),
+        None => Rejection::of(candidate).and_then(rejection_status),
+    })
 }
 
-/// The status for `error` itself if it is a rejection of this crate.
-fn rejection_status(error: &(dyn Error + 'static)) -> Option<Status> {
-    #[cfg(feature = "circuit-breaker")]
-    if let Some(open) = error.downcast_ref::<crate::circuit_breaker::CircuitOpen>() {
-        let pushback = pushback_millis(open.retry_after());
-        let mut status = Status::unavailable(format!(
-            "rejected by the circuit breaker ({}); retry after {pushback} ms",
-            open.state()
-        ));
-        status
-            .metadata_mut()
-            .insert(RETRY_PUSHBACK_KEY, MetadataValue::from(pushback));
-        return Some(traced(status, "circuit_open"));
+/// The status for one of this crate's errors; `None` for [`Rejection::Other`].
+fn rejection_status(rejection: Rejection<'_>) -> Option<Status> {
+    let mut status = match rejection {
+        #[cfg(feature = "circuit-breaker")]
+        Rejection::CircuitOpen(open) => Status::unavailable(format!(
+            "rejected by the circuit breaker ({}); retry after {} ms",
+            open.state(),
+            pushback_millis(open.retry_after())
+        )),
+        #[cfg(feature = "bulkhead")]
+        Rejection::BulkheadFull(full) => Status::resource_exhausted(full.to_string()),
+        Rejection::Elapsed(elapsed) => Status::deadline_exceeded(elapsed.to_string()),
+        Rejection::Other(_) => return None,
+    };
+    if let Some(retry_after) = rejection.retry_after() {
+        status.metadata_mut().insert(
+            RETRY_PUSHBACK_KEY,
+            MetadataValue::from(pushback_millis(retry_after)),
+        );
     }
-    #[cfg(feature = "bulkhead")]
-    if let Some(full) = error.downcast_ref::<crate::bulkhead::BulkheadFull>() {
-        return Some(traced(
-            Status::resource_exhausted(full.to_string()),
-            "bulkhead_full",
-        ));
-    }
-    #[cfg(feature = "timeout")]
-    if let Some(elapsed) = error.downcast_ref::<crate::timeout::Elapsed>() {
-        return Some(traced(
-            Status::deadline_exceeded(elapsed.to_string()),
-            "timeout",
-        ));
-    }
-    let _ = error;
-    None
+    Some(traced(status, rejection.kind()))
 }
 
-#[allow(dead_code)] // unused when no rejecting layer is enabled
 fn traced(status: Status, kind: &'static str) -> Status {
     tracing::trace!(
         rejection.kind = kind,
@@ -176,7 +160,6 @@ fn traced(status: Status, kind: &'static str) -> Status {
 }
 
 /// A duration in whole milliseconds, rounded up so a client never comes back early.
-#[cfg(feature = "circuit-breaker")]
 fn pushback_millis(duration: std::time::Duration) -> u64 {
     let millis = duration.as_millis() + u128::from(duration.subsec_nanos() % 1_000_000 != 0);
     u64::try_from(millis).unwrap_or(u64::MAX)
@@ -184,7 +167,6 @@ fn pushback_millis(duration: std::time::Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(feature = "circuit-breaker")]
     #[test]
     fn pushback_rounds_up_to_whole_milliseconds() {
         use super::pushback_millis;
@@ -197,13 +179,12 @@ mod tests {
         assert_eq!(pushback_millis(Duration::MAX), u64::MAX);
     }
 
-    #[cfg(feature = "timeout")]
     #[test]
     fn a_timeout_is_deadline_exceeded() {
         use super::*;
         use tonic::Code;
 
-        let error: BoxError = Box::new(crate::timeout::Elapsed::new());
+        let error: BoxError = Box::new(crate::deadline::Elapsed::new());
         let status = status(&error);
         assert_eq!(status.code(), Code::DeadlineExceeded);
         assert_eq!(status.message(), "request timed out");
@@ -214,7 +195,7 @@ mod tests {
         let source = status
             .source()
             .expect("the rejection is kept as the source");
-        assert!(source.is::<crate::timeout::Elapsed>());
+        assert!(source.is::<crate::deadline::Elapsed>());
     }
 
     #[cfg(feature = "bulkhead")]

@@ -55,47 +55,10 @@
 //!
 //! # The order of a full stack
 //!
-//! Outermost first:
-//!
-//! ```text
-//!  request
-//!     │
-//!  ┌──▼───────────────┐  answers from a function, or a backup service, when all else failed
-//!  │ fallback         │
-//!  ├──────────────────┤  re-sends failed attempts, within max_attempts and the retry budget
-//!  │ retry (+ budget) │
-//!  ├──────────────────┤  bounds one attempt through the breaker and the bulkhead
-//!  │ overall timeout  │
-//!  ├──────────────────┤  stops calling a service that keeps failing; fails fast while open
-//!  │ circuit breaker  │
-//!  ├──────────────────┤  caps concurrent calls so one slow dependency cannot take every thread
-//!  │ bulkhead         │
-//!  ├──────────────────┤  bounds the call to the service itself, so a hung call is cut and counted
-//!  │ attempt timeout  │
-//!  └──▼───────────────┘
-//!   service
-//! ```
-//!
-//! - **Fallback** is outermost so that it sees every way the rest can fail.
-//! - **Retry** sits outside the breaker, so a breaker that opens mid-retry stops the retries at
-//!   once (a [`CircuitOpen`](circuit_breaker::CircuitOpen) is never retried and costs no budget).
-//!   It honours the current [`Deadline`](deadline::Deadline): it never starts a backoff or an
-//!   attempt that cannot finish in time.
-//! - **The overall timeout** bounds each attempt once it is sent, through the breaker and the
-//!   bulkhead. (The wait for a bulkhead permit happens in `poll_ready`, which no timeout bounds:
-//!   the bulkhead's own `max_wait` does.) For one deadline over all attempts and backoffs, set it
-//!   where the request enters (an inbound `grpc-timeout`, or a
-//!   [`TimeoutLayer`](timeout::TimeoutLayer) outside retry): retry reads it and stops early
-//!   rather than sleep into it.
-//! - **The breaker** counts each attempt, so it sees the true failure rate of the service, and
-//!   a timed-out attempt counts as a failure.
-//! - **The bulkhead** is inside the breaker, so calls rejected by an open breaker take no permit,
-//!   and a full bulkhead (a local rejection) never trips the breaker.
-//! - **The attempt timeout** is innermost: it bounds only the service, so a hung call is cut,
-//!   counted by the breaker, and retried.
-//!
-//! [`stack::ResilienceStack`] applies any subset of these layers in this order (with the five
-//! layer features on), as one layer or through a `ServiceBuilder` extension.
+//! Outermost first: fallback → retry (with budget) → overall timeout → circuit breaker →
+//! bulkhead → attempt timeout → the service. Why each layer sits where it does, and what each
+//! timeout bounds, is written once, in [`stack`'s docs](stack#the-order), which
+//! [`stack::ResilienceStack`] applies for you (with the five layer features on).
 //!
 //! # Features
 //!
@@ -130,6 +93,7 @@ pub mod classify;
 pub mod deadline;
 mod error;
 mod random;
+mod rejection;
 mod sync;
 
 #[cfg(feature = "bulkhead")]
@@ -157,4 +121,5 @@ pub mod stack;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
-pub use error::{BoxError, ConfigError, is_rejection};
+pub use error::{BoxError, ConfigError};
+pub use rejection::{Rejection, is_rejection};

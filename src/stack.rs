@@ -1,8 +1,8 @@
 //! The recommended stack of layers, ready-made: any subset, always in the right order.
 //!
-//! [`ResilienceStack`] is one [`Layer`] that applies the layers you give it in the order the
-//! [crate docs](crate#the-order-of-a-full-stack) explain, outermost first: fallback → retry
-//! (with budget) → overall timeout → circuit breaker → bulkhead → attempt timeout → the service.
+//! [`ResilienceStack`] is one [`Layer`] that applies the layers you give it in the order
+//! [below](#the-order), outermost first: fallback → retry (with budget) → overall timeout →
+//! circuit breaker → bulkhead → attempt timeout → the service.
 //! Each setter takes a layer you built (and validated) with that layer's own builder; the order
 //! you call the setters in does not matter. [`ServiceBuilderExt::resilience`] adds a stack to a
 //! `tower::ServiceBuilder`; `ServiceBuilder::new().layer(stack)` works as well.
@@ -45,6 +45,51 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # The order
+//!
+//! This is the one place the crate explains its layer order; the crate docs and the guide link
+//! here.
+//!
+//! Outermost first:
+//!
+//! ```text
+//!  request
+//!     │
+//!  ┌──▼───────────────┐  answers from a function, or a backup service, when all else failed
+//!  │ fallback         │
+//!  ├──────────────────┤  re-sends failed attempts, within max_attempts and the retry budget
+//!  │ retry (+ budget) │
+//!  ├──────────────────┤  bounds one attempt through the breaker and the bulkhead
+//!  │ overall timeout  │
+//!  ├──────────────────┤  stops calling a service that keeps failing; fails fast while open
+//!  │ circuit breaker  │
+//!  ├──────────────────┤  caps concurrent calls so one slow dependency cannot take every thread
+//!  │ bulkhead         │
+//!  ├──────────────────┤  bounds the call to the service itself, so a hung call is cut and counted
+//!  │ attempt timeout  │
+//!  └──▼───────────────┘
+//!   service
+//! ```
+//!
+//! - **Fallback** is outermost so that it sees every way the rest can fail.
+//! - **Retry** sits outside the breaker, so a breaker that opens mid-retry stops the retries at
+//!   once (a [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) is never retried and costs no budget).
+//!   It honours the current [`Deadline`](crate::deadline::Deadline): it never starts a backoff or an
+//!   attempt that cannot finish in time.
+//! - **The overall timeout** bounds each attempt once it is sent, through the breaker and the
+//!   bulkhead. (The wait for a bulkhead permit happens in `poll_ready`, which no timeout bounds:
+//!   the bulkhead's own `max_wait` does.) For one deadline over all attempts and backoffs, set it
+//!   where the request enters (an inbound `grpc-timeout`, or a
+//!   [`TimeoutLayer`] outside retry): retry reads it and stops early
+//!   rather than sleep into it.
+//! - **The breaker** counts each attempt, so it sees the true failure rate of the service. An
+//!   attempt cut by the attempt timeout below it counts as a failure; one cut by the overall
+//!   timeout above it is dropped inside the breaker and not counted (see "The two timeouts").
+//! - **The bulkhead** is inside the breaker, so calls rejected by an open breaker take no permit,
+//!   and a full bulkhead (a local rejection) never trips the breaker.
+//! - **The attempt timeout** is innermost: it bounds only the service, so a hung call is cut,
+//!   counted by the breaker, and retried.
 //!
 //! # The two timeouts
 //!
@@ -116,7 +161,7 @@
 //! fail is present (a timeout, the breaker, the bulkhead, or the fallback, whose handler may
 //! fail); with retry alone it is the inner service's error. The rejections keep their own types
 //! to downcast ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
-//! [`BulkheadFull`](crate::bulkhead::BulkheadFull), [`Elapsed`](crate::timeout::Elapsed)), and
+//! [`BulkheadFull`](crate::bulkhead::BulkheadFull), [`Elapsed`](crate::deadline::Elapsed)), and
 //! the inner service's errors pass through boxed, never wrapped.
 //!
 //! # Readiness

@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
+use super::Elapsed;
 use super::Scoped;
+use crate::BoxError;
 
 pin_project! {
     /// The response future of [`InboundDeadline`](super::InboundDeadline): the inner future,
@@ -61,77 +63,67 @@ impl<F> std::fmt::Debug for InboundResponseFuture<F> {
     }
 }
 
-#[cfg(feature = "timeout")]
-pub use propagate::PropagateResponseFuture;
+pin_project! {
+    /// The response future of [`PropagateDeadline`](crate::deadline::PropagateDeadline): the
+    /// inner future with its error boxed, or an [`Elapsed`] at once if the deadline had
+    /// passed when the call was made.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct PropagateResponseFuture<F> {
+        #[pin]
+        state: Propagate<F>,
+    }
+}
 
-#[cfg(feature = "timeout")]
-mod propagate {
-    use super::*;
-    use crate::BoxError;
-    use crate::timeout::Elapsed;
+pin_project! {
+    #[project = PropagateProj]
+    enum Propagate<F> {
+        Called { #[pin] future: F },
+        Passed,
+        Done,
+    }
+}
 
-    pin_project! {
-        /// The response future of [`PropagateDeadline`](crate::deadline::PropagateDeadline): the
-        /// inner future with its error boxed, or an [`Elapsed`] at once if the deadline had
-        /// passed when the call was made.
-        #[must_use = "futures do nothing unless you `.await` or poll them"]
-        pub struct PropagateResponseFuture<F> {
-            #[pin]
-            state: Propagate<F>,
+impl<F> PropagateResponseFuture<F> {
+    pub(crate) fn called(future: F) -> Self {
+        Self {
+            state: Propagate::Called { future },
         }
     }
 
-    pin_project! {
-        #[project = PropagateProj]
-        enum Propagate<F> {
-            Called { #[pin] future: F },
-            Passed,
-            Done,
+    pub(crate) fn passed() -> Self {
+        Self {
+            state: Propagate::Passed,
         }
     }
+}
 
-    impl<F> PropagateResponseFuture<F> {
-        pub(crate) fn called(future: F) -> Self {
-            Self {
-                state: Propagate::Called { future },
+impl<F, T, E> Future for PropagateResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        // Only one future to poll: the inner one. A passed deadline was decided in `call`.
+        match state.as_mut().project() {
+            PropagateProj::Called { future } => future.poll(cx).map_err(Into::into),
+            PropagateProj::Passed => {
+                state.set(Propagate::Done);
+                Poll::Ready(Err(Elapsed::inherited_deadline().not_sent().into()))
             }
-        }
-
-        pub(crate) fn passed() -> Self {
-            Self {
-                state: Propagate::Passed,
-            }
+            // Polled after completion: like a fused future, never ready again.
+            PropagateProj::Done => Poll::Pending,
         }
     }
+}
 
-    impl<F, T, E> Future for PropagateResponseFuture<F>
-    where
-        F: Future<Output = Result<T, E>>,
-        E: Into<BoxError>,
-    {
-        type Output = Result<T, BoxError>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let mut state = self.project().state;
-            // Only one future to poll: the inner one. A passed deadline was decided in `call`.
-            match state.as_mut().project() {
-                PropagateProj::Called { future } => future.poll(cx).map_err(Into::into),
-                PropagateProj::Passed => {
-                    state.set(Propagate::Done);
-                    Poll::Ready(Err(Elapsed::inherited_deadline().not_sent().into()))
-                }
-                // Polled after completion: like a fused future, never ready again.
-                PropagateProj::Done => Poll::Pending,
-            }
-        }
-    }
-
-    impl<F> std::fmt::Debug for PropagateResponseFuture<F> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            let passed = !matches!(self.state, Propagate::Called { .. });
-            f.debug_struct("PropagateResponseFuture")
-                .field("deadline_passed", &passed)
-                .finish_non_exhaustive()
-        }
+impl<F> std::fmt::Debug for PropagateResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let passed = !matches!(self.state, Propagate::Called { .. });
+        f.debug_struct("PropagateResponseFuture")
+            .field("deadline_passed", &passed)
+            .finish_non_exhaustive()
     }
 }

@@ -50,7 +50,6 @@ pub(crate) fn read(headers: &HeaderMap, name: &HeaderName, grpc: bool) -> Option
 
 /// Writes `remaining` into `headers[name]`, unless the header already holds a shorter valid
 /// timeout (a deadline is only ever narrowed).
-#[cfg(feature = "timeout")]
 pub(crate) fn write(headers: &mut HeaderMap, name: &HeaderName, grpc: bool, remaining: Duration) {
     if let Some(existing) = headers.get(name) {
         let existing = if grpc {

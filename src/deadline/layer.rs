@@ -6,8 +6,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Deadline;
-use super::future::InboundResponseFuture;
+use super::future::{InboundResponseFuture, PropagateResponseFuture};
 use super::header::{self, GRPC_TIMEOUT};
+use crate::BoxError;
 
 /// The safety margin of [`InboundDeadlineLayer::safety_margin`] when none is set: zero.
 pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::ZERO;
@@ -200,173 +201,163 @@ where
     }
 }
 
-#[cfg(feature = "timeout")]
-pub use propagate::{PropagateDeadline, PropagateDeadlineLayer};
+/// Client side: writes the time left until the call's deadline onto outgoing requests, as
+/// `grpc-timeout` and/or a header in milliseconds, and fails at once a call whose deadline
+/// has already passed.
+///
+/// The deadline is the earlier of [`Deadline::current`] and a [`Deadline`] in the request's
+/// extensions; a request with neither passes through untouched. `grpc-timeout` is written in
+/// the finest unit that fits 8 digits, rounded down; the millisecond header is rounded up (so
+/// it never reads 0, which some proxies take as "no timeout"). A header the request already
+/// carries is kept if it holds a shorter timeout.
+///
+/// A call whose deadline has passed fails with
+/// [`Elapsed`](super::Elapsed) of kind
+/// [`InheritedDeadline`](super::ElapsedKind::InheritedDeadline), without reaching
+/// the inner service. Errors are [`BoxError`]; the inner service's pass through boxed.
+///
+/// Cheap to clone; it holds only its configuration (no shared state).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Request;
+/// use steadfast::deadline::{Deadline, PropagateDeadlineLayer};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let client = ServiceBuilder::new()
+///     .layer(PropagateDeadlineLayer::new())
+///     .service(service_fn(|req: Request<()>| async move {
+///         Ok::<_, std::convert::Infallible>(req.headers()["grpc-timeout"].clone())
+///     }));
+///
+/// let sent = Deadline::after(Duration::from_millis(250))
+///     .scope(client.oneshot(Request::new(())))
+///     .await
+///     .unwrap();
+/// assert_eq!(sent, "250000u");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PropagateDeadlineLayer {
+    config: PropagateConfig,
+}
 
-#[cfg(feature = "timeout")]
-mod propagate {
-    use super::*;
-    use crate::BoxError;
-    use crate::deadline::future::PropagateResponseFuture;
+#[derive(Debug, Clone)]
+struct PropagateConfig {
+    grpc_timeout: bool,
+    header: Option<HeaderName>,
+}
 
-    /// Client side: writes the time left until the call's deadline onto outgoing requests, as
-    /// `grpc-timeout` and/or a header in milliseconds, and fails at once a call whose deadline
-    /// has already passed.
-    ///
-    /// The deadline is the earlier of [`Deadline::current`] and a [`Deadline`] in the request's
-    /// extensions; a request with neither passes through untouched. `grpc-timeout` is written in
-    /// the finest unit that fits 8 digits, rounded down; the millisecond header is rounded up (so
-    /// it never reads 0, which some proxies take as "no timeout"). A header the request already
-    /// carries is kept if it holds a shorter timeout.
-    ///
-    /// A call whose deadline has passed fails with
-    /// [`Elapsed`](crate::timeout::Elapsed) of kind
-    /// [`InheritedDeadline`](crate::timeout::ElapsedKind::InheritedDeadline), without reaching
-    /// the inner service. Errors are [`BoxError`]; the inner service's pass through boxed.
-    ///
-    /// Cheap to clone; it holds only its configuration (no shared state).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use http::Request;
-    /// use steadfast::deadline::{Deadline, PropagateDeadlineLayer};
-    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// let client = ServiceBuilder::new()
-    ///     .layer(PropagateDeadlineLayer::new())
-    ///     .service(service_fn(|req: Request<()>| async move {
-    ///         Ok::<_, std::convert::Infallible>(req.headers()["grpc-timeout"].clone())
-    ///     }));
-    ///
-    /// let sent = Deadline::after(Duration::from_millis(250))
-    ///     .scope(client.oneshot(Request::new(())))
-    ///     .await
-    ///     .unwrap();
-    /// assert_eq!(sent, "250000u");
-    /// # }
-    /// ```
-    #[derive(Debug, Clone)]
-    pub struct PropagateDeadlineLayer {
-        config: PropagateConfig,
+impl Default for PropagateDeadlineLayer {
+    fn default() -> Self {
+        Self::new()
     }
+}
 
-    #[derive(Debug, Clone)]
-    struct PropagateConfig {
-        grpc_timeout: bool,
-        header: Option<HeaderName>,
-    }
-
-    impl Default for PropagateDeadlineLayer {
-        fn default() -> Self {
-            Self::new()
+impl PropagateDeadlineLayer {
+    /// A layer that writes `grpc-timeout`.
+    pub fn new() -> Self {
+        Self {
+            config: PropagateConfig {
+                grpc_timeout: true,
+                header: None,
+            },
         }
     }
 
-    impl PropagateDeadlineLayer {
-        /// A layer that writes `grpc-timeout`.
-        pub fn new() -> Self {
-            Self {
-                config: PropagateConfig {
-                    grpc_timeout: true,
-                    header: None,
-                },
+    /// Whether to write the `grpc-timeout` header.
+    ///
+    /// Defaults to `true`.
+    pub fn grpc_timeout(mut self, write: bool) -> Self {
+        self.config.grpc_timeout = write;
+        self
+    }
+
+    /// Also write `name`, a header holding the time left in whole milliseconds.
+    ///
+    /// Defaults to none: only `grpc-timeout` is written.
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.config.header = Some(name);
+        self
+    }
+}
+
+impl<S> Layer<S> for PropagateDeadlineLayer {
+    type Service = PropagateDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PropagateDeadline {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service of [`PropagateDeadlineLayer`]; see there.
+#[derive(Debug, Clone)]
+pub struct PropagateDeadline<S> {
+    inner: S,
+    config: PropagateConfig,
+}
+
+impl<S> PropagateDeadline<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for PropagateDeadline<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = PropagateResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let deadline = match (
+            Deadline::current(),
+            request.extensions().get::<Deadline>().copied(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(Some(b))),
+            (a, b) => a.or(b),
+        };
+        if let Some(deadline) = deadline {
+            let remaining = deadline.remaining();
+            if remaining.is_zero() {
+                tracing::debug!(
+                    target: "steadfast::deadline",
+                    {
+                        timeout.kind = "deadline",
+                        timeout.before_call = true
+                    },
+                    "call failed: deadline passed"
+                );
+                return PropagateResponseFuture::passed();
+            }
+            let headers = request.headers_mut();
+            if self.config.grpc_timeout {
+                header::write(headers, &GRPC_TIMEOUT, true, remaining);
+            }
+            if let Some(name) = &self.config.header {
+                header::write(headers, name, false, remaining);
             }
         }
-
-        /// Whether to write the `grpc-timeout` header.
-        ///
-        /// Defaults to `true`.
-        pub fn grpc_timeout(mut self, write: bool) -> Self {
-            self.config.grpc_timeout = write;
-            self
-        }
-
-        /// Also write `name`, a header holding the time left in whole milliseconds.
-        ///
-        /// Defaults to none: only `grpc-timeout` is written.
-        pub fn header(mut self, name: HeaderName) -> Self {
-            self.config.header = Some(name);
-            self
-        }
-    }
-
-    impl<S> Layer<S> for PropagateDeadlineLayer {
-        type Service = PropagateDeadline<S>;
-
-        fn layer(&self, inner: S) -> Self::Service {
-            PropagateDeadline {
-                inner,
-                config: self.config.clone(),
-            }
-        }
-    }
-
-    /// The service of [`PropagateDeadlineLayer`]; see there.
-    #[derive(Debug, Clone)]
-    pub struct PropagateDeadline<S> {
-        inner: S,
-        config: PropagateConfig,
-    }
-
-    impl<S> PropagateDeadline<S> {
-        /// A reference to the inner service.
-        pub fn get_ref(&self) -> &S {
-            &self.inner
-        }
-
-        /// The inner service.
-        pub fn into_inner(self) -> S {
-            self.inner
-        }
-    }
-
-    impl<S, B> Service<Request<B>> for PropagateDeadline<S>
-    where
-        S: Service<Request<B>>,
-        S::Error: Into<BoxError>,
-    {
-        type Response = S::Response;
-        type Error = BoxError;
-        type Future = PropagateResponseFuture<S::Future>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            self.inner.poll_ready(cx).map_err(Into::into)
-        }
-
-        fn call(&mut self, mut request: Request<B>) -> Self::Future {
-            let deadline = match (
-                Deadline::current(),
-                request.extensions().get::<Deadline>().copied(),
-            ) {
-                (Some(a), Some(b)) => Some(a.min(Some(b))),
-                (a, b) => a.or(b),
-            };
-            if let Some(deadline) = deadline {
-                let remaining = deadline.remaining();
-                if remaining.is_zero() {
-                    tracing::debug!(
-                        target: "steadfast::deadline",
-                        {
-                            timeout.kind = "deadline",
-                            timeout.before_call = true
-                        },
-                        "call failed: deadline passed"
-                    );
-                    return PropagateResponseFuture::passed();
-                }
-                let headers = request.headers_mut();
-                if self.config.grpc_timeout {
-                    header::write(headers, &GRPC_TIMEOUT, true, remaining);
-                }
-                if let Some(name) = &self.config.header {
-                    header::write(headers, name, false, remaining);
-                }
-            }
-            PropagateResponseFuture::called(self.inner.call(request))
-        }
+        PropagateResponseFuture::called(self.inner.call(request))
     }
 }

@@ -68,8 +68,8 @@
 //!
 //! [`InboundDeadlineLayer`] adds no way to fail and keeps the inner error type; a malformed header
 //! is ignored, never an error. [`PropagateDeadlineLayer`] returns `BoxError`: an
-//! [`Elapsed`](crate::timeout::Elapsed) of kind
-//! [`InheritedDeadline`](crate::timeout::ElapsedKind::InheritedDeadline) when the deadline has
+//! [`Elapsed`] of kind
+//! [`InheritedDeadline`](ElapsedKind::InheritedDeadline) when the deadline has
 //! passed, or the inner error, boxed.
 //!
 //! # Readiness
@@ -83,7 +83,7 @@
 //! sets the deadline only while it polls its inner future, so the inner future is dropped
 //! outside the scope (unlike `tokio::task_local!`, which drops it inside).
 //!
-//! (The HTTP layers need the `http` feature; [`PropagateDeadlineLayer`] needs `timeout` too.)
+//! (The HTTP layers need the `http` feature.)
 //!
 #![cfg_attr(
     not(feature = "http"),
@@ -91,10 +91,7 @@
     doc = "[`InboundDeadlineLayer::current_only`]: self",
     doc = "[`ENVOY_EXPECTED_RQ_TIMEOUT_MS`]: self"
 )]
-#![cfg_attr(
-    not(all(feature = "http", feature = "timeout")),
-    doc = "[`PropagateDeadlineLayer`]: self"
-)]
+#![cfg_attr(not(feature = "http"), doc = "[`PropagateDeadlineLayer`]: self")]
 
 use std::cell::Cell;
 use std::future::Future;
@@ -106,8 +103,11 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+pub mod error;
 mod grpc_timeout;
-#[cfg(all(feature = "http", feature = "timeout"))]
+
+pub use error::{Elapsed, ElapsedKind};
+#[cfg(feature = "http")]
 pub(crate) use grpc_timeout::format_grpc_timeout_into;
 pub use grpc_timeout::{format_grpc_timeout, parse_grpc_timeout};
 
@@ -122,7 +122,7 @@ mod layer;
 pub use header::{ENVOY_EXPECTED_RQ_TIMEOUT_MS, GRPC_TIMEOUT};
 #[cfg(feature = "http")]
 pub use layer::{DEFAULT_SAFETY_MARGIN, InboundDeadline, InboundDeadlineLayer};
-#[cfg(all(feature = "http", feature = "timeout"))]
+#[cfg(feature = "http")]
 pub use layer::{PropagateDeadline, PropagateDeadlineLayer};
 
 // The deadline of the future being polled on this thread. A task-local in effect: a `Scoped`

@@ -28,11 +28,10 @@ impl Predicate for AllErrors {
     }
 }
 
-/// Only this crate's local rejections and timeouts trigger the fallback: an open circuit
-/// breaker ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen)), a full bulkhead
-/// ([`BulkheadFull`](crate::bulkhead::BulkheadFull)) and, with the `timeout` feature, a
-/// timeout ([`Elapsed`](crate::timeout::Elapsed)). Any other error, from the service itself,
-/// passes through.
+/// Only this crate's rejections and timeouts trigger the fallback: every error that
+/// [`Rejection::classify`](crate::Rejection::classify) recognizes, itself or in its source chain
+/// (an open circuit breaker, a full bulkhead, a timeout, ...). Any other error, from the service
+/// itself, passes through.
 ///
 /// This is the choice for "answer from a cache when we are shedding load or the dependency is
 /// slow, but let real errors (a 'not found', a validation error) reach the caller".
@@ -41,12 +40,7 @@ pub struct RejectionsAndTimeouts;
 
 impl Predicate for RejectionsAndTimeouts {
     fn should_fallback(&self, error: &BoxError) -> bool {
-        let error: &(dyn std::error::Error + 'static) = &**error;
-        #[cfg(feature = "timeout")]
-        if error.is::<crate::timeout::Elapsed>() {
-            return true;
-        }
-        crate::is_rejection(error)
+        !crate::Rejection::classify(&**error).is_other()
     }
 }
 
@@ -69,10 +63,9 @@ mod tests {
         assert!(!RejectionsAndTimeouts.should_fallback(&boxed(std::fmt::Error)));
     }
 
-    #[cfg(feature = "timeout")]
     #[test]
     fn rejections_and_timeouts_accepts_a_timeout() {
-        assert!(RejectionsAndTimeouts.should_fallback(&boxed(crate::timeout::Elapsed::new())));
+        assert!(RejectionsAndTimeouts.should_fallback(&boxed(crate::deadline::Elapsed::new())));
     }
 
     #[cfg(feature = "bulkhead")]

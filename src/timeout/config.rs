@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::TimeoutLayer;
-use super::error::ElapsedKind;
+use crate::deadline::ElapsedKind;
 use crate::error::ConfigError;
 
 /// The timeout of [`Builder::timeout`] when none is set: 30 seconds (Polly's default).

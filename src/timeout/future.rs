@@ -8,9 +8,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Sleep, sleep_until};
 
 use super::config::Telemetry;
-use super::error::{Elapsed, ElapsedKind};
 use crate::BoxError;
 use crate::deadline::Deadline;
+use crate::deadline::{Elapsed, ElapsedKind};
 
 pin_project! {
     /// The response future of [`Timeout`](super::Timeout): the inner future, run with the call's

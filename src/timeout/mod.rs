@@ -112,7 +112,11 @@ use crate::BoxError;
 use crate::deadline::Deadline;
 
 mod config;
-pub mod error;
+pub mod error {
+    //! The error a timeout fails a call with: [`Elapsed`], defined with the deadline it
+    //! belongs to and re-exported here.
+    pub use crate::deadline::{Elapsed, ElapsedKind};
+}
 pub mod future;
 mod layer;
 

@@ -1,4 +1,5 @@
-//! The error a timeout fails a call with: [`Elapsed`].
+//! The error a passed deadline fails a call with: [`Elapsed`], from a
+//! [`TimeoutLayer`](crate::timeout::TimeoutLayer), retry or the deadline layers.
 
 use std::fmt;
 
@@ -17,7 +18,8 @@ use std::fmt;
 ///
 /// ```
 /// use std::time::Duration;
-/// use steadfast::timeout::{Elapsed, ElapsedKind, TimeoutLayer};
+/// use steadfast::deadline::{Elapsed, ElapsedKind};
+/// use steadfast::timeout::TimeoutLayer;
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -73,6 +75,7 @@ impl Elapsed {
     }
 
     /// The layer's own timeout fired.
+    #[allow(dead_code)] // used by the timeout layer
     pub(crate) fn timeout() -> Self {
         Self::with_kind(ElapsedKind::Timeout)
     }
@@ -83,6 +86,7 @@ impl Elapsed {
         Self::with_kind(ElapsedKind::InheritedDeadline)
     }
 
+    #[allow(dead_code)] // used by the timeout layer
     pub(crate) fn with_kind(kind: ElapsedKind) -> Self {
         Self {
             kind,
@@ -92,6 +96,7 @@ impl Elapsed {
 
     /// The deadline had already passed when the call was made, so it was failed without being
     /// sent.
+    #[allow(dead_code)] // used by the timeout, retry and deadline layers
     pub(crate) fn not_sent(mut self) -> Self {
         self.before_call = true;
         self
