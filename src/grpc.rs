@@ -134,7 +134,7 @@ fn rejection_status(rejection: Rejection<'_>) -> Option<Status> {
         Rejection::CircuitOpen(open) => Status::unavailable(format!(
             "rejected by the circuit breaker ({}); retry after {} ms",
             open.state(),
-            pushback_millis(open.retry_after())
+            crate::clock::millis_ceil(open.retry_after())
         )),
         #[cfg(feature = "bulkhead")]
         Rejection::BulkheadFull(full) => Status::resource_exhausted(full.to_string()),
@@ -144,7 +144,7 @@ fn rejection_status(rejection: Rejection<'_>) -> Option<Status> {
     if let Some(retry_after) = rejection.retry_after() {
         status.metadata_mut().insert(
             RETRY_PUSHBACK_KEY,
-            MetadataValue::from(pushback_millis(retry_after)),
+            MetadataValue::from(crate::clock::millis_ceil(retry_after)),
         );
     }
     Some(traced(status, rejection.kind()))
@@ -159,26 +159,8 @@ fn traced(status: Status, kind: &'static str) -> Status {
     status
 }
 
-/// A duration in whole milliseconds, rounded up so a client never comes back early.
-fn pushback_millis(duration: std::time::Duration) -> u64 {
-    let millis = duration.as_millis() + u128::from(duration.subsec_nanos() % 1_000_000 != 0);
-    u64::try_from(millis).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn pushback_rounds_up_to_whole_milliseconds() {
-        use super::pushback_millis;
-        use std::time::Duration;
-
-        assert_eq!(pushback_millis(Duration::ZERO), 0);
-        assert_eq!(pushback_millis(Duration::from_nanos(1)), 1);
-        assert_eq!(pushback_millis(Duration::from_millis(250)), 250);
-        assert_eq!(pushback_millis(Duration::from_micros(250_001)), 251);
-        assert_eq!(pushback_millis(Duration::MAX), u64::MAX);
-    }
-
     #[test]
     fn a_timeout_is_deadline_exceeded() {
         use super::*;

@@ -90,6 +90,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod classify;
+mod clock;
 pub mod deadline;
 mod error;
 mod random;

@@ -202,7 +202,7 @@ impl<S> Bulkhead<S> {
         tracing::debug!(
             bulkhead.name = %shared.name,
             bulkhead.max_concurrent_calls = shared.max_concurrent_calls,
-            bulkhead.waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+            bulkhead.waited_ms = crate::clock::millis(waited),
             "bulkhead full"
         );
         #[cfg(feature = "metrics")]
@@ -217,7 +217,7 @@ impl<S> Bulkhead<S> {
     fn start_wait(&mut self) {
         tracing::trace!(
             bulkhead.name = %self.shared.name,
-            bulkhead.max_wait_ms = u64::try_from(self.shared.max_wait.as_millis()).unwrap_or(u64::MAX),
+            bulkhead.max_wait_ms = crate::clock::millis(self.shared.max_wait),
             "bulkhead waiting for a permit"
         );
         match &mut self.wait {

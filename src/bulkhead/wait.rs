@@ -12,9 +12,6 @@ use tokio::time::{Instant, Sleep};
 use super::state::{Admit, Permit, Shared};
 use crate::sync::Arc;
 
-/// About 30 years: the deadline of a wait whose `max_wait` would overflow the clock.
-const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-
 pin_project! {
     /// One service's wait for a permit. Boxed and kept by the service, so it is allocated on the
     /// first wait only and reset for the next.
@@ -102,9 +99,7 @@ impl Registration {
 
 fn deadline(shared: &Shared) -> (Instant, Instant) {
     let started = Instant::now();
-    let deadline = started
-        .checked_add(shared.max_wait)
-        .unwrap_or_else(|| started + FAR_FUTURE);
+    let deadline = crate::clock::saturating_add(started, shared.max_wait);
     (started, deadline)
 }
 

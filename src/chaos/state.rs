@@ -147,7 +147,7 @@ impl Core {
                     // A sleep outside a runtime would panic: send the call as it is.
                     tracing::warn!(
                         chaos.name = %self.config.name,
-                        chaos.delay_ms = delay.as_millis() as u64,
+                        chaos.delay_ms = crate::clock::millis(delay),
                         "chaos cannot delay a call outside a tokio runtime; sent it undelayed"
                     );
                     return Decision::Pass;
@@ -156,7 +156,7 @@ impl Core {
                 tracing::debug!(
                     chaos.name = %self.config.name,
                     chaos.kind = "latency",
-                    chaos.delay_ms = delay.as_millis() as u64,
+                    chaos.delay_ms = crate::clock::millis(delay),
                     "chaos delayed a call"
                 );
                 #[cfg(feature = "metrics")]

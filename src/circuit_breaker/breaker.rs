@@ -183,7 +183,7 @@ impl Breaker {
             SlidingWindow::Count(n) => Window::Count(CountWindow::new(n)),
             SlidingWindow::Time(d) => {
                 let bucket_ms = config.bucket_ms();
-                let buckets = (d.as_millis() as u64).div_ceil(bucket_ms);
+                let buckets = crate::clock::millis(d).div_ceil(bucket_ms);
                 Window::Time(TimeWindow::new(bucket_ms, buckets))
             }
         };
@@ -219,7 +219,7 @@ impl Breaker {
     /// `wait_in_open` in ms, the hint of a forced-open or full half-open rejection.
     #[inline]
     fn wait_in_open_ms(&self) -> u64 {
-        u64::try_from(self.config.wait_in_open.as_millis()).unwrap_or(u64::MAX)
+        crate::clock::millis(self.config.wait_in_open)
     }
 
     /// Whether a finished call needs the clock: to time it (slow calls) or to find its bucket.
@@ -231,9 +231,7 @@ impl Breaker {
     /// Milliseconds since the breaker's epoch, rounded up, so that `until` compares equal at the
     /// exact instant an interval ends.
     fn ms_since_epoch(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.epoch);
-        let sub_ms = u64::from(since.subsec_nanos()).div_ceil(1_000_000);
-        since.as_secs().saturating_mul(1000).saturating_add(sub_ms)
+        crate::clock::millis_ceil(now.saturating_duration_since(self.epoch))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -350,7 +348,7 @@ impl Breaker {
             // Its start is still being written: it has only just begun.
             return false;
         }
-        let max_wait = self.config.max_wait_in_half_open.as_millis() as u64;
+        let max_wait = crate::clock::millis(self.config.max_wait_in_half_open);
         now_ms.saturating_sub(since & SINCE_MS_MASK) >= max_wait
     }
 

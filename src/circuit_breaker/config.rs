@@ -426,6 +426,6 @@ impl Config {
     }
 
     pub(crate) fn bucket_ms(&self) -> u64 {
-        self.bucket_width.as_millis().max(1) as u64
+        crate::clock::millis(self.bucket_width).max(1)
     }
 }

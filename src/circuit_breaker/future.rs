@@ -53,8 +53,8 @@ impl<C> Guard<C> {
     /// timed).
     #[inline]
     pub(crate) fn new(shared: Arc<Shared<C>>, permit: Permit) -> Self {
-        // Below a timeout's `call`, the instant it read (see `deadline::call_now`).
-        let start = shared.times_calls.then(crate::deadline::call_now);
+        // Below a timeout's `call`, the instant it read (see `clock::call_now`).
+        let start = shared.times_calls.then(crate::clock::call_now);
         Self {
             shared,
             permit,

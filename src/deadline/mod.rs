@@ -97,11 +97,12 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::thread::LocalKey;
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
+
+use crate::clock::Enter;
 
 pub mod error;
 mod grpc_timeout;
@@ -134,59 +135,13 @@ thread_local! {
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
 }
 
-#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
-thread_local! {
-    // The instant the innermost `Timeout::call` on this thread read, while its inner `call` runs
-    // (see `call_scope`); `None` outside one.
-    static CALL_NOW: Cell<Option<Instant>> = const { Cell::new(None) };
-}
-
-/// Now, as read by the innermost timeout whose inner `call` is running on this thread, or
-/// from the clock outside one.
-///
-/// A call goes down a stack synchronously: the `call` of every layer below a timeout runs
-/// within nanoseconds of the instant the timeout read. Reusing it makes one clock read serve
-/// a call through any number of nested timeouts (an overall and a per-attempt one) and the
-/// breaker's slow-call timing below them. What it gets is early by the time the synchronous
-/// `call`s in between take (nanoseconds, for layers that do not block in `call`): a nested
-/// deadline that much earlier, a call timed that much longer; never the other way.
-#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
-#[inline]
-pub(crate) fn call_now() -> Instant {
-    CALL_NOW.get().unwrap_or_else(Instant::now)
-}
-
 /// Runs `f` (a layer's inner `call`) with `deadline` as the current deadline and `now`, the
-/// instant the layer read, as [`call_now`].
+/// instant the layer read, lent as [`call_now`](crate::clock::call_now).
 #[cfg(feature = "timeout")]
 #[inline]
 pub(crate) fn call_scope<R>(deadline: Deadline, now: Instant, f: impl FnOnce() -> R) -> R {
-    let _now = Enter::new(&CALL_NOW, now);
+    let _now = crate::clock::lend(now);
     deadline.sync_scope(f)
-}
-
-/// Sets one of this module's thread-locals until dropped, then restores the previous value
-/// (also when the code in the scope panics).
-struct Enter<T: Copy + 'static> {
-    key: &'static LocalKey<Cell<Option<T>>>,
-    previous: Option<T>,
-}
-
-impl<T: Copy + 'static> Enter<T> {
-    #[inline]
-    fn new(key: &'static LocalKey<Cell<Option<T>>>, value: T) -> Self {
-        Self {
-            key,
-            previous: key.replace(Some(value)),
-        }
-    }
-}
-
-impl<T: Copy + 'static> Drop for Enter<T> {
-    #[inline]
-    fn drop(&mut self) {
-        self.key.set(self.previous);
-    }
 }
 
 pin_project! {
@@ -243,7 +198,7 @@ impl Deadline {
     /// A deadline `timeout` from now. A timeout too large for the clock saturates at about 30 years.
     pub fn after(timeout: Duration) -> Self {
         Self {
-            at: saturating_add(Instant::now(), timeout),
+            at: crate::clock::saturating_add(Instant::now(), timeout),
         }
     }
 
@@ -301,17 +256,10 @@ impl Deadline {
     }
 }
 
-/// `now + timeout`, saturating at about 30 years for a timeout too large for the clock.
-pub(crate) fn saturating_add(now: Instant, timeout: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-    now.checked_add(timeout)
-        .or_else(|| now.checked_add(FAR))
-        .unwrap_or(now)
-}
-
 #[cfg(all(test, feature = "timeout", not(steadfast_loom)))]
 mod tests {
     use super::*;
+    use crate::clock::call_now;
 
     // Instants an hour ahead, which the clock cannot reach during the test (and which, unlike
     // one an hour back, exist on a machine that booted minutes ago).

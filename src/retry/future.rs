@@ -221,8 +221,8 @@ where
             tracing::debug!(
                 retry.name = %shared.name,
                 retry.attempt = attempt + 1,
-                retry.delay_ms = delay.as_millis() as u64,
-                retry.remaining_ms = remaining.as_millis() as u64,
+                retry.delay_ms = crate::clock::millis(delay),
+                retry.remaining_ms = crate::clock::millis(remaining),
                 retry.outcome = Outcome::Deadline.as_str(),
                 "retry skipped: it cannot finish before the deadline"
             );
@@ -250,7 +250,7 @@ where
         retry.name = %shared.name,
         retry.attempt = attempt + 1,
         retry.max_attempts = shared.max_attempts,
-        retry.delay_ms = delay.as_millis() as u64,
+        retry.delay_ms = crate::clock::millis(delay),
         retry.cause = cause(&result),
         "retrying"
     );
@@ -325,7 +325,7 @@ where
                             tracing::debug!(
                                 retry.name = %shared.name,
                                 retry.attempt = *this.attempt + 1,
-                                retry.remaining_ms = remaining.as_millis() as u64,
+                                retry.remaining_ms = crate::clock::millis(remaining),
                                 "retry abandoned: too little time left before the deadline"
                             );
                             let last = last.take();

@@ -190,8 +190,8 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         // One clock read per call: the own deadline, and whether the effective one has passed.
         // Below another timeout's `call`, its read is reused (see `call_now`).
-        let now = crate::deadline::call_now();
-        let own = Deadline::at(crate::deadline::saturating_add(now, self.timeout));
+        let now = crate::clock::call_now();
+        let own = Deadline::at(crate::clock::saturating_add(now, self.timeout));
         let (deadline, kind) = match Deadline::current() {
             Some(inherited) if inherited < own => (inherited, ElapsedKind::InheritedDeadline),
             _ => (own, ElapsedKind::Timeout),
