@@ -64,10 +64,37 @@ where
 }
 
 fn steadfast_layer() -> steadfast::bulkhead::BulkheadLayer {
+    steadfast_layer_of(LIMIT)
+}
+
+fn steadfast_layer_of(limit: usize) -> steadfast::bulkhead::BulkheadLayer {
     steadfast::bulkhead::BulkheadLayer::builder()
-        .max_concurrent_calls(LIMIT)
+        .max_concurrent_calls(limit)
         .build()
         .unwrap()
+}
+
+/// An error type of the service's own, as most services have (not `Infallible`, whose error
+/// paths the compiler removes).
+#[derive(Debug)]
+struct OwnError;
+
+impl std::fmt::Display for OwnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("own error")
+    }
+}
+
+impl std::error::Error for OwnError {}
+
+fn own_error() -> impl Service<u64, Response = u64, Error = OwnError, Future: Send> + Clone + Send {
+    service_fn(|x: u64| async move {
+        if x == u64::MAX {
+            Err(OwnError)
+        } else {
+            Ok(x)
+        }
+    })
 }
 
 fn tower_resilience_layer() -> tower_resilience::bulkhead::BulkheadLayer {
@@ -109,6 +136,20 @@ fn uncontended(c: &mut Criterion) {
 
     let mut service = tower_resilience_layer().layer(bare());
     group.bench_function("tower-resilience bulkhead", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
+    // Another shape: the service has its own error type, and the limit is 1,024.
+    let mut service = own_error();
+    group.bench_function("own error: bare service_fn", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+    let mut service = steadfast_layer_of(1024).layer(own_error());
+    group.bench_function("own error, 1024: steadfast BulkheadLayer", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+    let mut service = tower::limit::ConcurrencyLimitLayer::new(1024).layer(own_error());
+    group.bench_function("own error, 1024: tower ConcurrencyLimit", |b| {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
 
