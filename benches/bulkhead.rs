@@ -88,13 +88,7 @@ impl std::fmt::Display for OwnError {
 impl std::error::Error for OwnError {}
 
 fn own_error() -> impl Service<u64, Response = u64, Error = OwnError, Future: Send> + Clone + Send {
-    service_fn(|x: u64| async move {
-        if x == u64::MAX {
-            Err(OwnError)
-        } else {
-            Ok(x)
-        }
-    })
+    service_fn(|x: u64| async move { if x == u64::MAX { Err(OwnError) } else { Ok(x) } })
 }
 
 fn tower_resilience_layer() -> tower_resilience::bulkhead::BulkheadLayer {
