@@ -451,15 +451,15 @@ impl Breaker {
 
     /// Whether `totals` call for opening: enough calls, and a rate at or above its threshold.
     fn exceeds_thresholds(&self, totals: Totals, minimum_calls: u32) -> bool {
-        if totals.calls == 0 || totals.calls < minimum_calls {
+        if totals.calls == 0 || totals.calls < u64::from(minimum_calls) {
             return false;
         }
-        let calls = f64::from(totals.calls);
+        let calls = totals.calls as f64;
         // Divide rather than multiply the threshold: `3.0 / 10.0 == 0.3` holds in floating
         // point, `0.3 * 10.0 == 3.0` does not, and the threshold is inclusive.
-        f64::from(totals.failures) / calls >= self.config.failure_rate_threshold
+        totals.failures as f64 / calls >= self.config.failure_rate_threshold
             || (self.config.slow_call_duration.is_some()
-                && f64::from(totals.slow) / calls >= self.config.slow_call_rate_threshold)
+                && totals.slow as f64 / calls >= self.config.slow_call_rate_threshold)
     }
 
     /// Closed → Open, if the breaker is still closed in the generation that judged it.
@@ -498,9 +498,9 @@ impl Breaker {
             }
             // Every probe is in: judge them as a fresh window.
             let probes = Totals {
-                calls: completed,
-                failures: failed,
-                slow,
+                calls: u64::from(completed),
+                failures: u64::from(failed),
+                slow: u64::from(slow),
             };
             Some(if self.exceeds_thresholds(probes, 1) {
                 let now_ms = self.ms_since_epoch(end.unwrap_or_else(Instant::now));
@@ -603,9 +603,9 @@ impl Breaker {
                 Window::Time(window) => window.totals(word.generation(), self.ms_since_epoch(now)),
             },
             KIND_HALF_OPEN => Totals {
-                calls: word.completed(),
-                failures: word.failed(),
-                slow: word.slow(),
+                calls: u64::from(word.completed()),
+                failures: u64::from(word.failed()),
+                slow: u64::from(word.slow()),
             },
             _ => Totals::default(),
         };

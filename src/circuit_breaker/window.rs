@@ -25,11 +25,14 @@ impl Sample {
 
 /// What a window holds, for the trip decision and for snapshots. Counts may read below zero
 /// for an instant while concurrent recorders reconcile; they are clamped here.
+///
+/// 64-bit: a time window of [`MAX_BUCKETS`] buckets, each counting up to 2^24 - 1 calls, holds
+/// up to 1.7 × 10^11 calls, which a `u32` sum would overflow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
-    pub(crate) calls: u32,
-    pub(crate) failures: u32,
-    pub(crate) slow: u32,
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
 }
 
 /// What recording a sample did.
@@ -154,7 +157,7 @@ impl CountTotals {
     }
 
     fn totals(self) -> Totals {
-        let clamp = |n: i16| n.max(0) as u32;
+        let clamp = |n: i16| n.max(0) as u64;
         Totals {
             calls: clamp(self.calls),
             failures: clamp(self.failures),
@@ -359,7 +362,7 @@ impl TaggedCounter {
     }
 
     /// The count, if it is of `generation` and one of the `buckets` buckets up to `index`.
-    fn read(&self, generation: Generation, index: u64, buckets: u64) -> u32 {
+    fn read(&self, generation: Generation, index: u64, buckets: u64) -> u64 {
         let word = self.0.load(Ordering::Acquire);
         let tag = word >> COUNT_BITS;
         if (tag >> INDEX_BITS) as Generation != generation || word == 0 {
@@ -367,7 +370,7 @@ impl TaggedCounter {
         }
         let age = index.wrapping_sub(tag) & INDEX_MASK;
         if age < buckets {
-            (word & COUNT_MASK) as u32
+            word & COUNT_MASK
         } else {
             0
         }
@@ -616,6 +619,37 @@ mod tests {
         assert_eq!(w.record(0, OK, 3_001), Recorded::NoChange);
         // Another generation sees nothing.
         assert_eq!(w.totals(1, 3_001), Totals::default());
+    }
+
+    #[test]
+    fn time_window_sums_past_u32() {
+        // 300 full buckets of 2^24 - 1 calls each: 5 × 10^9 calls, more than a u32 holds (a
+        // u32 sum panicked here in debug builds and wrapped to a wrong rate in release).
+        let buckets = 300;
+        let w = TimeWindow::new(10, buckets);
+        for index in 0..buckets {
+            let full = (bucket_tag(0, index) << COUNT_BITS) | COUNT_MASK;
+            let bucket = &w.slots[index as usize];
+            bucket.calls.0.store(full, Ordering::Relaxed);
+            if index % 2 == 0 {
+                bucket.failures.0.store(full, Ordering::Relaxed);
+            }
+        }
+        let now_ms = (buckets - 1) * 10;
+        let expected = buckets * COUNT_MASK;
+        assert!(expected > u64::from(u32::MAX));
+        assert_eq!(
+            w.totals(0, now_ms),
+            Totals {
+                calls: expected,
+                failures: expected / 2,
+                slow: 0
+            }
+        );
+        // A failure in the last bucket (full of calls, none failed): its call count stays
+        // saturated, its failure count becomes one.
+        let t = counted(w.record(0, FAIL, now_ms));
+        assert_eq!((t.calls, t.failures), (expected, expected / 2 + 1));
     }
 
     #[test]
