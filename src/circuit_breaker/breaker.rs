@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::config::{Config, SlidingWindow};
+use super::config::{Config, MIN_WAIT_IN_OPEN, SlidingWindow};
 use super::state::{
     Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
     StateWord,
@@ -558,7 +558,8 @@ impl Breaker {
             let unit = self.next_random() * 2.0 - 1.0; // [-1, 1)
             wait *= 1.0 + backoff.jitter * unit;
         }
-        (wait * 1000.0).ceil().max(1.0) as u64
+        // The floor keeps the generation's reuse bound (`state.rs`) under any jitter.
+        (wait * 1000.0).ceil().max(MIN_WAIT_IN_OPEN.as_millis() as f64) as u64
     }
 
     /// A fraction in [0, 1) from the breaker's generator, exact under a fixed seed.

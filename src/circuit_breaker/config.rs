@@ -33,8 +33,12 @@ pub const DEFAULT_BUCKET_WIDTH: Duration = Duration::from_secs(1);
 /// Defaults to `"default"`, the `name` label of metrics and events.
 pub const DEFAULT_NAME: &str = "default";
 
-/// The longest `wait_in_open` or `max_wait_in_open`: one year.
+/// The longest `wait_in_open`, `open_backoff` max or `max_wait_in_half_open`: one year.
 const MAX_OPEN_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest `wait_in_open`, and the floor of every jittered open interval. It bounds how fast
+/// the 16-bit generation can wrap: see "Generation reuse" in `state.rs`. (Polly's floor for the
+/// same setting is 500 ms.)
+pub(crate) const MIN_WAIT_IN_OPEN: Duration = Duration::from_millis(100);
 /// The smallest bucket of a time window.
 const MIN_BUCKET_WIDTH: Duration = Duration::from_millis(10);
 
@@ -206,8 +210,9 @@ impl<C> Builder<C> {
         self
     }
 
-    /// How long the breaker stays open before it lets probes through. More than zero, at most a
-    /// year.
+    /// How long the breaker stays open before it lets probes through. At least 100 ms (a
+    /// breaker that flaps faster would reuse its generation numbers within minutes, and a
+    /// backend that fails needs longer than that to recover anyway), at most a year.
     ///
     /// Defaults to 30 seconds.
     pub fn wait_in_open(mut self, wait: Duration) -> Self {
@@ -227,7 +232,8 @@ impl<C> Builder<C> {
     }
 
     /// Spreads each open interval by up to ± this fraction of itself, so that many instances that
-    /// opened together do not probe together. In [0, 1).
+    /// opened together do not probe together. In [0, 1). A jittered interval is never shorter
+    /// than 100 ms, the least `wait_in_open`.
     ///
     /// Defaults to 0.0 (no jitter).
     pub fn open_jitter(mut self, fraction: f64) -> Self {
@@ -336,6 +342,23 @@ fn check_positive(field: &'static str, value: Duration, max: Duration) -> Result
     }
 }
 
+fn check_duration(
+    field: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        Err(ConfigError::new(
+            field,
+            &format!("at least {min:?} and at most {max:?}"),
+            value,
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 impl Config {
     fn validate(mut self) -> Result<Self, ConfigError> {
         check_fraction("failure_rate_threshold", self.failure_rate_threshold)?;
@@ -373,7 +396,12 @@ impl Config {
         if let Some(k) = self.consecutive_failures {
             check_range("consecutive_failures", k, 1, u32::MAX)?;
         }
-        check_positive("wait_in_open", self.wait_in_open, MAX_OPEN_WAIT)?;
+        check_duration(
+            "wait_in_open",
+            self.wait_in_open,
+            MIN_WAIT_IN_OPEN,
+            MAX_OPEN_WAIT,
+        )?;
         let backoff = self.open_backoff;
         if !(backoff.multiplier >= 1.0 && backoff.multiplier <= 1000.0) {
             return Err(ConfigError::new(

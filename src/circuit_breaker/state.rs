@@ -21,8 +21,23 @@
 //! - `generation` grows by one (mod 2^16) on every transition. A call remembers the generation
 //!   it was admitted in; its outcome counts only if the generation is still current, so an outcome
 //!   from before a transition never extends an Open, never counts in a newer window and never
-//!   closes a newer half-open. A generation is only reused after 65 536 transitions, far longer
-//!   than any call is in flight.
+//!   closes a newer half-open (nor frees one of its probe slots). See "Generation reuse".
+//!
+//! # Generation reuse
+//!
+//! A generation is reused after 65 536 transitions, and the windows' `is_newer` tells older from
+//! newer over half that, 32 768. What bounds how soon that comes is the configuration: every
+//! cycle the breaker makes on its own passes through Open, each open interval lasts at least
+//! `MIN_WAIT_IN_OPEN` (100 ms: the least `wait_in_open`, and the floor of a jittered interval;
+//! see `config.rs`), and a cycle makes at most three transitions (Closed → Open → HalfOpen →
+//! Closed, or HalfOpen → Open → HalfOpen in two). So a breaker that flaps as fast as it can
+//! reuses a generation after at least 65 536 / 3 × 100 ms ≈ 36 minutes, and `is_newer` holds for
+//! at least 18 minutes; with the default `wait_in_open` (30 s), 7.5 and 3.8 days. A call or probe
+//! in flight longer than that could count against another generation (a probe slot freed in the
+//! wrong half-open, an outcome in the wrong window); a `max_wait_in_half_open` and a timeout
+//! below the breaker keep calls far shorter. Transitions made by hand (`force_open`, `disable`,
+//! `reset`) are not bounded: an application that calls them thousands of times a second
+//! shortens the bound accordingly.
 //! - Half-open counters: `in_flight` probes admitted and not yet finished; `completed` probes that
 //!   finished with a success or a failure; of those, `failed` and `slow`. Invariant:
 //!   `in_flight + completed <= half_open_calls <= MAX_HALF_OPEN_CALLS`, and `failed, slow <=
