@@ -481,32 +481,10 @@ impl Breaker {
         slow: bool,
         end: Option<Instant>,
     ) {
-        let cap = self.config.half_open_calls;
+        let mut reopen_until = None;
         let judged = self.state.transition(self.state.load(), |w| {
-            if w.kind() != KIND_HALF_OPEN || w.generation() != generation || w.in_flight() == 0 {
-                return None; // stale: this half-open is over
-            }
-            let in_flight = w.in_flight() - 1;
-            if outcome == Outcome::Ignored {
-                return Some(w.with_probes(in_flight, w.completed(), w.failed(), w.slow()));
-            }
-            let completed = w.completed() + 1;
-            let failed = w.failed() + u32::from(outcome == Outcome::Failure);
-            let slow = w.slow() + u32::from(slow);
-            if completed < cap {
-                return Some(w.with_probes(in_flight, completed, failed, slow));
-            }
-            // Every probe is in: judge them as a fresh window.
-            let probes = Totals {
-                calls: u64::from(completed),
-                failures: u64::from(failed),
-                slow: u64::from(slow),
-            };
-            Some(if self.exceeds_thresholds(probes, 1) {
-                let now_ms = self.ms_since_epoch(end.unwrap_or_else(Instant::now));
-                w.to_open(now_ms.saturating_add(self.open_wait_ms(true)))
-            } else {
-                w.to_closed()
+            self.judge_probe(w, generation, outcome, slow, || {
+                *reopen_until.get_or_insert_with(|| self.reopen_until_ms(end))
             })
         });
         if let Ok((old, new)) = judged {
@@ -514,6 +492,52 @@ impl Breaker {
                 self.entered(old, new, 0);
             }
         }
+    }
+
+    /// The end of the open interval a re-open starts now: reads the clock (unless `end` is
+    /// given) and draws the jitter.
+    fn reopen_until_ms(&self, end: Option<Instant>) -> u64 {
+        let now_ms = self.ms_since_epoch(end.unwrap_or_else(Instant::now));
+        now_ms.saturating_add(self.open_wait_ms(true))
+    }
+
+    /// The word after a probe of `generation` finished with `outcome`, or `None` if that
+    /// half-open is over. A pure function of `w` apart from `reopen_until`, which the caller
+    /// memoises: the compare-and-swap may run this again (contention, or a spurious failure of
+    /// `compare_exchange_weak`), and a second clock read or jitter draw would make a seeded
+    /// breaker's intervals depend on the interleaving.
+    fn judge_probe(
+        &self,
+        w: Packed,
+        generation: Generation,
+        outcome: Outcome,
+        slow: bool,
+        reopen_until: impl FnOnce() -> u64,
+    ) -> Option<Packed> {
+        if w.kind() != KIND_HALF_OPEN || w.generation() != generation || w.in_flight() == 0 {
+            return None; // stale: this half-open is over
+        }
+        let in_flight = w.in_flight() - 1;
+        if outcome == Outcome::Ignored {
+            return Some(w.with_probes(in_flight, w.completed(), w.failed(), w.slow()));
+        }
+        let completed = w.completed() + 1;
+        let failed = w.failed() + u32::from(outcome == Outcome::Failure);
+        let slow = w.slow() + u32::from(slow);
+        if completed < self.config.half_open_calls {
+            return Some(w.with_probes(in_flight, completed, failed, slow));
+        }
+        // Every probe is in: judge them as a fresh window.
+        let probes = Totals {
+            calls: u64::from(completed),
+            failures: u64::from(failed),
+            slow: u64::from(slow),
+        };
+        Some(if self.exceeds_thresholds(probes, 1) {
+            w.to_open(reopen_until())
+        } else {
+            w.to_closed()
+        })
     }
 
     /// Reports a transition this thread made and does what the new state needs.
@@ -648,7 +672,7 @@ impl Breaker {
     }
 
     /// Puts the breaker straight into half-open, for the loom models (which cannot wait).
-    #[cfg(all(test, steadfast_loom))]
+    #[cfg(test)]
     pub(crate) fn enter_half_open_for_test(&self) {
         let word = self.state.load();
         let _ = self.state.transition(word, |w| Some(w.to_half_open(0)));
@@ -694,6 +718,40 @@ mod tests {
             (Admission::Rejected(a), Admission::Rejected(b)) => a == b,
             _ => false,
         }
+    }
+
+    #[test]
+    fn a_repeated_judgement_reads_the_clock_and_draws_the_jitter_once() {
+        use crate::random::nth;
+
+        let seed = 11;
+        let breaker = super::super::CircuitBreakerLayer::builder()
+            .half_open_calls(1)
+            .open_jitter(0.5)
+            .seed(seed)
+            .build()
+            .unwrap()
+            .breaker()
+            .clone();
+        breaker.enter_half_open_for_test();
+        let Admission::Permitted(probe) = breaker.admit() else {
+            panic!("the first caller probes");
+        };
+        let word = breaker.state.load();
+        let end = Instant::now();
+        // What `record_probe` hands the compare-and-swap loop; a failed CAS runs it again.
+        let mut reopen_until = None;
+        let mut judge = |w| {
+            breaker.judge_probe(w, probe.generation, Outcome::Failure, false, || {
+                *reopen_until.get_or_insert_with(|| breaker.reopen_until_ms(Some(end)))
+            })
+        };
+        let first = judge(word).expect("the probe is current");
+        let again = judge(word).expect("still current");
+        assert_eq!(first, again, "a retried CAS stores the same interval");
+        assert_eq!(first.kind(), KIND_OPEN);
+        // Exactly one number was drawn: the generator's next is the seed's second.
+        assert_eq!(breaker.rng.next_u64(), nth(seed, 1));
     }
 
     proptest! {

@@ -37,7 +37,7 @@ impl<C> CircuitBreakerLayer<C> {
         }
     }
 
-    #[cfg(all(test, steadfast_loom))]
+    #[cfg(test)]
     pub(crate) fn breaker(&self) -> &Arc<Breaker> {
         &self.breaker
     }
