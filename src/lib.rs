@@ -129,6 +129,7 @@
 pub mod classify;
 pub mod deadline;
 mod error;
+mod field;
 mod random;
 mod sync;
 

@@ -18,6 +18,7 @@ use super::telemetry::{CallKind, Listener, Telemetry};
 use super::window::{ConsecutiveFailures, CountWindow, Recorded, Sample, TimeWindow, Totals};
 use super::{CircuitOpen, Snapshot, State};
 use crate::classify::Outcome;
+use crate::field::Field;
 use crate::random::{AtomicSplitMix64, random_seed};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -46,14 +47,16 @@ pub(crate) enum Admission {
 }
 
 /// A rejection, packed into one word so that it moves from `poll_ready` to `call` to the future
-/// as a single register: `| retry_after ms:56 | state:8 |`, the ms at most 48 bits (8 900
-/// years) so that it fits a [`Ticket`] too. Unpacked into a [`CircuitOpen`] only when the error
+/// as a single register: `| 0:8 | retry_after ms:48 | state:8 |`, 56 bits so that it fits a
+/// [`Ticket`]'s payload (48 bits of ms are 8 900 years). Unpacked into a [`CircuitOpen`] only when the error
 /// is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rejection(u64);
 
 impl Rejection {
-    const MAX_MS: u64 = (1 << 48) - 1;
+    const STATE: Field = Field::new(0, 8);
+    const RETRY_AFTER_MS: Field = Self::STATE.next(48);
+    const MAX_MS: u64 = Self::RETRY_AFTER_MS.max();
 
     fn new(state: State, retry_after_ms: u64) -> Self {
         let ms = retry_after_ms.min(Self::MAX_MS);
@@ -62,16 +65,19 @@ impl Rejection {
             State::ForcedOpen => 2,
             _ => 0,
         };
-        Self(ms << 8 | state)
+        Self(Self::RETRY_AFTER_MS.put(ms) | Self::STATE.put(state))
     }
 
     pub(crate) fn error(self) -> CircuitOpen {
-        let state = match self.0 & 0xff {
+        let state = match Self::STATE.get(self.0) {
             1 => State::HalfOpen,
             2 => State::ForcedOpen,
             _ => State::Open,
         };
-        CircuitOpen::new(state, Duration::from_millis(self.0 >> 8))
+        CircuitOpen::new(
+            state,
+            Duration::from_millis(Self::RETRY_AFTER_MS.get(self.0)),
+        )
     }
 }
 
@@ -87,8 +93,8 @@ pub(crate) struct Ticket(u64);
 
 impl Ticket {
     pub(crate) const NONE: Self = Self(0);
-    const TAG_BITS: u32 = 8;
-    const TAG_MASK: u64 = (1 << Self::TAG_BITS) - 1;
+    const TAG: Field = Field::new(0, 8);
+    const PAYLOAD: Field = Self::TAG.next(56);
     const TAG_REJECTED: u64 = 4;
 
     #[inline(always)]
@@ -104,7 +110,7 @@ impl Ticket {
             }
             Admission::Rejected(rejection) => (rejection.0, Self::TAG_REJECTED),
         };
-        Self(payload << Self::TAG_BITS | tag)
+        Self(Self::PAYLOAD.put(payload) | Self::TAG.put(tag))
     }
 
     #[inline(always)]
@@ -114,15 +120,15 @@ impl Ticket {
 
     #[inline(always)]
     pub(crate) fn is_rejected(self) -> bool {
-        self.0 & Self::TAG_MASK == Self::TAG_REJECTED
+        Self::TAG.get(self.0) == Self::TAG_REJECTED
     }
 
     /// The admission, leaving none.
     #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<Admission> {
         let Self(word) = std::mem::replace(self, Self::NONE);
-        let payload = word >> Self::TAG_BITS;
-        let kind = match word & Self::TAG_MASK {
+        let payload = Self::PAYLOAD.get(word);
+        let kind = match Self::TAG.get(word) {
             0 => return None,
             1 => PermitKind::Normal,
             2 => PermitKind::Probe,
@@ -141,9 +147,9 @@ enum Window {
     Time(TimeWindow),
 }
 
-/// `| generation:16 | ms since epoch:48 |` of the latest half-open's start.
-const SINCE_MS_BITS: u32 = 48;
-const SINCE_MS_MASK: u64 = (1 << SINCE_MS_BITS) - 1;
+/// `half_open_since`: `| generation:16 | ms since epoch:48 |` of the latest half-open's start.
+const SINCE_MS: Field = Field::new(0, 48);
+const SINCE_GENERATION: Field = SINCE_MS.next(16);
 
 /// The shared breaker.
 ///
@@ -346,12 +352,12 @@ impl Breaker {
             return false;
         }
         let since = self.half_open_since.load(Ordering::Acquire);
-        if (since >> SINCE_MS_BITS) as Generation != word.generation() {
+        if SINCE_GENERATION.get(since) as Generation != word.generation() {
             // Its start is still being written: it has only just begun.
             return false;
         }
         let max_wait = self.config.max_wait_in_half_open.as_millis() as u64;
-        now_ms.saturating_sub(since & SINCE_MS_MASK) >= max_wait
+        now_ms.saturating_sub(SINCE_MS.get(since)) >= max_wait
     }
 
     /// Moves a half-open breaker back to open (its probes failed or never finished).
@@ -544,8 +550,8 @@ impl Breaker {
     fn entered(&self, old: Packed, new: Packed, now_ms: u64) {
         match new.kind() {
             KIND_HALF_OPEN => {
-                let since =
-                    (u64::from(new.generation()) << SINCE_MS_BITS) | (now_ms & SINCE_MS_MASK);
+                let since = SINCE_GENERATION.put(u64::from(new.generation()))
+                    | SINCE_MS.put(now_ms.min(SINCE_MS.max()));
                 self.half_open_since.store(since, Ordering::Release);
             }
             KIND_OPEN if old.kind() == KIND_HALF_OPEN => {
@@ -583,7 +589,9 @@ impl Breaker {
             wait *= 1.0 + backoff.jitter * unit;
         }
         // The floor keeps the generation's reuse bound (`state.rs`) under any jitter.
-        (wait * 1000.0).ceil().max(MIN_WAIT_IN_OPEN.as_millis() as f64) as u64
+        (wait * 1000.0)
+            .ceil()
+            .max(MIN_WAIT_IN_OPEN.as_millis() as f64) as u64
     }
 
     /// A fraction in [0, 1) from the breaker's generator, exact under a fixed seed.

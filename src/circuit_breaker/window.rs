@@ -8,6 +8,7 @@
 //! window, and a reset is O(1).
 
 use super::state::{Generation, is_newer};
+use crate::field::Field;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// One finished call, as the window counts it.
@@ -94,21 +95,26 @@ pub(crate) struct CountWindow {
     totals: AtomicU64,
 }
 
-const SLOT_PRESENT: u32 = 1;
-const SLOT_FAILURE: u32 = 1 << 1;
-const SLOT_SLOW: u32 = 1 << 2;
-const SLOT_GEN_SHIFT: u32 = 16;
+/// The fields of a slot (a `u32`, read through the 64-bit helpers).
+const SLOT_PRESENT: Field = Field::new(0, 1);
+const SLOT_FAILURE: Field = SLOT_PRESENT.next(1);
+const SLOT_SLOW: Field = SLOT_FAILURE.next(1);
+const SLOT_GENERATION: Field = Field::new(16, 16);
+const _: () = assert!(SLOT_GENERATION.end() == u32::BITS);
 
 fn slot_pack(generation: Generation, sample: Sample) -> u32 {
-    let mut bits = SLOT_PRESENT;
-    if sample.failure {
-        bits |= SLOT_FAILURE;
-    }
-    if sample.slow {
-        bits |= SLOT_SLOW;
-    }
-    (u32::from(generation) << SLOT_GEN_SHIFT) | bits
+    let word = SLOT_GENERATION.put(u64::from(generation))
+        | SLOT_PRESENT.put(1)
+        | SLOT_FAILURE.put(u64::from(sample.failure))
+        | SLOT_SLOW.put(u64::from(sample.slow));
+    word as u32 // every field ends below bit 32 (asserted above)
 }
+
+/// The fields of the count window's totals word: three signed 16-bit counts and the generation.
+const TOTAL_CALLS: Field = Field::new(0, 16);
+const TOTAL_FAILURES: Field = TOTAL_CALLS.next(16);
+const TOTAL_SLOW: Field = TOTAL_FAILURES.next(16);
+const TOTAL_GENERATION: Field = TOTAL_SLOW.next(16);
 
 /// The signed counts of the count window's totals word, with its generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,28 +136,29 @@ impl CountTotals {
     }
 
     fn decode(word: u64) -> Self {
+        // `as u16 as i16`: the fields hold two's-complement 16-bit counts.
         Self {
-            calls: word as u16 as i16,
-            failures: (word >> 16) as u16 as i16,
-            slow: (word >> 32) as u16 as i16,
-            generation: (word >> 48) as u16,
+            calls: TOTAL_CALLS.get(word) as u16 as i16,
+            failures: TOTAL_FAILURES.get(word) as u16 as i16,
+            slow: TOTAL_SLOW.get(word) as u16 as i16,
+            generation: TOTAL_GENERATION.get(word) as Generation,
         }
     }
 
     fn encode(self) -> u64 {
-        u64::from(self.calls as u16)
-            | (u64::from(self.failures as u16) << 16)
-            | (u64::from(self.slow as u16) << 32)
-            | (u64::from(self.generation) << 48)
+        TOTAL_CALLS.put(u64::from(self.calls as u16))
+            | TOTAL_FAILURES.put(u64::from(self.failures as u16))
+            | TOTAL_SLOW.put(u64::from(self.slow as u16))
+            | TOTAL_GENERATION.put(u64::from(self.generation))
     }
 
     /// Adds (`sign` = 1) or removes (`sign` = -1) one slot's contribution.
     fn apply(&mut self, slot: u32, sign: i16) {
         self.calls = self.calls.wrapping_add(sign);
-        if slot & SLOT_FAILURE != 0 {
+        if SLOT_FAILURE.is_set(u64::from(slot)) {
             self.failures = self.failures.wrapping_add(sign);
         }
-        if slot & SLOT_SLOW != 0 {
+        if SLOT_SLOW.is_set(u64::from(slot)) {
             self.slow = self.slow.wrapping_add(sign);
         }
     }
@@ -242,8 +249,9 @@ impl CountWindow {
             if totals.generation == generation {
                 next.apply(new_slot, 1);
             }
-            if old_slot & SLOT_PRESENT != 0
-                && (old_slot >> SLOT_GEN_SHIFT) as Generation == totals.generation
+            let old = u64::from(old_slot);
+            if SLOT_PRESENT.is_set(old)
+                && SLOT_GENERATION.get(old) as Generation == totals.generation
             {
                 next.apply(old_slot, -1);
             }
@@ -290,13 +298,14 @@ impl CountWindow {
 /// The largest number of buckets in a time window.
 pub(crate) const MAX_BUCKETS: u64 = 10_000;
 
-/// Bits of a bucket index kept in a counter's tag. Indexes are ms-since-epoch / width, so they
-/// wrap after 2^24 buckets (46 hours at the smallest width, 10 ms): a bucket untouched for exactly
-/// that long is the only way an old count could be read as current.
-const INDEX_BITS: u32 = 24;
-const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
-const COUNT_BITS: u32 = 24;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// A bucket's tag: `| generation:16 | bucket index:24 |`. Indexes are ms-since-epoch / width,
+/// kept modulo 2^24, so they wrap after 2^24 buckets (46 hours at the smallest width, 10 ms): a
+/// bucket untouched for exactly that long is the only way an old count could be read as current.
+const TAG_INDEX: Field = Field::new(0, 24);
+const TAG_GENERATION: Field = TAG_INDEX.next(16);
+/// A counter: `| tag:40 | count:24 |`.
+const COUNT: Field = Field::new(0, 24);
+const TAG: Field = COUNT.next(TAG_GENERATION.end());
 
 /// A counter that knows which bucket of which generation it counts for.
 ///
@@ -316,20 +325,26 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 struct TaggedCounter(AtomicU64);
 
 fn bucket_tag(generation: Generation, index: u64) -> u64 {
-    (u64::from(generation) << INDEX_BITS) | (index & INDEX_MASK)
+    TAG_GENERATION.put(u64::from(generation)) | TAG_INDEX.put(TAG_INDEX.wrap(index))
+}
+
+fn tag_generation(tag: u64) -> Generation {
+    TAG_GENERATION.get(tag) as Generation
+}
+
+/// How many buckets `index` is past the bucket of `tag`, modulo 2^24.
+fn buckets_since(index: u64, tag: u64) -> u64 {
+    TAG_INDEX.wrap(index.wrapping_sub(TAG_INDEX.get(tag)))
 }
 
 /// Whether tag `a` belongs to a newer generation, or the same generation and a later bucket.
 fn tag_is_newer(a: u64, b: u64) -> bool {
-    let (gen_a, gen_b) = (
-        (a >> INDEX_BITS) as Generation,
-        (b >> INDEX_BITS) as Generation,
-    );
+    let (gen_a, gen_b) = (tag_generation(a), tag_generation(b));
     if gen_a != gen_b {
         return is_newer(gen_a, gen_b);
     }
-    let ahead = (a.wrapping_sub(b)) & INDEX_MASK;
-    ahead != 0 && ahead < (1 << (INDEX_BITS - 1))
+    let ahead = buckets_since(TAG_INDEX.get(a), b);
+    ahead != 0 && ahead <= TAG_INDEX.max() / 2
 }
 
 impl TaggedCounter {
@@ -340,14 +355,14 @@ impl TaggedCounter {
     fn add(&self, tag: u64) {
         let mut word = self.0.load(Ordering::Acquire);
         loop {
-            let (current, count) = (word >> COUNT_BITS, word & COUNT_MASK);
+            let (current, count) = (TAG.get(word), COUNT.get(word));
             let next = if current == tag {
-                if count == COUNT_MASK {
+                if count == COUNT.max() {
                     return;
                 }
-                word + 1
+                COUNT.set(word, count + 1)
             } else if tag_is_newer(tag, current) || word == 0 {
-                (tag << COUNT_BITS) | 1
+                TAG.put(tag) | COUNT.put(1)
             } else {
                 return;
             };
@@ -364,13 +379,12 @@ impl TaggedCounter {
     /// The count, if it is of `generation` and one of the `buckets` buckets up to `index`.
     fn read(&self, generation: Generation, index: u64, buckets: u64) -> u64 {
         let word = self.0.load(Ordering::Acquire);
-        let tag = word >> COUNT_BITS;
-        if (tag >> INDEX_BITS) as Generation != generation || word == 0 {
+        let tag = TAG.get(word);
+        if tag_generation(tag) != generation || word == 0 {
             return 0;
         }
-        let age = index.wrapping_sub(tag) & INDEX_MASK;
-        if age < buckets {
-            word & COUNT_MASK
+        if buckets_since(index, tag) < buckets {
+            COUNT.get(word)
         } else {
             0
         }
@@ -395,12 +409,15 @@ struct Bucket {
 pub(crate) struct TimeWindow {
     bucket_ms: u64,
     slots: Box<[Bucket]>,
-    /// The tag of the latest bucket that counted a failure or a slow call, with `BAD_PRESENT`.
+    /// The tag of the latest bucket that counted a failure or a slow call:
+    /// `| present:1 | 0:23 | tag:40 |`.
     last_bad: AtomicU64,
 }
 
+/// The tag in `last_bad`.
+const BAD_TAG: Field = Field::new(0, TAG.bits());
 /// Marks `last_bad` as set (a tag alone may be 0).
-const BAD_PRESENT: u64 = 1 << 63;
+const BAD_PRESENT: Field = Field::new(63, 1);
 
 impl TimeWindow {
     pub(crate) fn new(bucket_ms: u64, buckets: u64) -> Self {
@@ -431,9 +448,11 @@ impl TimeWindow {
             // Successes can trip the breaker only by carrying the window over `minimum_calls`
             // while it holds failures; with none in the window, nothing can change.
             let last_bad = self.last_bad.load(Ordering::Acquire);
-            let last_gen = ((last_bad & !BAD_PRESENT) >> INDEX_BITS) as Generation;
-            let age = index.wrapping_sub(last_bad) & INDEX_MASK;
-            if last_bad & BAD_PRESENT == 0 || last_gen != generation || age >= self.buckets() {
+            let bad_tag = BAD_TAG.get(last_bad);
+            if !BAD_PRESENT.is_set(last_bad)
+                || tag_generation(bad_tag) != generation
+                || buckets_since(index, bad_tag) >= self.buckets()
+            {
                 return Recorded::NoChange;
             }
         } else {
@@ -452,10 +471,10 @@ impl TimeWindow {
     /// must leave the later tag).
     fn note_bad(&self, tag: u64) {
         let mut current = self.last_bad.load(Ordering::Acquire);
-        while current & BAD_PRESENT == 0 || tag_is_newer(tag, current & !BAD_PRESENT) {
+        while !BAD_PRESENT.is_set(current) || tag_is_newer(tag, BAD_TAG.get(current)) {
             match self.last_bad.compare_exchange_weak(
                 current,
-                tag | BAD_PRESENT,
+                BAD_PRESENT.put(1) | BAD_TAG.put(tag),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -495,8 +514,8 @@ impl TimeWindow {
 /// Self-contained word; `AcqRel` CAS, `Acquire` loads.
 pub(crate) struct ConsecutiveFailures(AtomicU64);
 
-const RUN_COUNT_BITS: u32 = 48;
-const RUN_COUNT_MASK: u64 = (1 << RUN_COUNT_BITS) - 1;
+const RUN_COUNT: Field = Field::new(0, 48);
+const RUN_GENERATION: Field = RUN_COUNT.next(16);
 
 impl ConsecutiveFailures {
     pub(crate) fn new() -> Self {
@@ -507,7 +526,7 @@ impl ConsecutiveFailures {
     #[inline]
     pub(crate) fn is_clear(&self, generation: Generation) -> bool {
         let word = self.0.load(Ordering::Acquire);
-        word & RUN_COUNT_MASK == 0 || (word >> RUN_COUNT_BITS) as Generation != generation
+        RUN_COUNT.get(word) == 0 || RUN_GENERATION.get(word) as Generation != generation
     }
 
     /// Counts a failure (`failure`) or ends the run; returns the run's length afterwards, or
@@ -515,19 +534,19 @@ impl ConsecutiveFailures {
     pub(crate) fn record(&self, generation: Generation, failure: bool) -> Option<u64> {
         let mut word = self.0.load(Ordering::Acquire);
         loop {
-            let current = (word >> RUN_COUNT_BITS) as Generation;
-            let count = word & RUN_COUNT_MASK;
+            let current = RUN_GENERATION.get(word) as Generation;
+            let count = RUN_COUNT.get(word);
             let same = current == generation;
             if !same && !is_newer(generation, current) {
                 return None;
             }
             let next_count = match (failure, same) {
-                (true, true) => (count + 1).min(RUN_COUNT_MASK),
+                (true, true) => (count + 1).min(RUN_COUNT.max()),
                 (true, false) => 1,
                 (false, true) if count == 0 => return Some(0),
                 (false, _) => 0,
             };
-            let next = (u64::from(generation) << RUN_COUNT_BITS) | next_count;
+            let next = RUN_GENERATION.put(u64::from(generation)) | RUN_COUNT.put(next_count);
             match self
                 .0
                 .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
@@ -628,7 +647,7 @@ mod tests {
         let buckets = 300;
         let w = TimeWindow::new(10, buckets);
         for index in 0..buckets {
-            let full = (bucket_tag(0, index) << COUNT_BITS) | COUNT_MASK;
+            let full = TAG.put(bucket_tag(0, index)) | COUNT.put(COUNT.max());
             let bucket = &w.slots[index as usize];
             bucket.calls.0.store(full, Ordering::Relaxed);
             if index % 2 == 0 {
@@ -636,7 +655,7 @@ mod tests {
             }
         }
         let now_ms = (buckets - 1) * 10;
-        let expected = buckets * COUNT_MASK;
+        let expected = buckets * COUNT.max();
         assert!(expected > u64::from(u32::MAX));
         assert_eq!(
             w.totals(0, now_ms),
