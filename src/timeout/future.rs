@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tokio::time::{Sleep, sleep_until};
 
-use super::config::Telemetry;
+use super::telemetry::Telemetry;
 use super::error::{Elapsed, ElapsedKind};
 use crate::BoxError;
 use crate::deadline::Deadline;
