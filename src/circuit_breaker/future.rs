@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::breaker::{Breaker, Permit, PermitKind, Rejection};
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
+use crate::completion::polled_after_completion;
 
 /// What a service instance shares with the futures it makes: the breaker and the classifier.
 ///
@@ -121,6 +122,8 @@ pin_project! {
     enum Kind<F> {
         Called { #[pin] future: F },
         Rejected { rejection: Rejection },
+        // Answered; the inner future is gone.
+        Done,
     }
 }
 
@@ -151,18 +154,21 @@ where
 
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.kind.project() {
+        let mut this = self.project();
+        let result = match this.kind.as_mut().project() {
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
                 // Finished in place rather than moved out: the guard is dropped with the future.
                 if let Some(guard) = this.guard.as_mut() {
                     guard.finish(&result);
                 }
-                Poll::Ready(result.map_err(Into::into))
+                result.map_err(Into::into)
             }
-            KindProj::Rejected { rejection } => Poll::Ready(Err(Box::new(rejection.error()))),
-        }
+            KindProj::Rejected { rejection } => Err(Box::new(rejection.error()) as BoxError),
+            KindProj::Done => polled_after_completion("circuit_breaker::ResponseFuture"),
+        };
+        this.kind.set(Kind::Done);
+        Poll::Ready(result)
     }
 }
 
@@ -171,6 +177,7 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
         let kind = match &self.kind {
             Kind::Called { .. } => "called",
             Kind::Rejected { .. } => "rejected",
+            Kind::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)

@@ -17,6 +17,7 @@ use super::replay::Resend;
 use super::state::{BudgetState, Withdraw, Withdrawal};
 use super::telemetry::Outcome;
 use crate::classify::is_local_rejection;
+use crate::completion::polled_after_completion;
 use crate::deadline::Deadline;
 use crate::sync::Arc;
 
@@ -350,8 +351,7 @@ where
                     let future = service.call(request);
                     this.state.set(State::Called { future });
                 }
-                // Polled after completion: there is nothing more to give.
-                StateProj::Done => return Poll::Pending,
+                StateProj::Done => polled_after_completion("retry::ResponseFuture"),
             }
         }
     }
@@ -365,7 +365,8 @@ fn finish<F, Res, E>(
     state.set(State::Done);
     match last {
         Some(result) => Poll::Ready(result),
-        None => Poll::Pending,
+        // `last` is taken only here, as the state becomes `Done`.
+        None => polled_after_completion("retry::ResponseFuture"),
     }
 }
 

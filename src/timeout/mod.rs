@@ -121,8 +121,8 @@ pub use config::{Builder, DEFAULT_NAME, DEFAULT_TIMEOUT};
 pub use error::{Elapsed, ElapsedKind};
 pub use layer::TimeoutLayer;
 
-use telemetry::Telemetry;
 use future::ResponseFuture;
+use telemetry::Telemetry;
 
 /// Fails calls to `S` that are not answered within a timeout; see the [module docs](self).
 ///
