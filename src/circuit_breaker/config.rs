@@ -1,6 +1,8 @@
 //! The breaker's builder, its defaults and their validation.
 
 use std::fmt;
+// std's `Arc` for the name and the listener, written once at build and never raced on; the
+// breaker's own `Arc` is `crate::sync`'s, so that the loom models see it.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -324,7 +326,7 @@ impl<C> Builder<C> {
         let config = self.config.validate()?;
         let breaker = Breaker::new(config, self.listener);
         Ok(CircuitBreakerLayer::from_parts(
-            Arc::new(breaker),
+            crate::sync::Arc::new(breaker),
             self.classifier,
         ))
     }

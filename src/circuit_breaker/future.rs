@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -13,6 +12,7 @@ use super::breaker::{Breaker, Permit, PermitKind, Rejection};
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
 use crate::completion::polled_after_completion;
+use crate::sync::Arc;
 
 /// What a service instance shares with the futures it makes: the breaker and the classifier.
 ///

@@ -169,7 +169,6 @@ mod window;
 mod loom_tests;
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -188,6 +187,7 @@ use self::breaker::{Admission, Breaker, Ticket};
 use self::future::{Guard, ResponseFuture, Shared};
 use crate::BoxError;
 use crate::classify::{Classify, ErrorsAsFailures};
+use crate::sync::Arc;
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,13 +2,15 @@
 //! observed availability (MTBF, MTTR) and, with the `metrics` feature, metric handles registered
 //! once when the breaker is built.
 
-use std::sync::{Arc, Mutex, PoisonError};
+// std's `Arc` for the name and the listener (immutable, and loom's `Arc` cannot hold a `dyn`).
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::State;
 use crate::classify::Outcome;
+use crate::sync::{Mutex, MutexGuard};
 
 /// A change of the breaker's state, as given to
 /// [`on_transition`](super::Builder::on_transition).
@@ -194,7 +196,7 @@ impl Uptime {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Periods> {
+    fn lock(&self) -> MutexGuard<'_, Periods> {
         // Nothing in the lock can panic, but a poisoned lock still holds consistent sums.
         self.periods.lock().unwrap_or_else(PoisonError::into_inner)
     }

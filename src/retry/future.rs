@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use super::telemetry::Outcome;
 use crate::classify::is_local_rejection;
 use crate::completion::polled_after_completion;
 use crate::deadline::Deadline;
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex};
 
 /// What one retry service and its clones share with their futures: the layer's configuration
 /// and a replica of the inner service, made when the layer wrapped it.
