@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::BulkheadLayer;
-use super::state::{Permits, Shared};
+use super::state::{Permits, Semaphore};
 use crate::error::{ConfigError, check_range};
 use crate::sync::Arc;
 
@@ -108,7 +108,7 @@ impl Builder {
         };
 
         Ok(BulkheadLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Semaphore {
                 permits: Permits::new(max),
                 notify: std::sync::Arc::new(Notify::new()),
                 max_concurrent_calls: max,

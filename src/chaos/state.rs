@@ -47,7 +47,7 @@ const OUTAGE: u32 = 1 << 1;
 
 /// What to do with one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub(crate) enum Verdict {
     /// Send it at once.
     Pass,
     /// Send it after this delay.
@@ -122,16 +122,16 @@ impl Core {
 
     /// Decides one call. Off, or on with nothing to inject: one atomic load.
     #[inline]
-    pub(crate) fn decide(&self) -> Decision {
+    pub(crate) fn decide(&self) -> Verdict {
         let flags = self.flags.load(Ordering::Relaxed);
         if flags & ENABLED == 0 || (flags & OUTAGE == 0 && !self.config.has_faults()) {
-            return Decision::Pass;
+            return Verdict::Pass;
         }
         self.judge(flags)
     }
 
     #[inline(never)]
-    fn judge(&self, flags: u32) -> Decision {
+    fn judge(&self, flags: u32) -> Verdict {
         let z = nth(self.config.seed, self.calls.fetch_add(1, Ordering::Relaxed));
         if flags & OUTAGE != 0 || self.in_scheduled_outage(Instant::now()) {
             return self.fail(FaultKind::Outage);
@@ -150,7 +150,7 @@ impl Core {
                         chaos.delay_ms = delay.as_millis() as u64,
                         "chaos cannot delay a call outside a tokio runtime; sent it undelayed"
                     );
-                    return Decision::Pass;
+                    return Verdict::Pass;
                 }
                 self.delays.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -161,13 +161,13 @@ impl Core {
                 );
                 #[cfg(feature = "metrics")]
                 self.metrics.latency.increment(1);
-                return Decision::Delay(delay);
+                return Verdict::Delay(delay);
             }
         }
-        Decision::Pass
+        Verdict::Pass
     }
 
-    fn fail(&self, kind: FaultKind) -> Decision {
+    fn fail(&self, kind: FaultKind) -> Verdict {
         let counter = match kind {
             FaultKind::Error => &self.errors,
             FaultKind::Outage => &self.outages,
@@ -183,7 +183,7 @@ impl Core {
             FaultKind::Error => self.metrics.error.increment(1),
             FaultKind::Outage => self.metrics.outage.increment(1),
         }
-        Decision::Fail(kind)
+        Verdict::Fail(kind)
     }
 
     fn in_scheduled_outage(&self, now: Instant) -> bool {

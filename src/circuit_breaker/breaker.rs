@@ -15,7 +15,7 @@ use super::state::{
     StateWord,
 };
 use super::telemetry::{CallKind, Listener, Telemetry};
-use super::window::{ConsecutiveFailures, CountWindow, Recorded, Sample, TimeWindow, Totals};
+use super::window::{ConsecutiveFailures, CountWindow, Sample, TimeWindow, Totals, WindowUpdate};
 use super::{CircuitOpen, Snapshot, State};
 use crate::classify::Outcome;
 use crate::field::Field;
@@ -24,7 +24,7 @@ use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// What a caller was allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PermitKind {
+pub(crate) enum PermissionKind {
     /// Closed: the outcome goes to the window.
     Normal,
     /// Half-open: one of the probe slots; the outcome judges the probes.
@@ -35,15 +35,15 @@ pub(crate) enum PermitKind {
 
 /// Permission for one call, stamped with the generation that gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Permit {
-    pub(crate) kind: PermitKind,
+pub(crate) struct Permission {
+    pub(crate) kind: PermissionKind,
     pub(crate) generation: Generation,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Admission {
-    Permitted(Permit),
-    Rejected(Rejection),
+    Permitted(Permission),
+    Rejected(PackedRejection),
 }
 
 /// A rejection, packed into one word so that it moves from `poll_ready` to `call` to the future
@@ -51,9 +51,9 @@ pub(crate) enum Admission {
 /// [`Ticket`]'s payload (48 bits of ms are 8 900 years). Unpacked into a [`CircuitOpen`] only when the error
 /// is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rejection(u64);
+pub(crate) struct PackedRejection(u64);
 
-impl Rejection {
+impl PackedRejection {
     const STATE: Field = Field::new(0, 8);
     const RETRY_AFTER_MS: Field = Self::STATE.next(48);
     const MAX_MS: u64 = Self::RETRY_AFTER_MS.max();
@@ -85,7 +85,7 @@ impl Rejection {
 ///
 /// `| payload:56 | tag:8 |`: tag 0 is none; 1, 2 and 3 are a permit (normal, probe,
 /// passthrough) whose payload is its generation; 4 is a rejection whose payload is the
-/// [`Rejection`] word. The service stores and loads it whole: an enum of mixed-width fields
+/// [`PackedRejection`] word. The service stores and loads it whole: an enum of mixed-width fields
 /// written in `poll_ready` and read back in `call` stalls store-to-load forwarding, which cost
 /// more than the rest of a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,9 +102,9 @@ impl Ticket {
         let (payload, tag) = match admission {
             Admission::Permitted(permit) => {
                 let tag = match permit.kind {
-                    PermitKind::Normal => 1,
-                    PermitKind::Probe => 2,
-                    PermitKind::Passthrough => 3,
+                    PermissionKind::Normal => 1,
+                    PermissionKind::Probe => 2,
+                    PermissionKind::Passthrough => 3,
                 };
                 (u64::from(permit.generation), tag)
             }
@@ -130,12 +130,12 @@ impl Ticket {
         let payload = Self::PAYLOAD.get(word);
         let kind = match Self::TAG.get(word) {
             0 => return None,
-            1 => PermitKind::Normal,
-            2 => PermitKind::Probe,
-            3 => PermitKind::Passthrough,
-            _ => return Some(Admission::Rejected(Rejection(payload))),
+            1 => PermissionKind::Normal,
+            2 => PermissionKind::Probe,
+            3 => PermissionKind::Passthrough,
+            _ => return Some(Admission::Rejected(PackedRejection(payload))),
         };
-        Some(Admission::Permitted(Permit {
+        Some(Admission::Permitted(Permission {
             kind,
             generation: payload as Generation,
         }))
@@ -251,12 +251,12 @@ impl Breaker {
     pub(crate) fn admit(&self) -> Admission {
         let word = self.state.load();
         match word.kind() {
-            KIND_CLOSED => Admission::Permitted(Permit {
-                kind: PermitKind::Normal,
+            KIND_CLOSED => Admission::Permitted(Permission {
+                kind: PermissionKind::Normal,
                 generation: word.generation(),
             }),
-            KIND_DISABLED => Admission::Permitted(Permit {
-                kind: PermitKind::Passthrough,
+            KIND_DISABLED => Admission::Permitted(Permission {
+                kind: PermissionKind::Passthrough,
                 generation: word.generation(),
             }),
             KIND_FORCED_OPEN => self.reject(State::ForcedOpen, self.wait_in_open_ms(), word),
@@ -270,10 +270,10 @@ impl Breaker {
         let now_ms = self.ms_since_epoch(Instant::now());
         loop {
             let generation = word.generation();
-            let permit = |kind| Admission::Permitted(Permit { kind, generation });
+            let permit = |kind| Admission::Permitted(Permission { kind, generation });
             match word.kind() {
-                KIND_CLOSED => return permit(PermitKind::Normal),
-                KIND_DISABLED => return permit(PermitKind::Passthrough),
+                KIND_CLOSED => return permit(PermissionKind::Normal),
+                KIND_DISABLED => return permit(PermissionKind::Passthrough),
                 KIND_FORCED_OPEN => {
                     return self.reject(State::ForcedOpen, self.wait_in_open_ms(), word);
                 }
@@ -289,8 +289,8 @@ impl Breaker {
                     {
                         Ok((old, new)) => {
                             self.entered(old, new, now_ms);
-                            return Admission::Permitted(Permit {
-                                kind: PermitKind::Probe,
+                            return Admission::Permitted(Permission {
+                                kind: PermissionKind::Probe,
                                 generation: new.generation(),
                             });
                         }
@@ -306,7 +306,7 @@ impl Breaker {
                             w.with_probes(w.in_flight() + 1, w.completed(), w.failed(), w.slow())
                         })
                     }) {
-                        Ok(_) => return permit(PermitKind::Probe),
+                        Ok(_) => return permit(PermissionKind::Probe),
                         Err(current) if current.generation() != generation => word = current,
                         Err(current) => {
                             if self.half_open_expired(current, now_ms) {
@@ -335,12 +335,12 @@ impl Breaker {
         let shadow = self.shadow.load(Ordering::Relaxed);
         self.telemetry.not_permitted(state, retry_after_ms, shadow);
         if shadow {
-            Admission::Permitted(Permit {
-                kind: PermitKind::Passthrough,
+            Admission::Permitted(Permission {
+                kind: PermissionKind::Passthrough,
                 generation: word.generation(),
             })
         } else {
-            Admission::Rejected(Rejection::new(state, retry_after_ms))
+            Admission::Rejected(PackedRejection::new(state, retry_after_ms))
         }
     }
 
@@ -379,28 +379,28 @@ impl Breaker {
     /// [`needs_end_time`](Self::needs_end_time).
     pub(crate) fn record(
         &self,
-        permit: Permit,
+        permit: Permission,
         outcome: Outcome,
         slow: bool,
         end: Option<Instant>,
     ) {
         self.telemetry.call(CallKind::of(outcome, slow));
         match permit.kind {
-            PermitKind::Passthrough => {}
-            PermitKind::Normal => {
+            PermissionKind::Passthrough => {}
+            PermissionKind::Normal => {
                 if outcome != Outcome::Ignored {
                     self.record_closed(permit.generation, outcome == Outcome::Failure, slow, end);
                 }
             }
-            PermitKind::Probe => self.record_probe(permit.generation, outcome, slow, end),
+            PermissionKind::Probe => self.record_probe(permit.generation, outcome, slow, end),
         }
     }
 
     /// Whether a success of `permit` changes nothing and needs no recording: closed, a count
     /// window full of successes, no failure run. One or two loads; the healthy path.
     #[inline]
-    pub(crate) fn absorbs_success(&self, permit: Permit) -> bool {
-        let absorbed = permit.kind == PermitKind::Normal
+    pub(crate) fn absorbs_success(&self, permit: Permission) -> bool {
+        let absorbed = permit.kind == PermissionKind::Normal
             && match &self.window {
                 Window::Count(window) => window.absorbs_success(permit.generation),
                 Window::Time(_) => false,
@@ -417,8 +417,8 @@ impl Breaker {
 
     /// Gives back the slot of a probe that will never finish (its future was dropped).
     #[inline]
-    pub(crate) fn release(&self, permit: Permit) {
-        if permit.kind == PermitKind::Probe {
+    pub(crate) fn release(&self, permit: Permission) {
+        if permit.kind == PermissionKind::Probe {
             self.record_probe(permit.generation, Outcome::Ignored, false, None);
         }
     }
@@ -448,7 +448,7 @@ impl Breaker {
                 window.record(generation, sample, self.ms_since_epoch(now))
             }
         };
-        if let Recorded::Counted(totals) = recorded {
+        if let WindowUpdate::Counted(totals) = recorded {
             if self.exceeds_thresholds(totals, self.config.minimum_calls) {
                 self.trip(word, end);
             }
@@ -702,9 +702,9 @@ mod tests {
 
     fn admission() -> impl Strategy<Value = Admission> {
         let kind = prop_oneof![
-            Just(PermitKind::Normal),
-            Just(PermitKind::Probe),
-            Just(PermitKind::Passthrough),
+            Just(PermissionKind::Normal),
+            Just(PermissionKind::Probe),
+            Just(PermissionKind::Passthrough),
         ];
         let state = prop_oneof![
             Just(State::Open),
@@ -713,10 +713,10 @@ mod tests {
         ];
         prop_oneof![
             (kind, any::<Generation>()).prop_map(|(kind, generation)| {
-                Admission::Permitted(Permit { kind, generation })
+                Admission::Permitted(Permission { kind, generation })
             }),
-            (state, 0..=Rejection::MAX_MS)
-                .prop_map(|(state, ms)| Admission::Rejected(Rejection::new(state, ms))),
+            (state, 0..=PackedRejection::MAX_MS)
+                .prop_map(|(state, ms)| Admission::Rejected(PackedRejection::new(state, ms))),
         ]
     }
 
@@ -776,9 +776,9 @@ mod tests {
 
         #[test]
         fn a_rejection_keeps_its_state_and_hint(ms in any::<u64>()) {
-            let error = Rejection::new(State::Open, ms).error();
+            let error = PackedRejection::new(State::Open, ms).error();
             prop_assert_eq!(error.state(), State::Open);
-            prop_assert_eq!(error.retry_after(), Duration::from_millis(ms.min(Rejection::MAX_MS)));
+            prop_assert_eq!(error.retry_after(), Duration::from_millis(ms.min(PackedRejection::MAX_MS)));
         }
     }
 }

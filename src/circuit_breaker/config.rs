@@ -1,5 +1,6 @@
 //! The breaker's builder, its defaults and their validation.
 
+use std::borrow::Cow;
 use std::fmt;
 // std's `Arc` for the name and the listener, written once at build and never raced on; the
 // breaker's own `Arc` is `crate::sync`'s, so that the loom models see it.
@@ -143,8 +144,8 @@ impl<C> Builder<C> {
     /// Names this breaker in metrics (the `name` label) and events (`circuit_breaker.name`).
     ///
     /// Defaults to `"default"`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = Arc::from(name.into());
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.config.name = Arc::from(&*name.into());
         self
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::breaker::{Admission, Breaker, Permit, PermitKind};
-use super::window::{ConsecutiveFailures, Recorded, Sample, TimeWindow, Totals};
+use super::breaker::{Admission, Breaker, Permission, PermissionKind};
+use super::window::{ConsecutiveFailures, Sample, TimeWindow, Totals, WindowUpdate};
 use super::{CircuitBreakerLayer, SlidingWindow, State};
 use crate::classify::Outcome;
 use crate::sync::Arc;
@@ -29,7 +29,7 @@ fn breaker(half_open_calls: u32, transitions: Option<Arc<AtomicUsize>>) -> Arc<B
     builder.build().unwrap().breaker().clone()
 }
 
-fn permit(admission: Admission) -> Option<Permit> {
+fn permit(admission: Admission) -> Option<Permission> {
     match admission {
         Admission::Permitted(permit) => Some(permit),
         Admission::Rejected(_) => None,
@@ -48,13 +48,13 @@ fn loom_probe_cap_holds() {
             })
             .collect();
         let mine = permit(breaker.admit());
-        let mut probes: Vec<Permit> = threads
+        let mut probes: Vec<Permission> = threads
             .into_iter()
             .filter_map(|t| t.join().unwrap())
             .collect();
         probes.extend(mine);
         assert_eq!(probes.len(), 1, "exactly one probe of three callers");
-        assert_eq!(probes[0].kind, PermitKind::Probe);
+        assert_eq!(probes[0].kind, PermissionKind::Probe);
         assert_eq!(breaker.snapshot().probes_in_flight(), 1);
     });
 }
@@ -209,7 +209,7 @@ fn loom_time_window_rotation_and_generations_race_without_loss() {
         let late = window.record(0, FAIL, 2_000);
         old.join().unwrap();
         // Bucket 2 holds exactly its own failure, whichever wrote first.
-        assert!(matches!(late, Recorded::Counted(t) if t.failures >= 1));
+        assert!(matches!(late, WindowUpdate::Counted(t) if t.failures >= 1));
         let one = Totals {
             calls: 1,
             failures: 1,
@@ -226,7 +226,7 @@ fn loom_time_window_rotation_and_generations_race_without_loss() {
                 },
                 2_000
             ),
-            Recorded::Counted(_)
+            WindowUpdate::Counted(_)
         ));
     });
 }

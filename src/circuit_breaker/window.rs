@@ -38,7 +38,7 @@ pub(crate) struct Totals {
 
 /// What recording a sample did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Recorded {
+pub(crate) enum WindowUpdate {
     /// The sample was counted; the window now holds these totals.
     Counted(Totals),
     /// The sample was counted, and cannot have changed whether the breaker should trip.
@@ -216,12 +216,12 @@ impl CountWindow {
             && totals.slow == 0
     }
 
-    pub(crate) fn record(&self, generation: Generation, sample: Sample) -> Recorded {
+    pub(crate) fn record(&self, generation: Generation, sample: Sample) -> WindowUpdate {
         let mut word = self.totals.load(Ordering::Acquire);
         let mut totals = CountTotals::decode(word);
         if totals.generation != generation {
             if !is_newer(generation, totals.generation) {
-                return Recorded::Stale;
+                return WindowUpdate::Stale;
             }
             // First sample of a new generation: this recorder empties the window itself rather
             // than wait for the thread that closed the breaker to do it.
@@ -229,7 +229,7 @@ impl CountWindow {
             word = self.totals.load(Ordering::Acquire);
             totals = CountTotals::decode(word);
             if totals.generation != generation {
-                return Recorded::Stale;
+                return WindowUpdate::Stale;
             }
         }
         if sample.is_clean()
@@ -237,7 +237,7 @@ impl CountWindow {
             && totals.failures == 0
             && totals.slow == 0
         {
-            return Recorded::NoChange;
+            return WindowUpdate::NoChange;
         }
 
         let position = self.cursor.fetch_add(1, Ordering::Relaxed) % u64::from(self.size);
@@ -275,9 +275,9 @@ impl CountWindow {
             }
         }
         if totals.generation == generation {
-            Recorded::Counted(totals.totals())
+            WindowUpdate::Counted(totals.totals())
         } else {
-            Recorded::Stale
+            WindowUpdate::Stale
         }
     }
 
@@ -439,7 +439,12 @@ impl TimeWindow {
         self.slots.len() as u64
     }
 
-    pub(crate) fn record(&self, generation: Generation, sample: Sample, now_ms: u64) -> Recorded {
+    pub(crate) fn record(
+        &self,
+        generation: Generation,
+        sample: Sample,
+        now_ms: u64,
+    ) -> WindowUpdate {
         let index = now_ms / self.bucket_ms;
         let tag = bucket_tag(generation, index);
         let bucket = &self.slots[(index % self.buckets()) as usize];
@@ -453,7 +458,7 @@ impl TimeWindow {
                 || tag_generation(bad_tag) != generation
                 || buckets_since(index, bad_tag) >= self.buckets()
             {
-                return Recorded::NoChange;
+                return WindowUpdate::NoChange;
             }
         } else {
             if sample.failure {
@@ -464,7 +469,7 @@ impl TimeWindow {
             }
             self.note_bad(tag);
         }
-        Recorded::Counted(self.totals_at(generation, index))
+        WindowUpdate::Counted(self.totals_at(generation, index))
     }
 
     /// Moves `last_bad` forward to `tag` (never back: two failures racing at a bucket boundary
@@ -575,9 +580,9 @@ mod tests {
         slow: true,
     };
 
-    fn counted(r: Recorded) -> Totals {
+    fn counted(r: WindowUpdate) -> Totals {
         match r {
-            Recorded::Counted(t) => t,
+            WindowUpdate::Counted(t) => t,
             other => panic!("expected counted, got {other:?}"),
         }
     }
@@ -596,7 +601,7 @@ mod tests {
         // Full of successes: a success changes nothing and is not written.
         let t = counted(w.record(0, OK));
         assert_eq!((t.calls, t.failures, t.slow), (3, 0, 0));
-        assert_eq!(w.record(0, OK), Recorded::NoChange);
+        assert_eq!(w.record(0, OK), WindowUpdate::NoChange);
         assert_eq!(counted(w.record(0, FAIL)).failures, 1);
     }
 
@@ -608,7 +613,7 @@ mod tests {
         // A newer generation empties it; the old generation is stale from then on.
         let t = counted(w.record(2, OK));
         assert_eq!((t.calls, t.failures), (1, 0));
-        assert_eq!(w.record(0, FAIL), Recorded::Stale);
+        assert_eq!(w.record(0, FAIL), WindowUpdate::Stale);
         assert_eq!(w.totals(2).failures, 0);
         // The stale failure left in a slot is not subtracted from the new generation.
         let t = counted(w.record(2, OK));
@@ -620,7 +625,7 @@ mod tests {
     #[test]
     fn time_window_buckets_expire() {
         let w = TimeWindow::new(1000, 3);
-        assert_eq!(w.record(0, OK, 0), Recorded::NoChange);
+        assert_eq!(w.record(0, OK, 0), WindowUpdate::NoChange);
         let t = counted(w.record(0, FAIL, 500));
         assert_eq!((t.calls, t.failures), (2, 1));
         let t = counted(w.record(0, OK, 2_999));
@@ -635,7 +640,7 @@ mod tests {
             }
         );
         // A success after the failure left the window needs no evaluation.
-        assert_eq!(w.record(0, OK, 3_001), Recorded::NoChange);
+        assert_eq!(w.record(0, OK, 3_001), WindowUpdate::NoChange);
         // Another generation sees nothing.
         assert_eq!(w.totals(1, 3_001), Totals::default());
     }

@@ -202,7 +202,7 @@ impl<P, H, M> Builder<P, H, M> {
             .unwrap_or_else(|| random_seed(&self.budget as *const RetryBudget as usize));
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::register(&self.name);
-        Ok(RetryLayer::from_shared(Arc::new(Shared {
+        Ok(RetryLayer::from_shared(Arc::new(RetryCore {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             min_attempt_time: self.min_attempt_time,
@@ -220,7 +220,7 @@ impl<P, H, M> Builder<P, H, M> {
 }
 
 /// What every clone of a layer and every service it makes share.
-pub(crate) struct Shared<P, H, M> {
+pub(crate) struct RetryCore<P, H, M> {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
     pub(crate) min_attempt_time: Duration,
@@ -236,7 +236,7 @@ pub(crate) struct Shared<P, H, M> {
     pub(crate) metrics: super::telemetry::Metrics,
 }
 
-impl<P, H, M> Shared<P, H, M> {
+impl<P, H, M> RetryCore<P, H, M> {
     /// The delay before retry number `retry` (1 for the first).
     pub(crate) fn backoff_delay(&self, retry: u32, previous: Duration) -> Duration {
         let rng = self.backoff.is_random().then_some(&self.rng);
@@ -244,9 +244,9 @@ impl<P, H, M> Shared<P, H, M> {
     }
 }
 
-impl<P, H, M> fmt::Debug for Shared<P, H, M> {
+impl<P, H, M> fmt::Debug for RetryCore<P, H, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("RetryCore")
             .field("name", &self.name)
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
