@@ -97,15 +97,7 @@ impl Builder {
         })?;
 
         #[cfg(feature = "metrics")]
-        let metrics = {
-            let labels = [("name", self.name.to_string())];
-            let max_gauge = metrics::gauge!("steadfast_bulkhead_max_concurrent_calls", &labels);
-            max_gauge.set(f64::from(max));
-            super::state::Metrics {
-                in_flight: metrics::gauge!("steadfast_bulkhead_in_flight", &labels),
-                rejected: metrics::counter!("steadfast_bulkhead_rejected_total", &labels),
-            }
-        };
+        let metrics = super::telemetry::Metrics::register(&self.name, max);
 
         Ok(BulkheadLayer {
             shared: Arc::new(Semaphore {

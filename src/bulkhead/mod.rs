@@ -120,6 +120,8 @@ pub mod error;
 pub mod future;
 mod layer;
 mod state;
+#[cfg(feature = "metrics")]
+mod telemetry;
 mod wait;
 
 use std::fmt;

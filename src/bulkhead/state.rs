@@ -179,15 +179,7 @@ pub(crate) struct Semaphore {
     pub(crate) max_wait: Duration,
     pub(crate) name: std::borrow::Cow<'static, str>,
     #[cfg(feature = "metrics")]
-    pub(crate) metrics: Metrics,
-}
-
-/// Metric handles, registered once at build time.
-#[cfg(feature = "metrics")]
-#[derive(Debug)]
-pub(crate) struct Metrics {
-    pub(crate) in_flight: metrics::Gauge,
-    pub(crate) rejected: metrics::Counter,
+    pub(crate) metrics: super::telemetry::Metrics,
 }
 
 impl Semaphore {

@@ -138,6 +138,8 @@ pub mod future;
 mod handle;
 mod layer;
 mod state;
+#[cfg(feature = "metrics")]
+mod telemetry;
 
 use std::fmt;
 use std::task::{Context, Poll};

@@ -37,6 +37,8 @@ use tokio::time::Instant;
 use super::config::{Config, Latency};
 use super::error::FaultKind;
 use super::handle::Counts;
+#[cfg(feature = "metrics")]
+use super::telemetry::Metrics;
 use crate::random::{GOLDEN, mix, nth, unit, up_to};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -77,32 +79,10 @@ pub(crate) struct Core {
     metrics: Metrics,
 }
 
-/// `steadfast_chaos_injected_total{name, kind}`, one handle per kind.
-#[cfg(feature = "metrics")]
-struct Metrics {
-    error: metrics::Counter,
-    outage: metrics::Counter,
-    latency: metrics::Counter,
-}
-
 impl Core {
     pub(crate) fn new(config: Config) -> Self {
         #[cfg(feature = "metrics")]
-        let metrics = {
-            let name = config.name.to_string();
-            let counter = |kind: &'static str| {
-                metrics::counter!(
-                    "steadfast_chaos_injected_total",
-                    "name" => name.clone(),
-                    "kind" => kind
-                )
-            };
-            Metrics {
-                error: counter("error"),
-                outage: counter("outage"),
-                latency: counter("latency"),
-            }
-        };
+        let metrics = Metrics::register(&config.name);
         Self {
             flags: AtomicU32::new(if config.enabled { ENABLED } else { 0 }),
             calls: AtomicU64::new(0),

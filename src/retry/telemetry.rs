@@ -57,6 +57,7 @@ mod handles {
 
     impl Metrics {
         pub(crate) fn register(name: &str) -> Self {
+            describe();
             let attempts = AttemptEnd::ALL.map(|outcome| {
                 metrics::counter!(
                     "steadfast_retry_attempts_total",
@@ -78,5 +79,21 @@ mod handles {
                 self.budget_exhausted.increment(1);
             }
         }
+    }
+
+    /// The `# HELP` text and unit of the retry metrics, given to the recorder installed when a
+    /// layer is built.
+    fn describe() {
+        use metrics::{Unit, describe_counter};
+        describe_counter!(
+            "steadfast_retry_attempts_total",
+            Unit::Count,
+            "Attempts judged, by outcome: accepted, retried, or not retried and why"
+        );
+        describe_counter!(
+            "steadfast_retry_budget_exhausted_total",
+            Unit::Count,
+            "Retries refused because the retry budget was empty"
+        );
     }
 }
