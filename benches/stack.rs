@@ -103,7 +103,7 @@ fn bench_service<S>(
 
 /// The four-layer stack (retry, timeout, breaker, bulkhead) through a [`ResilienceStack`].
 fn steadfast_stack() -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
-    ResilienceStack::builder()
+    ResilienceStack::new()
         .retry(RetryLayer::builder().build().expect("valid"))
         .overall_timeout(Duration::from_secs(30))
         .circuit_breaker(steadfast_breaker())
@@ -113,7 +113,7 @@ fn steadfast_stack() -> impl Service<u64, Response = u64, Error = BoxError> + Cl
 
 /// Every layer: fallback, retry, both timeouts, breaker, bulkhead.
 fn steadfast_all_six() -> impl Service<u64, Response = u64, Error = BoxError> {
-    ResilienceStack::builder()
+    ResilienceStack::new()
         .fallback(FallbackLayer::new(|_: BoxError| Ok(0_u64)))
         .retry(RetryLayer::builder().build().expect("valid"))
         .overall_timeout(Duration::from_secs(30))
@@ -211,7 +211,7 @@ fn report_interleaved(runtime: &tokio::runtime::Runtime) {
             "steadfast_no_timeout",
             block(
                 runtime,
-                ResilienceStack::builder()
+                ResilienceStack::new()
                     .retry(RetryLayer::builder().build().expect("valid"))
                     .circuit_breaker(steadfast_breaker())
                     .bulkhead(bulkhead())
@@ -223,7 +223,7 @@ fn report_interleaved(runtime: &tokio::runtime::Runtime) {
             "steadfast_timeout_only",
             block(
                 runtime,
-                ResilienceStack::builder()
+                ResilienceStack::new()
                     .overall_timeout(Duration::from_secs(30))
                     .layer(bare()),
             ),
@@ -299,28 +299,28 @@ fn healthy_path(c: &mut Criterion) {
     bench_service(c, &runtime, "stack/steadfast_all_six", steadfast_all_six());
 
     // Each layer alone, through the stack, to see where the time goes.
-    let retry = ResilienceStack::builder().retry(RetryLayer::builder().build().expect("valid"));
+    let retry = ResilienceStack::new().retry(RetryLayer::builder().build().expect("valid"));
     bench_service(
         c,
         &runtime,
         "stack/steadfast_retry_only",
         retry.layer(bare()),
     );
-    let timeout = ResilienceStack::builder().overall_timeout(Duration::from_secs(30));
+    let timeout = ResilienceStack::new().overall_timeout(Duration::from_secs(30));
     bench_service(
         c,
         &runtime,
         "stack/steadfast_timeout_only",
         timeout.layer(bare()),
     );
-    let breaker = ResilienceStack::builder().circuit_breaker(steadfast_breaker());
+    let breaker = ResilienceStack::new().circuit_breaker(steadfast_breaker());
     bench_service(
         c,
         &runtime,
         "stack/steadfast_breaker_only",
         breaker.layer(bare()),
     );
-    let limit = ResilienceStack::builder().bulkhead(bulkhead());
+    let limit = ResilienceStack::new().bulkhead(bulkhead());
     bench_service(
         c,
         &runtime,

@@ -72,7 +72,7 @@ async fn main() -> Result<(), BoxError> {
         .wait_in_open(Duration::from_millis(300))
         .half_open_calls(3)
         .build()?;
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .fallback(
             FallbackLayer::new(|_: BoxError| Ok(String::from("price unavailable"))).name("pricing"),
         )

@@ -118,7 +118,7 @@ async fn main() -> Result<(), BoxError> {
         .max_attempts(3) // 3 attempts = 2 retries
         .backoff(Backoff::constant(Duration::from_millis(10)))
         .build()?;
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .retry(retry)
         .circuit_breaker(breaker.clone())
         .attempt_timeout(Duration::from_millis(500));

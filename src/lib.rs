@@ -80,6 +80,16 @@
 //! Layers that add a way to fail return [`BoxError`], as tower's own do. Each rejection is its
 //! own type to downcast; the inner service's errors pass through boxed, never wrapped.
 //!
+//! # Futures
+//!
+//! A response future of this crate that is polled again after it returned `Poll::Ready`
+//! panics with a message naming it (``"`timeout::ResponseFuture` polled after completion"``).
+//! That is a breach of [`Future::poll`]'s contract, as it is for `async fn`s, which panic the
+//! same way. A panic is the one answer every future can give (a retry's future has only the
+//! inner service's error type, so it cannot make an error of its own), and it shows the bug
+//! where it is instead of hanging the caller forever (`Pending` with no wake-up) or answering
+//! twice (a second response, a rejection counted twice).
+//!
 //! # Time
 //!
 //! Every layer reads tokio's clock, so tests run on paused time
@@ -91,8 +101,10 @@
 
 pub mod classify;
 mod clock;
+mod completion;
 pub mod deadline;
 mod error;
+mod field;
 mod random;
 mod rejection;
 mod sync;

@@ -27,7 +27,7 @@
 //! let breaker = CircuitBreakerLayer::builder().failure_rate_threshold(0.5).build()?;
 //!
 //! // The setters may come in any order: the stack applies the layers in its own.
-//! let stack = ResilienceStack::builder()
+//! let stack = ResilienceStack::new()
 //!     .circuit_breaker(breaker.clone())
 //!     .attempt_timeout(Duration::from_millis(500))
 //!     .retry(RetryLayer::builder().max_attempts(3).build()?) // 3 attempts = 2 retries
@@ -224,8 +224,15 @@ pub struct ResilienceStack<
 
 impl ResilienceStack {
     /// An empty stack: every layer absent. Add layers with the setters, in any order.
-    pub fn builder() -> Self {
+    pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The old name of [`new`](Self::new), which says better what it returns: the stack
+    /// itself, not a builder.
+    #[deprecated(note = "renamed to `ResilienceStack::new()`")]
+    pub fn builder() -> Self {
+        Self::new()
     }
 }
 
@@ -434,7 +441,7 @@ impl IntoTimeoutLayer for TimeoutLayer {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), steadfast::BoxError> {
 /// let service = ServiceBuilder::new()
-///     .resilience(ResilienceStack::builder().attempt_timeout(Duration::from_secs(1)))
+///     .resilience(ResilienceStack::new().attempt_timeout(Duration::from_secs(1)))
 ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x + 1) }));
 /// assert_eq!(service.oneshot(1).await?, 2);
 /// # Ok(())

@@ -157,7 +157,7 @@ pub(crate) fn resilient(
     attempt_timeout: Duration,
     responses: RejectionResponses,
 ) -> MethodRouter {
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .circuit_breaker(breaker.clone())
         .bulkhead(bulkhead.clone())
         .attempt_timeout(attempt_timeout);
@@ -560,7 +560,7 @@ fn the_layered_route_is_infallible() {
         .layer(RejectionsAsResponsesLayer::new())
         .layer(InboundDeadlineLayer::new())
         .layer(
-            ResilienceStack::builder()
+            ResilienceStack::new()
                 .circuit_breaker(breaker)
                 .attempt_timeout(ATTEMPT_TIMEOUT),
         )

@@ -577,7 +577,7 @@ fn soak_on_two_worker_threads_is_leak_free_and_bounded() {
             .minimum_calls(20)
             // Short, so that the run sees half-open and closing again (real time passes only
             // as fast as the calls go; nothing waits for it).
-            .wait_in_open(Duration::from_millis(5))
+            .wait_in_open(Duration::from_millis(100))
             .half_open_calls(3)
             .build()
             .unwrap();

@@ -146,13 +146,13 @@ where
 async fn an_empty_stack_is_the_service_itself() {
     fn same_type<T>(_: &T, _: &T) {}
     let inner = service_fn(|x: u32| async move { Ok::<_, Infallible>(x + 1) });
-    let svc = ResilienceStack::builder().layer(inner);
+    let svc = ResilienceStack::new().layer(inner);
     // Identity all the way: the very same type, error type included.
     same_type(&svc, &inner);
     error_type::<_, u32, Infallible>(&svc);
     assert_eq!(svc.oneshot(1).await, Ok(2));
     assert_eq!(
-        std::mem::size_of_val(&ResilienceStack::builder()),
+        std::mem::size_of_val(&ResilienceStack::new()),
         0,
         "absent layers take no space"
     );
@@ -161,7 +161,7 @@ async fn an_empty_stack_is_the_service_itself() {
 #[tokio::test(start_paused = true)]
 async fn fallback_alone_answers_a_failure() {
     let (backend, calls) = backend(|_| Step::Fail);
-    let stack = ResilienceStack::builder().fallback(FallbackLayer::new(|err: BoxError| {
+    let stack = ResilienceStack::new().fallback(FallbackLayer::new(|err: BoxError| {
         assert_eq!(downcast::<BackendError>(&err), &BackendError(0));
         Ok("fallback")
     }));
@@ -174,7 +174,7 @@ async fn fallback_alone_answers_a_failure() {
 #[tokio::test(start_paused = true)]
 async fn retry_alone_retries_and_keeps_the_inner_error_type() {
     let (backend, calls) = backend(|_| Step::Fail);
-    let svc = ResilienceStack::builder().retry(retry(3)).layer(backend);
+    let svc = ResilienceStack::new().retry(retry(3)).layer(backend);
     // Retry only passes errors through: no boxing.
     error_type::<_, &'static str, BackendError>(&svc);
     let start = Instant::now();
@@ -186,7 +186,7 @@ async fn retry_alone_retries_and_keeps_the_inner_error_type() {
 #[tokio::test(start_paused = true)]
 async fn overall_timeout_alone_bounds_the_call() {
     let (backend, calls) = backend(|_| Step::Answer(HANG));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .overall_timeout(100 * MS)
         .layer(backend);
     error_type::<_, &'static str, BoxError>(&svc);
@@ -201,7 +201,7 @@ async fn overall_timeout_alone_bounds_the_call() {
 async fn circuit_breaker_alone_rejects_while_open() {
     let (backend, calls) = backend(|_| Step::Answer(Duration::ZERO));
     let breaker = breaker(1);
-    let mut svc = ResilienceStack::builder()
+    let mut svc = ResilienceStack::new()
         .circuit_breaker(breaker.clone())
         .layer(backend);
     error_type::<_, &'static str, BoxError>(&svc);
@@ -219,7 +219,7 @@ async fn circuit_breaker_alone_rejects_while_open() {
 async fn bulkhead_alone_caps_concurrent_calls() {
     let (backend, calls) = backend(|_| Step::Answer(HANG));
     let layer = bulkhead(1, Duration::ZERO);
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .bulkhead(layer.clone())
         .layer(backend);
     error_type::<_, &'static str, BoxError>(&svc);
@@ -235,7 +235,7 @@ async fn bulkhead_alone_caps_concurrent_calls() {
 #[tokio::test(start_paused = true)]
 async fn attempt_timeout_alone_bounds_the_call() {
     let (backend, calls) = backend(|_| Step::Answer(HANG));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .attempt_timeout(100 * MS)
         .layer(backend);
     error_type::<_, &'static str, BoxError>(&svc);
@@ -252,7 +252,7 @@ async fn the_full_stack_answers_and_leaves_everything_as_it_was() {
     let breaker = breaker(1);
     let permits = bulkhead(4, Duration::ZERO);
     let retry = retry(3);
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .fallback(FallbackLayer::new(|_: BoxError| Ok("fallback")))
         .retry(retry.clone())
         .overall_timeout(Duration::from_secs(2))
@@ -287,7 +287,7 @@ fn the_stack_makes_the_very_service_that_service_builder_makes_in_the_documented
     let (service, _) = backend(|_| Step::Answer(Duration::ZERO));
     let fallback = FallbackLayer::new(|_: BoxError| Ok("fallback"));
     let (retry, breaker, permits) = (retry(3), breaker(5), bulkhead(5, Duration::ZERO));
-    let by_stack = ResilienceStack::builder()
+    let by_stack = ResilienceStack::new()
         .bulkhead(permits.clone())
         .fallback(fallback.clone())
         .attempt_timeout(100 * MS)
@@ -315,7 +315,7 @@ fn the_stack_makes_the_very_service_that_service_builder_makes_in_the_documented
 async fn a_breaker_that_opens_mid_retry_stops_the_retries() {
     let (backend, calls) = backend(|_| Step::Fail);
     let breaker = breaker(2);
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .retry(retry(5))
         .circuit_breaker(breaker.clone())
         .layer(backend);
@@ -334,7 +334,7 @@ async fn the_fallback_sees_circuit_open() {
     let breaker = breaker(1);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .fallback(FallbackLayer::new(move |err: BoxError| {
             record.lock().unwrap().push(err.is::<CircuitOpen>());
             Ok("fallback")
@@ -359,7 +359,7 @@ async fn the_fallback_sees_circuit_open() {
 async fn the_attempt_timeout_fires_before_the_overall_one_and_the_attempt_is_retried() {
     // The first attempt hangs; the second answers in 10 ms.
     let (backend, calls) = backend(|n| Step::Answer(if n == 0 { HANG } else { 10 * MS }));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .retry(retry(3))
         .overall_timeout(Duration::from_secs(1))
         .attempt_timeout(100 * MS)
@@ -374,7 +374,7 @@ async fn the_attempt_timeout_fires_before_the_overall_one_and_the_attempt_is_ret
 #[tokio::test(start_paused = true)]
 async fn the_attempt_timeout_fires_first_as_its_own_timeout() {
     let (backend, _) = backend(|_| Step::Answer(HANG));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .overall_timeout(Duration::from_secs(1))
         .attempt_timeout(100 * MS)
         .layer(backend);
@@ -387,7 +387,7 @@ async fn the_attempt_timeout_fires_first_as_its_own_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_shorter_overall_timeout_still_bounds_the_attempt() {
     let (backend, _) = backend(|_| Step::Answer(HANG));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .overall_timeout(100 * MS)
         .attempt_timeout(Duration::from_secs(1))
         .layer(backend);
@@ -405,7 +405,7 @@ async fn a_shorter_overall_timeout_still_bounds_the_attempt() {
 async fn the_breaker_counts_an_attempt_cut_by_the_attempt_timeout() {
     let (backend, _) = backend(|_| Step::Answer(HANG));
     let breaker = breaker(1);
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .circuit_breaker(breaker.clone())
         .attempt_timeout(100 * MS)
         .layer(backend);
@@ -423,7 +423,7 @@ async fn the_breaker_counts_an_attempt_cut_by_the_attempt_timeout() {
 async fn the_breaker_does_not_count_a_call_cut_by_the_overall_timeout() {
     let (backend, _) = backend(|_| Step::Answer(HANG));
     let breaker = breaker(1);
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .overall_timeout(100 * MS)
         .circuit_breaker(breaker.clone())
         .layer(backend);
@@ -440,7 +440,7 @@ async fn calls_rejected_by_an_open_breaker_take_no_bulkhead_permit() {
     let (backend, calls) = backend(|_| Step::Answer(Duration::ZERO));
     let breaker = breaker(1);
     let permits = bulkhead(1, Duration::ZERO);
-    let mut svc = ResilienceStack::builder()
+    let mut svc = ResilienceStack::new()
         .circuit_breaker(breaker.clone())
         .bulkhead(permits.clone())
         .layer(backend);
@@ -462,7 +462,7 @@ async fn a_full_bulkhead_neither_trips_the_breaker_nor_is_retried() {
     let (backend, calls) = backend(|_| Step::Answer(HANG));
     let breaker = breaker(1);
     let permits = bulkhead(1, Duration::ZERO);
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .retry(retry(3))
         .circuit_breaker(breaker.clone())
         .bulkhead(permits.clone())
@@ -488,7 +488,7 @@ async fn the_overall_timeout_does_not_bound_the_wait_for_a_bulkhead_permit() {
     // The bulkhead waits for a permit in `poll_ready`, and a timeout covers the call, not
     // readiness: the wait is bounded by the bulkhead's own `max_wait`.
     let (backend, calls) = backend(|_| Step::Answer(HANG));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .overall_timeout(100 * MS)
         .bulkhead(bulkhead(1, 300 * MS))
         .layer(backend);
@@ -508,14 +508,14 @@ async fn the_order_of_the_setters_does_not_matter() {
     let permits = bulkhead(2, Duration::ZERO);
     let retry = retry(5);
     let fallback = FallbackLayer::new(|_: BoxError| Ok("fallback"));
-    let in_order = ResilienceStack::builder()
+    let in_order = ResilienceStack::new()
         .fallback(fallback.clone())
         .retry(retry.clone())
         .overall_timeout(Duration::from_secs(1))
         .circuit_breaker(breaker.clone())
         .bulkhead(permits.clone())
         .attempt_timeout(100 * MS);
-    let reversed = ResilienceStack::builder()
+    let reversed = ResilienceStack::new()
         .attempt_timeout(100 * MS)
         .bulkhead(permits.clone())
         .circuit_breaker(breaker.clone())
@@ -539,7 +539,7 @@ async fn the_order_of_the_setters_does_not_matter() {
 #[tokio::test(start_paused = true)]
 async fn a_setter_called_twice_replaces_the_layer() {
     let (backend, _) = backend(|_| Step::Answer(HANG));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .attempt_timeout(Duration::from_secs(5))
         .attempt_timeout(100 * MS)
         .layer(backend);
@@ -554,8 +554,7 @@ async fn a_setter_called_twice_replaces_the_layer() {
 
 #[tokio::test(start_paused = true)]
 async fn resilience_adds_the_stack_where_it_is_called() {
-    let stack =
-        ResilienceStack::builder().fallback(FallbackLayer::new(|_: BoxError| Ok("fallback")));
+    let stack = ResilienceStack::new().fallback(FallbackLayer::new(|_: BoxError| Ok("fallback")));
 
     // A timeout added after the stack is inside it: the fallback answers its `Elapsed`.
     let (service, _) = backend(|_| Step::Answer(HANG));
@@ -589,7 +588,7 @@ async fn resilience_adds_the_stack_where_it_is_called() {
 #[tokio::test(start_paused = true)]
 async fn inner_errors_pass_through_the_full_stack_unwrapped() {
     let (backend, calls) = backend(|_| Step::Fail);
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .retry(retry(2))
         .overall_timeout(Duration::from_secs(1))
         .circuit_breaker(breaker(10))
@@ -610,7 +609,7 @@ async fn inner_errors_pass_through_the_full_stack_unwrapped() {
 async fn every_clone_and_every_service_shares_the_layers_state() {
     let breaker = breaker(1);
     let permits = bulkhead(1, Duration::ZERO);
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .circuit_breaker(breaker.clone())
         .bulkhead(permits.clone());
     let (backend_a, calls_a) = backend(|_| Step::Answer(HANG));
@@ -633,7 +632,7 @@ async fn every_clone_and_every_service_shares_the_layers_state() {
 #[test]
 fn response_futures_are_send_and_static() {
     let (backend, _) = backend(|_| Step::Answer(Duration::ZERO));
-    let full = ResilienceStack::builder()
+    let full = ResilienceStack::new()
         .fallback(FallbackLayer::new(|_: BoxError| Ok("fallback")))
         .retry(retry(3))
         .overall_timeout(Duration::from_secs(1))
@@ -651,7 +650,7 @@ async fn a_dropped_call_gives_everything_back() {
     let (backend, calls) = backend(|n| Step::Answer(if n == 0 { HANG } else { Duration::ZERO }));
     let breaker = breaker(1);
     let permits = bulkhead(1, Duration::ZERO);
-    let mut svc = ResilienceStack::builder()
+    let mut svc = ResilienceStack::new()
         .fallback(FallbackLayer::new(|_: BoxError| Ok("fallback")))
         .retry(retry(3))
         .overall_timeout(Duration::from_secs(1))
@@ -687,7 +686,7 @@ async fn a_dropped_call_gives_everything_back() {
 fn bounded_stack()
 -> impl Service<&'static str, Response = &'static str, Error = BoxError, Future: Send + 'static> {
     let (backend, _) = backend(|_| Step::Answer(HANG));
-    ResilienceStack::builder()
+    ResilienceStack::new()
         .retry(retry(1))
         .overall_timeout(Duration::from_secs(1))
         .circuit_breaker(breaker(10))
@@ -736,7 +735,7 @@ async fn attempt_timeout_one_tick_after() {
 async fn an_answer_at_exactly_the_attempt_timeout_wins() {
     for (delay, answered) in [(99 * MS, true), (100 * MS, true), (101 * MS, false)] {
         let (backend, _) = backend(move |_| Step::Answer(delay));
-        let svc = ResilienceStack::builder()
+        let svc = ResilienceStack::new()
             .overall_timeout(Duration::from_secs(1))
             .attempt_timeout(100 * MS)
             .layer(backend);
@@ -758,7 +757,7 @@ async fn a_zero_timeout_fails_every_call_without_reaching_the_service() {
     // The stack takes a `Duration` as `TimeoutLayer::new` does; build the layer with
     // `TimeoutLayer::builder()` to have a zero timeout rejected instead.
     let (backend, calls) = backend(|_| Step::Answer(Duration::ZERO));
-    let svc = ResilienceStack::builder()
+    let svc = ResilienceStack::new()
         .attempt_timeout(Duration::ZERO)
         .layer(backend);
     downcast::<Elapsed>(&svc.oneshot("q").await.unwrap_err());
@@ -775,7 +774,7 @@ async fn a_zero_timeout_fails_every_call_without_reaching_the_service() {
 fn duration_timeouts_are_named_overall_and_attempt_and_layers_keep_their_names() {
     assert_eq!(OVERALL_TIMEOUT_NAME, "overall");
     assert_eq!(ATTEMPT_TIMEOUT_NAME, "attempt");
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .overall_timeout(Duration::from_secs(1))
         .attempt_timeout(100 * MS);
     let debug = format!("{stack:?}");
@@ -792,14 +791,14 @@ fn duration_timeouts_are_named_overall_and_attempt_and_layers_keep_their_names()
         .name("edge")
         .build()
         .unwrap();
-    let debug = format!("{:?}", ResilienceStack::builder().attempt_timeout(named));
+    let debug = format!("{:?}", ResilienceStack::new().attempt_timeout(named));
     assert!(debug.contains("\"edge\""), "{debug}");
     assert!(!debug.contains("\"attempt\""), "{debug}");
 }
 
 #[test]
 fn debug_lists_the_layers_outermost_first() {
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .bulkhead(bulkhead(3, Duration::ZERO))
         .retry(retry(2));
     let debug = format!("{stack:?}");

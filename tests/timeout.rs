@@ -167,8 +167,6 @@ async fn the_inner_future_is_dropped_at_expiry() {
     assert_eq!(elapsed_kind(poll(fut.as_mut())), ElapsedKind::Timeout);
     // The response future is still alive, the inner one is already gone.
     assert!(dropped.load(Ordering::SeqCst));
-    // Polled again after completion: never ready again, never panics.
-    assert!(poll(fut.as_mut()).is_pending());
 }
 
 #[tokio::test(start_paused = true)]
@@ -487,9 +485,12 @@ async fn metrics_count_each_kind_with_the_name_label() {
         .unwrap_err();
 
     let mut counts = std::collections::BTreeMap::new();
-    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+    for (key, unit, help, value) in snapshotter.snapshot().into_vec() {
         let key = key.key();
         assert_eq!(key.name(), "steadfast_timeout_elapsed_total");
+        // Described when the layer was built: a scrape carries `# HELP` text.
+        assert_eq!(unit, Some(metrics::Unit::Count));
+        assert!(help.is_some_and(|h| h.contains("Elapsed")));
         let labels: Vec<_> = key
             .labels()
             .map(|l| (l.key().to_owned(), l.value().to_owned()))
@@ -502,31 +503,53 @@ async fn metrics_count_each_kind_with_the_name_label() {
     }
     assert_eq!(counts.get("timeout"), Some(&2));
     assert_eq!(counts.get("deadline"), Some(&1));
+}
 
-    // A second layer with the same name shares the handles registered once.
-    let again = TimeoutLayer::builder()
-        .timeout(10 * MS)
-        .name("metrics-test")
-        .build()
-        .unwrap();
-    again
+/// The handles belong to the layer, not to its name: a second layer with the same name, built
+/// under another recorder, reports there (a process-wide registry kept the first recorder's).
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn each_layer_registers_with_the_recorder_of_its_build() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    fn timeouts(snapshotter: &Snapshotter) -> Option<u64> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(key, _, _, value)| {
+                let timeout = key.key().labels().any(|l| l.value() == "timeout");
+                match value {
+                    DebugValue::Counter(n) if timeout => Some(n),
+                    _ => None,
+                }
+            })
+    }
+    let build = |recorder: &DebuggingRecorder| {
+        metrics::with_local_recorder(recorder, || {
+            TimeoutLayer::builder()
+                .timeout(10 * MS)
+                .name(format!("shared-{}", 1))
+                .build()
+                .unwrap()
+        })
+    };
+    let (first, second) = (DebuggingRecorder::new(), DebuggingRecorder::new());
+    let (first_layer, second_layer) = (build(&first), build(&second));
+    for _ in 0..2 {
+        second_layer
+            .layer(sleeper(Arc::new(AtomicUsize::new(0))))
+            .oneshot(Duration::from_secs(1))
+            .await
+            .unwrap_err();
+    }
+    first_layer
         .layer(sleeper(Arc::new(AtomicUsize::new(0))))
         .oneshot(Duration::from_secs(1))
         .await
         .unwrap_err();
-    let timeouts = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .find_map(|(key, _, _, value)| {
-            let timeout = key.key().labels().any(|l| l.value() == "timeout");
-            match value {
-                DebugValue::Counter(n) if timeout => Some(n),
-                _ => None,
-            }
-        });
-    // The debugging recorder's snapshot reports counts since the previous snapshot.
-    assert_eq!(timeouts, Some(1));
+    assert_eq!(timeouts(&second.snapshotter()), Some(2));
+    assert_eq!(timeouts(&first.snapshotter()), Some(1));
 }
 
 #[test]

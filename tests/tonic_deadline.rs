@@ -332,7 +332,7 @@ where
         .backoff(Backoff::constant(Duration::ZERO))
         .build()
         .expect("a valid retry layer");
-    let stack = ResilienceStack::builder()
+    let stack = ResilienceStack::new()
         .retry(retry)
         .overall_timeout(Duration::from_secs(20))
         .circuit_breaker(breaker)

@@ -69,7 +69,7 @@ pub(crate) async fn spawn(name: &str, start: Instant) -> Result<(u16, Arc<CallLo
 
     // The whole scenario, seeded: every backend makes the same decisions for its n-th call.
     let chaos = ChaosLayer::builder()
-        .name(name)
+        .name(name.to_owned())
         .error_rate(ERROR_RATE)
         .latency(LATENCY_RATE, LATENCY)
         .outage_at(OUTAGE_START, OUTAGE_END - OUTAGE_START)

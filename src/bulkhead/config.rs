@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::BulkheadLayer;
-use super::state::{Permits, Shared};
+use super::state::{Permits, Semaphore};
 use crate::error::{ConfigError, check_range};
 use crate::sync::Arc;
 
@@ -97,18 +97,10 @@ impl Builder {
         })?;
 
         #[cfg(feature = "metrics")]
-        let metrics = {
-            let labels = [("name", self.name.to_string())];
-            let max_gauge = metrics::gauge!("steadfast_bulkhead_max_concurrent_calls", &labels);
-            max_gauge.set(f64::from(max));
-            super::state::Metrics {
-                in_flight: metrics::gauge!("steadfast_bulkhead_in_flight", &labels),
-                rejected: metrics::counter!("steadfast_bulkhead_rejected_total", &labels),
-            }
-        };
+        let metrics = super::telemetry::Metrics::register(&self.name, max);
 
         Ok(BulkheadLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Semaphore {
                 permits: Permits::new(max),
                 notify: std::sync::Arc::new(Notify::new()),
                 max_concurrent_calls: max,

@@ -11,7 +11,6 @@ pub struct BulkheadFull {
 }
 
 impl BulkheadFull {
-    #[allow(dead_code)] // until the bulkhead lands
     pub(crate) fn new(max_concurrent_calls: usize, waited: Duration) -> Self {
         Self {
             max_concurrent_calls,

@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use super::BulkheadFull;
 use super::state::Permit;
 use crate::BoxError;
+use crate::completion::polled_after_completion;
 
 pin_project! {
     /// The response future of [`Bulkhead`](super::Bulkhead): the inner service's future with the
@@ -35,6 +36,8 @@ pin_project! {
         Rejected {
             error: BulkheadFull,
         },
+        // Answered; the inner future and the permit are gone.
+        Done,
     }
 }
 
@@ -67,14 +70,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // There is one inner future to poll: the inner service's. The permit is not a future; it
         // is dropped (given back) as soon as that future is ready.
-        match self.project().kind.project() {
+        let mut kind = self.project().kind;
+        let result = match kind.as_mut().project() {
             KindProj::Called { future, permit } => {
                 let result = ready!(future.poll(cx));
                 drop(permit.take());
-                Poll::Ready(result.map_err(Into::into))
+                result.map_err(Into::into)
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(error.clone()))),
-        }
+            KindProj::Rejected { error } => Err(Box::new(error.clone()) as BoxError),
+            KindProj::Done => polled_after_completion("bulkhead::ResponseFuture"),
+        };
+        kind.set(Kind::Done);
+        Poll::Ready(result)
     }
 }
 
@@ -89,6 +96,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
                 .debug_struct("ResponseFuture")
                 .field("rejected", error)
                 .finish(),
+            Kind::Done => f.debug_struct("ResponseFuture").finish_non_exhaustive(),
         }
     }
 }

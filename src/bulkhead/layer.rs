@@ -2,7 +2,7 @@ use tower_layer::Layer;
 
 use super::Bulkhead;
 use super::config::Builder;
-use super::state::Shared;
+use super::state::Semaphore;
 use crate::sync::Arc;
 
 /// Caps the concurrent calls of the services it wraps; see the [module docs](super).
@@ -12,7 +12,7 @@ use crate::sync::Arc;
 /// route, or each tonic connection, in the same layer therefore caps them *together*.
 #[derive(Clone, Debug)]
 pub struct BulkheadLayer {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Semaphore>,
 }
 
 impl BulkheadLayer {

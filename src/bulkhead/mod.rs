@@ -120,6 +120,8 @@ pub mod error;
 pub mod future;
 mod layer;
 mod state;
+#[cfg(feature = "metrics")]
+mod telemetry;
 mod wait;
 
 use std::fmt;
@@ -138,7 +140,7 @@ pub use self::error::BulkheadFull;
 pub use self::future::ResponseFuture;
 pub use self::layer::BulkheadLayer;
 
-use self::state::{Permit, Shared};
+use self::state::{Permit, Semaphore};
 use self::wait::Wait;
 use crate::BoxError;
 use crate::sync::Arc;
@@ -148,7 +150,7 @@ use crate::sync::Arc;
 /// Cloning gives a service that shares the permits but holds none of its own.
 pub struct Bulkhead<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<Semaphore>,
     admission: Admission,
     /// Kept between waits so that only the first wait allocates.
     wait: Option<Pin<Box<Wait>>>,
@@ -168,7 +170,7 @@ enum Admission {
 }
 
 impl<S> Bulkhead<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(inner: S, shared: Arc<Semaphore>) -> Self {
         Self {
             inner,
             shared,

@@ -49,9 +49,9 @@ const WAITER: u64 = 1 << WAITERS_SHIFT;
 
 /// A copy of the state word, decoded by its accessors.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Snapshot(u64);
+pub(crate) struct PackedPermits(u64);
 
-impl Snapshot {
+impl PackedPermits {
     /// Free permits.
     pub(crate) fn available(self) -> u32 {
         (self.0 & AVAILABLE_MASK) as u32
@@ -63,9 +63,9 @@ impl Snapshot {
     }
 }
 
-impl fmt::Debug for Snapshot {
+impl fmt::Debug for PackedPermits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
+        f.debug_struct("PackedPermits")
             .field("available", &self.available())
             .field("waiters", &self.waiters())
             .finish()
@@ -94,8 +94,8 @@ impl Permits {
         }
     }
 
-    pub(crate) fn load(&self) -> Snapshot {
-        Snapshot(self.word.load(Ordering::Acquire))
+    pub(crate) fn load(&self) -> PackedPermits {
+        PackedPermits(self.word.load(Ordering::Acquire))
     }
 
     /// Runs `f` on the current word in a CAS loop until it succeeds or `f` declines (`None`).
@@ -153,8 +153,8 @@ impl Permits {
 
     /// Gives a permit back; returns the word as it was before.
     #[inline]
-    pub(crate) fn release(&self) -> Snapshot {
-        Snapshot(self.word.fetch_add(PERMIT, Ordering::AcqRel))
+    pub(crate) fn release(&self) -> PackedPermits {
+        PackedPermits(self.word.fetch_add(PERMIT, Ordering::AcqRel))
     }
 }
 
@@ -170,7 +170,7 @@ impl fmt::Debug for Permits {
 /// `repr(C)` with the permit word first puts it on the cache line of the `Arc`'s reference
 /// counts, which every call also touches: one line moves between cores per call, not two.
 #[repr(C)]
-pub(crate) struct Shared {
+pub(crate) struct Semaphore {
     pub(crate) permits: Permits,
     /// Wakes one waiter per permit released while someone waits. In its own `Arc` because a
     /// waiter holds an [`OwnedNotified`](tokio::sync::futures::OwnedNotified).
@@ -179,18 +179,10 @@ pub(crate) struct Shared {
     pub(crate) max_wait: Duration,
     pub(crate) name: std::borrow::Cow<'static, str>,
     #[cfg(feature = "metrics")]
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: super::telemetry::Metrics,
 }
 
-/// Metric handles, registered once at build time.
-#[cfg(feature = "metrics")]
-#[derive(Debug)]
-pub(crate) struct Metrics {
-    pub(crate) in_flight: metrics::Gauge,
-    pub(crate) rejected: metrics::Counter,
-}
-
-impl Shared {
+impl Semaphore {
     /// Gives a permit back and wakes a waiter if there is one.
     #[inline]
     pub(crate) fn release(&self) {
@@ -202,9 +194,9 @@ impl Shared {
     }
 }
 
-impl fmt::Debug for Shared {
+impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("Semaphore")
             .field("name", &self.name)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("max_wait", &self.max_wait)
@@ -218,13 +210,13 @@ impl fmt::Debug for Shared {
 /// The one `Arc` clone per call: the response future must reach the permits after the service
 /// that admitted it is gone.
 pub(crate) struct Permit {
-    shared: Arc<Shared>,
+    shared: Arc<Semaphore>,
 }
 
 impl Permit {
     /// Wraps a permit just taken from `shared.permits`.
     #[inline]
-    pub(crate) fn taken(shared: &Arc<Shared>) -> Self {
+    pub(crate) fn taken(shared: &Arc<Semaphore>) -> Self {
         #[cfg(feature = "metrics")]
         shared.metrics.in_flight.increment(1.0);
         Self {

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
-use super::state::{Admit, Permit, Shared};
+use super::state::{Admit, Permit, Semaphore};
 use crate::sync::Arc;
 
 pin_project! {
@@ -35,7 +35,7 @@ pin_project! {
 
 /// Unregisters a waiter that goes away while registered.
 struct Registration {
-    shared: Arc<Shared>,
+    shared: Arc<Semaphore>,
     registered: bool,
 }
 
@@ -49,7 +49,7 @@ impl Drop for Registration {
 
 impl Wait {
     /// A wait starting now, for at most the bulkhead's `max_wait`.
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Semaphore>) -> Self {
         let (started, deadline) = deadline(&shared);
         Self {
             registration: Registration {
@@ -80,7 +80,7 @@ impl Wait {
 
     /// Arms a fresh `Notified` (before the CAS that may register us, so that a release after that
     /// CAS finds it) and drops the previous one.
-    fn arm(mut notified: Pin<&mut Option<OwnedNotified>>, shared: &Arc<Shared>) {
+    fn arm(mut notified: Pin<&mut Option<OwnedNotified>>, shared: &Arc<Semaphore>) {
         notified.set(Some(std::sync::Arc::clone(&shared.notify).notified_owned()));
         if let Some(notified) = notified.as_pin_mut() {
             notified.enable();
@@ -97,7 +97,7 @@ impl Registration {
     }
 }
 
-fn deadline(shared: &Shared) -> (Instant, Instant) {
+fn deadline(shared: &Semaphore) -> (Instant, Instant) {
     let started = Instant::now();
     let deadline = crate::clock::saturating_add(started, shared.max_wait);
     (started, deadline)

@@ -1,5 +1,6 @@
 //! The chaos layer's builder, its defaults and their validation.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
@@ -116,8 +117,8 @@ impl<R> Builder<R> {
     /// Names this layer in metrics (the `name` label) and events (`chaos.name`).
     ///
     /// Defaults to `"default"`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Arc::from(name.into());
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Arc::from(&*name.into());
         self
     }
 

@@ -10,6 +10,7 @@ use tokio::time::Sleep;
 
 use super::InjectedFault;
 use crate::BoxError;
+use crate::completion::polled_after_completion;
 
 pin_project! {
     /// The response future of [`Chaos`](super::Chaos): the inner service's future, after an
@@ -39,6 +40,8 @@ pin_project! {
             fault: InjectedFault,
             response: Option<Res>,
         },
+        // Answered; the inner future is gone.
+        Done,
     }
 }
 
@@ -66,7 +69,8 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let mut kind = self.project().kind;
+        let result = match kind.as_mut().project() {
             KindProj::Calling { delay, future } => {
                 // The delay is polled first, and the inner future only once it is over: the
                 // injected latency comes before any work of the inner service's future.
@@ -74,15 +78,17 @@ where
                     ready!(sleep.as_mut().poll(cx));
                     *delay = None;
                 }
-                future.poll(cx).map_err(Into::into)
+                ready!(future.poll(cx)).map_err(Into::into)
             }
-            // A response made by `error_response`, or the fault itself. (Polled again after
-            // completion, it answers the fault rather than panic.)
-            KindProj::Failing { fault, response } => Poll::Ready(match response.take() {
+            // A response made by `error_response`, or the fault itself.
+            KindProj::Failing { fault, response } => match response.take() {
                 Some(response) => Ok(response),
-                None => Err(Box::new(*fault)),
-            }),
-        }
+                None => Err(Box::new(*fault) as BoxError),
+            },
+            KindProj::Done => polled_after_completion("chaos::ResponseFuture"),
+        };
+        kind.set(Kind::Done);
+        Poll::Ready(result)
     }
 }
 
@@ -104,6 +110,7 @@ impl<F, Res> fmt::Debug for ResponseFuture<F, Res> {
                 .field("state", &"failing")
                 .field("fault", fault)
                 .finish_non_exhaustive(),
+            Kind::Done => debug.field("state", &"done").finish_non_exhaustive(),
         }
     }
 }

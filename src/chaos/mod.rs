@@ -138,6 +138,8 @@ pub mod future;
 mod handle;
 mod layer;
 mod state;
+#[cfg(feature = "metrics")]
+mod telemetry;
 
 use std::fmt;
 use std::task::{Context, Poll};
@@ -150,7 +152,7 @@ pub use self::handle::{ChaosHandle, Counts};
 pub use self::layer::ChaosLayer;
 
 use self::future::ResponseFuture;
-use self::state::{Core, Decision};
+use self::state::{Core, Verdict};
 use crate::BoxError;
 use crate::sync::Arc;
 
@@ -251,12 +253,12 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         match self.core.decide() {
-            Decision::Pass => ResponseFuture::called(self.inner.call(request), None),
-            Decision::Delay(delay) => ResponseFuture::called(
+            Verdict::Pass => ResponseFuture::called(self.inner.call(request), None),
+            Verdict::Delay(delay) => ResponseFuture::called(
                 self.inner.call(request),
                 Some(Box::pin(tokio::time::sleep(delay))),
             ),
-            Decision::Fail(kind) => {
+            Verdict::Fail(kind) => {
                 let fault = InjectedFault::new(kind);
                 ResponseFuture::failed(fault, self.response.respond(&fault))
             }

@@ -37,6 +37,8 @@ use tokio::time::Instant;
 use super::config::{Config, Latency};
 use super::error::FaultKind;
 use super::handle::Counts;
+#[cfg(feature = "metrics")]
+use super::telemetry::Metrics;
 use crate::random::{GOLDEN, mix, nth, unit, up_to};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -47,7 +49,7 @@ const OUTAGE: u32 = 1 << 1;
 
 /// What to do with one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub(crate) enum Verdict {
     /// Send it at once.
     Pass,
     /// Send it after this delay.
@@ -77,32 +79,10 @@ pub(crate) struct Core {
     metrics: Metrics,
 }
 
-/// `steadfast_chaos_injected_total{name, kind}`, one handle per kind.
-#[cfg(feature = "metrics")]
-struct Metrics {
-    error: metrics::Counter,
-    outage: metrics::Counter,
-    latency: metrics::Counter,
-}
-
 impl Core {
     pub(crate) fn new(config: Config) -> Self {
         #[cfg(feature = "metrics")]
-        let metrics = {
-            let name = config.name.to_string();
-            let counter = |kind: &'static str| {
-                metrics::counter!(
-                    "steadfast_chaos_injected_total",
-                    "name" => name.clone(),
-                    "kind" => kind
-                )
-            };
-            Metrics {
-                error: counter("error"),
-                outage: counter("outage"),
-                latency: counter("latency"),
-            }
-        };
+        let metrics = Metrics::register(&config.name);
         Self {
             flags: AtomicU32::new(if config.enabled { ENABLED } else { 0 }),
             calls: AtomicU64::new(0),
@@ -122,16 +102,16 @@ impl Core {
 
     /// Decides one call. Off, or on with nothing to inject: one atomic load.
     #[inline]
-    pub(crate) fn decide(&self) -> Decision {
+    pub(crate) fn decide(&self) -> Verdict {
         let flags = self.flags.load(Ordering::Relaxed);
         if flags & ENABLED == 0 || (flags & OUTAGE == 0 && !self.config.has_faults()) {
-            return Decision::Pass;
+            return Verdict::Pass;
         }
         self.judge(flags)
     }
 
     #[inline(never)]
-    fn judge(&self, flags: u32) -> Decision {
+    fn judge(&self, flags: u32) -> Verdict {
         let z = nth(self.config.seed, self.calls.fetch_add(1, Ordering::Relaxed));
         if flags & OUTAGE != 0 || self.in_scheduled_outage(Instant::now()) {
             return self.fail(FaultKind::Outage);
@@ -150,7 +130,7 @@ impl Core {
                         chaos.delay_ms = crate::clock::millis(delay),
                         "chaos cannot delay a call outside a tokio runtime; sent it undelayed"
                     );
-                    return Decision::Pass;
+                    return Verdict::Pass;
                 }
                 self.delays.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -161,13 +141,13 @@ impl Core {
                 );
                 #[cfg(feature = "metrics")]
                 self.metrics.latency.increment(1);
-                return Decision::Delay(delay);
+                return Verdict::Delay(delay);
             }
         }
-        Decision::Pass
+        Verdict::Pass
     }
 
-    fn fail(&self, kind: FaultKind) -> Decision {
+    fn fail(&self, kind: FaultKind) -> Verdict {
         let counter = match kind {
             FaultKind::Error => &self.errors,
             FaultKind::Outage => &self.outages,
@@ -183,7 +163,7 @@ impl Core {
             FaultKind::Error => self.metrics.error.increment(1),
             FaultKind::Outage => self.metrics.outage.increment(1),
         }
-        Decision::Fail(kind)
+        Verdict::Fail(kind)
     }
 
     fn in_scheduled_outage(&self, now: Instant) -> bool {

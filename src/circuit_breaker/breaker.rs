@@ -9,21 +9,22 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::config::{Config, SlidingWindow};
+use super::config::{Config, MIN_WAIT_IN_OPEN, SlidingWindow};
 use super::state::{
     Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
     StateWord,
 };
 use super::telemetry::{CallKind, Listener, Telemetry};
-use super::window::{ConsecutiveFailures, CountWindow, Recorded, Sample, TimeWindow, Totals};
+use super::window::{ConsecutiveFailures, CountWindow, Sample, TimeWindow, Totals, WindowUpdate};
 use super::{CircuitOpen, Snapshot, State};
 use crate::classify::Outcome;
+use crate::field::Field;
 use crate::random::{AtomicSplitMix64, random_seed};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// What a caller was allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PermitKind {
+pub(crate) enum PermissionKind {
     /// Closed: the outcome goes to the window.
     Normal,
     /// Half-open: one of the probe slots; the outcome judges the probes.
@@ -34,26 +35,28 @@ pub(crate) enum PermitKind {
 
 /// Permission for one call, stamped with the generation that gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Permit {
-    pub(crate) kind: PermitKind,
+pub(crate) struct Permission {
+    pub(crate) kind: PermissionKind,
     pub(crate) generation: Generation,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Admission {
-    Permitted(Permit),
-    Rejected(Rejection),
+    Permitted(Permission),
+    Rejected(PackedRejection),
 }
 
 /// A rejection, packed into one word so that it moves from `poll_ready` to `call` to the future
-/// as a single register: `| retry_after ms:56 | state:8 |`, the ms at most 48 bits (8 900
-/// years) so that it fits a [`Ticket`] too. Unpacked into a [`CircuitOpen`] only when the error
+/// as a single register: `| 0:8 | retry_after ms:48 | state:8 |`, 56 bits so that it fits a
+/// [`Ticket`]'s payload (48 bits of ms are 8 900 years). Unpacked into a [`CircuitOpen`] only when the error
 /// is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rejection(u64);
+pub(crate) struct PackedRejection(u64);
 
-impl Rejection {
-    const MAX_MS: u64 = (1 << 48) - 1;
+impl PackedRejection {
+    const STATE: Field = Field::new(0, 8);
+    const RETRY_AFTER_MS: Field = Self::STATE.next(48);
+    const MAX_MS: u64 = Self::RETRY_AFTER_MS.max();
 
     fn new(state: State, retry_after_ms: u64) -> Self {
         let ms = retry_after_ms.min(Self::MAX_MS);
@@ -62,16 +65,19 @@ impl Rejection {
             State::ForcedOpen => 2,
             _ => 0,
         };
-        Self(ms << 8 | state)
+        Self(Self::RETRY_AFTER_MS.put(ms) | Self::STATE.put(state))
     }
 
     pub(crate) fn error(self) -> CircuitOpen {
-        let state = match self.0 & 0xff {
+        let state = match Self::STATE.get(self.0) {
             1 => State::HalfOpen,
             2 => State::ForcedOpen,
             _ => State::Open,
         };
-        CircuitOpen::new(state, Duration::from_millis(self.0 >> 8))
+        CircuitOpen::new(
+            state,
+            Duration::from_millis(Self::RETRY_AFTER_MS.get(self.0)),
+        )
     }
 }
 
@@ -79,7 +85,7 @@ impl Rejection {
 ///
 /// `| payload:56 | tag:8 |`: tag 0 is none; 1, 2 and 3 are a permit (normal, probe,
 /// passthrough) whose payload is its generation; 4 is a rejection whose payload is the
-/// [`Rejection`] word. The service stores and loads it whole: an enum of mixed-width fields
+/// [`PackedRejection`] word. The service stores and loads it whole: an enum of mixed-width fields
 /// written in `poll_ready` and read back in `call` stalls store-to-load forwarding, which cost
 /// more than the rest of a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +93,8 @@ pub(crate) struct Ticket(u64);
 
 impl Ticket {
     pub(crate) const NONE: Self = Self(0);
-    const TAG_BITS: u32 = 8;
-    const TAG_MASK: u64 = (1 << Self::TAG_BITS) - 1;
+    const TAG: Field = Field::new(0, 8);
+    const PAYLOAD: Field = Self::TAG.next(56);
     const TAG_REJECTED: u64 = 4;
 
     #[inline(always)]
@@ -96,15 +102,15 @@ impl Ticket {
         let (payload, tag) = match admission {
             Admission::Permitted(permit) => {
                 let tag = match permit.kind {
-                    PermitKind::Normal => 1,
-                    PermitKind::Probe => 2,
-                    PermitKind::Passthrough => 3,
+                    PermissionKind::Normal => 1,
+                    PermissionKind::Probe => 2,
+                    PermissionKind::Passthrough => 3,
                 };
                 (u64::from(permit.generation), tag)
             }
             Admission::Rejected(rejection) => (rejection.0, Self::TAG_REJECTED),
         };
-        Self(payload << Self::TAG_BITS | tag)
+        Self(Self::PAYLOAD.put(payload) | Self::TAG.put(tag))
     }
 
     #[inline(always)]
@@ -114,22 +120,22 @@ impl Ticket {
 
     #[inline(always)]
     pub(crate) fn is_rejected(self) -> bool {
-        self.0 & Self::TAG_MASK == Self::TAG_REJECTED
+        Self::TAG.get(self.0) == Self::TAG_REJECTED
     }
 
     /// The admission, leaving none.
     #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<Admission> {
         let Self(word) = std::mem::replace(self, Self::NONE);
-        let payload = word >> Self::TAG_BITS;
-        let kind = match word & Self::TAG_MASK {
+        let payload = Self::PAYLOAD.get(word);
+        let kind = match Self::TAG.get(word) {
             0 => return None,
-            1 => PermitKind::Normal,
-            2 => PermitKind::Probe,
-            3 => PermitKind::Passthrough,
-            _ => return Some(Admission::Rejected(Rejection(payload))),
+            1 => PermissionKind::Normal,
+            2 => PermissionKind::Probe,
+            3 => PermissionKind::Passthrough,
+            _ => return Some(Admission::Rejected(PackedRejection(payload))),
         };
-        Some(Admission::Permitted(Permit {
+        Some(Admission::Permitted(Permission {
             kind,
             generation: payload as Generation,
         }))
@@ -141,9 +147,9 @@ enum Window {
     Time(TimeWindow),
 }
 
-/// `| generation:16 | ms since epoch:48 |` of the latest half-open's start.
-const SINCE_MS_BITS: u32 = 48;
-const SINCE_MS_MASK: u64 = (1 << SINCE_MS_BITS) - 1;
+/// `half_open_since`: `| generation:16 | ms since epoch:48 |` of the latest half-open's start.
+const SINCE_MS: Field = Field::new(0, 48);
+const SINCE_GENERATION: Field = SINCE_MS.next(16);
 
 /// The shared breaker.
 ///
@@ -243,12 +249,12 @@ impl Breaker {
     pub(crate) fn admit(&self) -> Admission {
         let word = self.state.load();
         match word.kind() {
-            KIND_CLOSED => Admission::Permitted(Permit {
-                kind: PermitKind::Normal,
+            KIND_CLOSED => Admission::Permitted(Permission {
+                kind: PermissionKind::Normal,
                 generation: word.generation(),
             }),
-            KIND_DISABLED => Admission::Permitted(Permit {
-                kind: PermitKind::Passthrough,
+            KIND_DISABLED => Admission::Permitted(Permission {
+                kind: PermissionKind::Passthrough,
                 generation: word.generation(),
             }),
             KIND_FORCED_OPEN => self.reject(State::ForcedOpen, self.wait_in_open_ms(), word),
@@ -262,10 +268,10 @@ impl Breaker {
         let now_ms = self.ms_since_epoch(Instant::now());
         loop {
             let generation = word.generation();
-            let permit = |kind| Admission::Permitted(Permit { kind, generation });
+            let permit = |kind| Admission::Permitted(Permission { kind, generation });
             match word.kind() {
-                KIND_CLOSED => return permit(PermitKind::Normal),
-                KIND_DISABLED => return permit(PermitKind::Passthrough),
+                KIND_CLOSED => return permit(PermissionKind::Normal),
+                KIND_DISABLED => return permit(PermissionKind::Passthrough),
                 KIND_FORCED_OPEN => {
                     return self.reject(State::ForcedOpen, self.wait_in_open_ms(), word);
                 }
@@ -281,8 +287,8 @@ impl Breaker {
                     {
                         Ok((old, new)) => {
                             self.entered(old, new, now_ms);
-                            return Admission::Permitted(Permit {
-                                kind: PermitKind::Probe,
+                            return Admission::Permitted(Permission {
+                                kind: PermissionKind::Probe,
                                 generation: new.generation(),
                             });
                         }
@@ -298,7 +304,7 @@ impl Breaker {
                             w.with_probes(w.in_flight() + 1, w.completed(), w.failed(), w.slow())
                         })
                     }) {
-                        Ok(_) => return permit(PermitKind::Probe),
+                        Ok(_) => return permit(PermissionKind::Probe),
                         Err(current) if current.generation() != generation => word = current,
                         Err(current) => {
                             if self.half_open_expired(current, now_ms) {
@@ -327,12 +333,12 @@ impl Breaker {
         let shadow = self.shadow.load(Ordering::Relaxed);
         self.telemetry.not_permitted(state, retry_after_ms, shadow);
         if shadow {
-            Admission::Permitted(Permit {
-                kind: PermitKind::Passthrough,
+            Admission::Permitted(Permission {
+                kind: PermissionKind::Passthrough,
                 generation: word.generation(),
             })
         } else {
-            Admission::Rejected(Rejection::new(state, retry_after_ms))
+            Admission::Rejected(PackedRejection::new(state, retry_after_ms))
         }
     }
 
@@ -344,12 +350,12 @@ impl Breaker {
             return false;
         }
         let since = self.half_open_since.load(Ordering::Acquire);
-        if (since >> SINCE_MS_BITS) as Generation != word.generation() {
+        if SINCE_GENERATION.get(since) as Generation != word.generation() {
             // Its start is still being written: it has only just begun.
             return false;
         }
         let max_wait = crate::clock::millis(self.config.max_wait_in_half_open);
-        now_ms.saturating_sub(since & SINCE_MS_MASK) >= max_wait
+        now_ms.saturating_sub(SINCE_MS.get(since)) >= max_wait
     }
 
     /// Moves a half-open breaker back to open (its probes failed or never finished).
@@ -371,28 +377,28 @@ impl Breaker {
     /// [`needs_end_time`](Self::needs_end_time).
     pub(crate) fn record(
         &self,
-        permit: Permit,
+        permit: Permission,
         outcome: Outcome,
         slow: bool,
         end: Option<Instant>,
     ) {
         self.telemetry.call(CallKind::of(outcome, slow));
         match permit.kind {
-            PermitKind::Passthrough => {}
-            PermitKind::Normal => {
+            PermissionKind::Passthrough => {}
+            PermissionKind::Normal => {
                 if outcome != Outcome::Ignored {
                     self.record_closed(permit.generation, outcome == Outcome::Failure, slow, end);
                 }
             }
-            PermitKind::Probe => self.record_probe(permit.generation, outcome, slow, end),
+            PermissionKind::Probe => self.record_probe(permit.generation, outcome, slow, end),
         }
     }
 
     /// Whether a success of `permit` changes nothing and needs no recording: closed, a count
     /// window full of successes, no failure run. One or two loads; the healthy path.
     #[inline]
-    pub(crate) fn absorbs_success(&self, permit: Permit) -> bool {
-        let absorbed = permit.kind == PermitKind::Normal
+    pub(crate) fn absorbs_success(&self, permit: Permission) -> bool {
+        let absorbed = permit.kind == PermissionKind::Normal
             && match &self.window {
                 Window::Count(window) => window.absorbs_success(permit.generation),
                 Window::Time(_) => false,
@@ -409,8 +415,8 @@ impl Breaker {
 
     /// Gives back the slot of a probe that will never finish (its future was dropped).
     #[inline]
-    pub(crate) fn release(&self, permit: Permit) {
-        if permit.kind == PermitKind::Probe {
+    pub(crate) fn release(&self, permit: Permission) {
+        if permit.kind == PermissionKind::Probe {
             self.record_probe(permit.generation, Outcome::Ignored, false, None);
         }
     }
@@ -440,7 +446,7 @@ impl Breaker {
                 window.record(generation, sample, self.ms_since_epoch(now))
             }
         };
-        if let Recorded::Counted(totals) = recorded {
+        if let WindowUpdate::Counted(totals) = recorded {
             if self.exceeds_thresholds(totals, self.config.minimum_calls) {
                 self.trip(word, end);
             }
@@ -449,15 +455,15 @@ impl Breaker {
 
     /// Whether `totals` call for opening: enough calls, and a rate at or above its threshold.
     fn exceeds_thresholds(&self, totals: Totals, minimum_calls: u32) -> bool {
-        if totals.calls == 0 || totals.calls < minimum_calls {
+        if totals.calls == 0 || totals.calls < u64::from(minimum_calls) {
             return false;
         }
-        let calls = f64::from(totals.calls);
+        let calls = totals.calls as f64;
         // Divide rather than multiply the threshold: `3.0 / 10.0 == 0.3` holds in floating
         // point, `0.3 * 10.0 == 3.0` does not, and the threshold is inclusive.
-        f64::from(totals.failures) / calls >= self.config.failure_rate_threshold
+        totals.failures as f64 / calls >= self.config.failure_rate_threshold
             || (self.config.slow_call_duration.is_some()
-                && f64::from(totals.slow) / calls >= self.config.slow_call_rate_threshold)
+                && totals.slow as f64 / calls >= self.config.slow_call_rate_threshold)
     }
 
     /// Closed → Open, if the breaker is still closed in the generation that judged it.
@@ -479,32 +485,10 @@ impl Breaker {
         slow: bool,
         end: Option<Instant>,
     ) {
-        let cap = self.config.half_open_calls;
+        let mut reopen_until = None;
         let judged = self.state.transition(self.state.load(), |w| {
-            if w.kind() != KIND_HALF_OPEN || w.generation() != generation || w.in_flight() == 0 {
-                return None; // stale: this half-open is over
-            }
-            let in_flight = w.in_flight() - 1;
-            if outcome == Outcome::Ignored {
-                return Some(w.with_probes(in_flight, w.completed(), w.failed(), w.slow()));
-            }
-            let completed = w.completed() + 1;
-            let failed = w.failed() + u32::from(outcome == Outcome::Failure);
-            let slow = w.slow() + u32::from(slow);
-            if completed < cap {
-                return Some(w.with_probes(in_flight, completed, failed, slow));
-            }
-            // Every probe is in: judge them as a fresh window.
-            let probes = Totals {
-                calls: completed,
-                failures: failed,
-                slow,
-            };
-            Some(if self.exceeds_thresholds(probes, 1) {
-                let now_ms = self.ms_since_epoch(end.unwrap_or_else(Instant::now));
-                w.to_open(now_ms.saturating_add(self.open_wait_ms(true)))
-            } else {
-                w.to_closed()
+            self.judge_probe(w, generation, outcome, slow, || {
+                *reopen_until.get_or_insert_with(|| self.reopen_until_ms(end))
             })
         });
         if let Ok((old, new)) = judged {
@@ -514,12 +498,58 @@ impl Breaker {
         }
     }
 
+    /// The end of the open interval a re-open starts now: reads the clock (unless `end` is
+    /// given) and draws the jitter.
+    fn reopen_until_ms(&self, end: Option<Instant>) -> u64 {
+        let now_ms = self.ms_since_epoch(end.unwrap_or_else(Instant::now));
+        now_ms.saturating_add(self.open_wait_ms(true))
+    }
+
+    /// The word after a probe of `generation` finished with `outcome`, or `None` if that
+    /// half-open is over. A pure function of `w` apart from `reopen_until`, which the caller
+    /// memoises: the compare-and-swap may run this again (contention, or a spurious failure of
+    /// `compare_exchange_weak`), and a second clock read or jitter draw would make a seeded
+    /// breaker's intervals depend on the interleaving.
+    fn judge_probe(
+        &self,
+        w: Packed,
+        generation: Generation,
+        outcome: Outcome,
+        slow: bool,
+        reopen_until: impl FnOnce() -> u64,
+    ) -> Option<Packed> {
+        if w.kind() != KIND_HALF_OPEN || w.generation() != generation || w.in_flight() == 0 {
+            return None; // stale: this half-open is over
+        }
+        let in_flight = w.in_flight() - 1;
+        if outcome == Outcome::Ignored {
+            return Some(w.with_probes(in_flight, w.completed(), w.failed(), w.slow()));
+        }
+        let completed = w.completed() + 1;
+        let failed = w.failed() + u32::from(outcome == Outcome::Failure);
+        let slow = w.slow() + u32::from(slow);
+        if completed < self.config.half_open_calls {
+            return Some(w.with_probes(in_flight, completed, failed, slow));
+        }
+        // Every probe is in: judge them as a fresh window.
+        let probes = Totals {
+            calls: u64::from(completed),
+            failures: u64::from(failed),
+            slow: u64::from(slow),
+        };
+        Some(if self.exceeds_thresholds(probes, 1) {
+            w.to_open(reopen_until())
+        } else {
+            w.to_closed()
+        })
+    }
+
     /// Reports a transition this thread made and does what the new state needs.
     fn entered(&self, old: Packed, new: Packed, now_ms: u64) {
         match new.kind() {
             KIND_HALF_OPEN => {
-                let since =
-                    (u64::from(new.generation()) << SINCE_MS_BITS) | (now_ms & SINCE_MS_MASK);
+                let since = SINCE_GENERATION.put(u64::from(new.generation()))
+                    | SINCE_MS.put(now_ms.min(SINCE_MS.max()));
                 self.half_open_since.store(since, Ordering::Release);
             }
             KIND_OPEN if old.kind() == KIND_HALF_OPEN => {
@@ -556,7 +586,10 @@ impl Breaker {
             let unit = self.next_random() * 2.0 - 1.0; // [-1, 1)
             wait *= 1.0 + backoff.jitter * unit;
         }
-        (wait * 1000.0).ceil().max(1.0) as u64
+        // The floor keeps the generation's reuse bound (`state.rs`) under any jitter.
+        (wait * 1000.0)
+            .ceil()
+            .max(MIN_WAIT_IN_OPEN.as_millis() as f64) as u64
     }
 
     /// A fraction in [0, 1) from the breaker's generator, exact under a fixed seed.
@@ -601,9 +634,9 @@ impl Breaker {
                 Window::Time(window) => window.totals(word.generation(), self.ms_since_epoch(now)),
             },
             KIND_HALF_OPEN => Totals {
-                calls: word.completed(),
-                failures: word.failed(),
-                slow: word.slow(),
+                calls: u64::from(word.completed()),
+                failures: u64::from(word.failed()),
+                slow: u64::from(word.slow()),
             },
             _ => Totals::default(),
         };
@@ -645,7 +678,7 @@ impl Breaker {
     }
 
     /// Puts the breaker straight into half-open, for the loom models (which cannot wait).
-    #[cfg(all(test, steadfast_loom))]
+    #[cfg(test)]
     pub(crate) fn enter_half_open_for_test(&self) {
         let word = self.state.load();
         let _ = self.state.transition(word, |w| Some(w.to_half_open(0)));
@@ -667,9 +700,9 @@ mod tests {
 
     fn admission() -> impl Strategy<Value = Admission> {
         let kind = prop_oneof![
-            Just(PermitKind::Normal),
-            Just(PermitKind::Probe),
-            Just(PermitKind::Passthrough),
+            Just(PermissionKind::Normal),
+            Just(PermissionKind::Probe),
+            Just(PermissionKind::Passthrough),
         ];
         let state = prop_oneof![
             Just(State::Open),
@@ -678,10 +711,10 @@ mod tests {
         ];
         prop_oneof![
             (kind, any::<Generation>()).prop_map(|(kind, generation)| {
-                Admission::Permitted(Permit { kind, generation })
+                Admission::Permitted(Permission { kind, generation })
             }),
-            (state, 0..=Rejection::MAX_MS)
-                .prop_map(|(state, ms)| Admission::Rejected(Rejection::new(state, ms))),
+            (state, 0..=PackedRejection::MAX_MS)
+                .prop_map(|(state, ms)| Admission::Rejected(PackedRejection::new(state, ms))),
         ]
     }
 
@@ -691,6 +724,40 @@ mod tests {
             (Admission::Rejected(a), Admission::Rejected(b)) => a == b,
             _ => false,
         }
+    }
+
+    #[test]
+    fn a_repeated_judgement_reads_the_clock_and_draws_the_jitter_once() {
+        use crate::random::nth;
+
+        let seed = 11;
+        let breaker = super::super::CircuitBreakerLayer::builder()
+            .half_open_calls(1)
+            .open_jitter(0.5)
+            .seed(seed)
+            .build()
+            .unwrap()
+            .breaker()
+            .clone();
+        breaker.enter_half_open_for_test();
+        let Admission::Permitted(probe) = breaker.admit() else {
+            panic!("the first caller probes");
+        };
+        let word = breaker.state.load();
+        let end = Instant::now();
+        // What `record_probe` hands the compare-and-swap loop; a failed CAS runs it again.
+        let mut reopen_until = None;
+        let mut judge = |w| {
+            breaker.judge_probe(w, probe.generation, Outcome::Failure, false, || {
+                *reopen_until.get_or_insert_with(|| breaker.reopen_until_ms(Some(end)))
+            })
+        };
+        let first = judge(word).expect("the probe is current");
+        let again = judge(word).expect("still current");
+        assert_eq!(first, again, "a retried CAS stores the same interval");
+        assert_eq!(first.kind(), KIND_OPEN);
+        // Exactly one number was drawn: the generator's next is the seed's second.
+        assert_eq!(breaker.rng.next_u64(), nth(seed, 1));
     }
 
     proptest! {
@@ -707,9 +774,9 @@ mod tests {
 
         #[test]
         fn a_rejection_keeps_its_state_and_hint(ms in any::<u64>()) {
-            let error = Rejection::new(State::Open, ms).error();
+            let error = PackedRejection::new(State::Open, ms).error();
             prop_assert_eq!(error.state(), State::Open);
-            prop_assert_eq!(error.retry_after(), Duration::from_millis(ms.min(Rejection::MAX_MS)));
+            prop_assert_eq!(error.retry_after(), Duration::from_millis(ms.min(PackedRejection::MAX_MS)));
         }
     }
 }

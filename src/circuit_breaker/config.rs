@@ -1,6 +1,9 @@
 //! The breaker's builder, its defaults and their validation.
 
+use std::borrow::Cow;
 use std::fmt;
+// std's `Arc` for the name and the listener, written once at build and never raced on; the
+// breaker's own `Arc` is `crate::sync`'s, so that the loom models see it.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +36,12 @@ pub const DEFAULT_BUCKET_WIDTH: Duration = Duration::from_secs(1);
 /// Defaults to `"default"`, the `name` label of metrics and events.
 pub const DEFAULT_NAME: &str = "default";
 
-/// The longest `wait_in_open` or `max_wait_in_open`: one year.
+/// The longest `wait_in_open`, `open_backoff` max or `max_wait_in_half_open`: one year.
 const MAX_OPEN_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest `wait_in_open`, and the floor of every jittered open interval. It bounds how fast
+/// the 16-bit generation can wrap: see "Generation reuse" in `state.rs`. (Polly's floor for the
+/// same setting is 500 ms.)
+pub(crate) const MIN_WAIT_IN_OPEN: Duration = Duration::from_millis(100);
 /// The smallest bucket of a time window.
 const MIN_BUCKET_WIDTH: Duration = Duration::from_millis(10);
 
@@ -137,8 +144,8 @@ impl<C> Builder<C> {
     /// Names this breaker in metrics (the `name` label) and events (`circuit_breaker.name`).
     ///
     /// Defaults to `"default"`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = Arc::from(name.into());
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.config.name = Arc::from(&*name.into());
         self
     }
 
@@ -206,8 +213,9 @@ impl<C> Builder<C> {
         self
     }
 
-    /// How long the breaker stays open before it lets probes through. More than zero, at most a
-    /// year.
+    /// How long the breaker stays open before it lets probes through. At least 100 ms (a
+    /// breaker that flaps faster would reuse its generation numbers within minutes, and a
+    /// backend that fails needs longer than that to recover anyway), at most a year.
     ///
     /// Defaults to 30 seconds.
     pub fn wait_in_open(mut self, wait: Duration) -> Self {
@@ -227,7 +235,8 @@ impl<C> Builder<C> {
     }
 
     /// Spreads each open interval by up to ± this fraction of itself, so that many instances that
-    /// opened together do not probe together. In [0, 1).
+    /// opened together do not probe together. In [0, 1). A jittered interval is never shorter
+    /// than 100 ms, the least `wait_in_open`.
     ///
     /// Defaults to 0.0 (no jitter).
     pub fn open_jitter(mut self, fraction: f64) -> Self {
@@ -318,7 +327,7 @@ impl<C> Builder<C> {
         let config = self.config.validate()?;
         let breaker = Breaker::new(config, self.listener);
         Ok(CircuitBreakerLayer::from_parts(
-            Arc::new(breaker),
+            crate::sync::Arc::new(breaker),
             self.classifier,
         ))
     }
@@ -329,6 +338,23 @@ fn check_positive(field: &'static str, value: Duration, max: Duration) -> Result
         Err(ConfigError::new(
             field,
             &format!("more than zero and at most {max:?}"),
+            value,
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_duration(
+    field: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        Err(ConfigError::new(
+            field,
+            &format!("at least {min:?} and at most {max:?}"),
             value,
         ))
     } else {
@@ -373,7 +399,12 @@ impl Config {
         if let Some(k) = self.consecutive_failures {
             check_range("consecutive_failures", k, 1, u32::MAX)?;
         }
-        check_positive("wait_in_open", self.wait_in_open, MAX_OPEN_WAIT)?;
+        check_duration(
+            "wait_in_open",
+            self.wait_in_open,
+            MIN_WAIT_IN_OPEN,
+            MAX_OPEN_WAIT,
+        )?;
         let backoff = self.open_backoff;
         if !(backoff.multiplier >= 1.0 && backoff.multiplier <= 1000.0) {
             return Err(ConfigError::new(

@@ -3,30 +3,32 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::breaker::{Breaker, Permit, PermitKind, Rejection};
+use super::breaker::{Breaker, PackedRejection, Permission, PermissionKind};
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
+use crate::completion::polled_after_completion;
+use crate::sync::Arc;
 
-/// What a service instance shares with the futures it makes: the breaker and the classifier.
+/// What a service instance shares with the futures it makes: the breaker, and the classifier
+/// that judges each outcome.
 ///
 /// Each `layer()` makes one, and each clone that lives on makes its own (see
 /// `CircuitBreaker`'s `Sharing`), so that the reference count a future takes is on a cache line
 /// no other thread writes: futures of services used from different threads do not contend on
 /// the breaker's own `Arc`.
-pub(crate) struct Shared<C> {
+pub(crate) struct Judge<C> {
     pub(crate) breaker: Arc<Breaker>,
     classifier: C,
     /// Whether calls are timed for slow-call detection (read once here, not through the breaker).
     times_calls: bool,
 }
 
-impl<C> Shared<C> {
+impl<C> Judge<C> {
     pub(crate) fn new(breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
             times_calls: breaker.config().slow_call_duration.is_some(),
@@ -43,8 +45,8 @@ impl<C> Shared<C> {
 /// A permitted call that has not finished: it records the outcome, or gives back its probe slot
 /// if it is dropped first.
 pub(crate) struct Guard<C> {
-    shared: Arc<Shared<C>>,
-    permit: Permit,
+    shared: Arc<Judge<C>>,
+    permit: Permission,
     start: Option<Instant>,
 }
 
@@ -52,7 +54,7 @@ impl<C> Guard<C> {
     /// Permission for a call that starts now (the slow-call clock starts here, if calls are
     /// timed).
     #[inline]
-    pub(crate) fn new(shared: Arc<Shared<C>>, permit: Permit) -> Self {
+    pub(crate) fn new(shared: Arc<Judge<C>>, permit: Permission) -> Self {
         // Below a timeout's `call`, the instant it read (see `clock::call_now`).
         let start = shared.times_calls.then(crate::clock::call_now);
         Self {
@@ -70,8 +72,8 @@ impl<C> Guard<C> {
         let breaker = &self.shared.breaker;
         let outcome = self.shared.classifier.classify(result);
         // Recorded below: nothing left for `drop` to give back.
-        let permit = std::mem::replace(&mut self.permit.kind, PermitKind::Passthrough);
-        let permit = Permit {
+        let permit = std::mem::replace(&mut self.permit.kind, PermissionKind::Passthrough);
+        let permit = Permission {
             kind: permit,
             generation: self.permit.generation,
         };
@@ -120,7 +122,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Rejected { rejection: Rejection },
+        Rejected { rejection: PackedRejection },
+        // Answered; the inner future is gone.
+        Done,
     }
 }
 
@@ -133,7 +137,7 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    pub(crate) fn rejected(rejection: Rejection) -> Self {
+    pub(crate) fn rejected(rejection: PackedRejection) -> Self {
         Self {
             kind: Kind::Rejected { rejection },
             guard: None,
@@ -151,18 +155,21 @@ where
 
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.kind.project() {
+        let mut this = self.project();
+        let result = match this.kind.as_mut().project() {
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
                 // Finished in place rather than moved out: the guard is dropped with the future.
                 if let Some(guard) = this.guard.as_mut() {
                     guard.finish(&result);
                 }
-                Poll::Ready(result.map_err(Into::into))
+                result.map_err(Into::into)
             }
-            KindProj::Rejected { rejection } => Poll::Ready(Err(Box::new(rejection.error()))),
-        }
+            KindProj::Rejected { rejection } => Err(Box::new(rejection.error()) as BoxError),
+            KindProj::Done => polled_after_completion("circuit_breaker::ResponseFuture"),
+        };
+        this.kind.set(Kind::Done);
+        Poll::Ready(result)
     }
 }
 
@@ -171,6 +178,7 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
         let kind = match &self.kind {
             Kind::Called { .. } => "called",
             Kind::Rejected { .. } => "rejected",
+            Kind::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)

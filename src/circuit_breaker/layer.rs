@@ -1,11 +1,11 @@
 use std::fmt;
-use std::sync::Arc;
 
 use tower_layer::Layer;
 
 use super::breaker::Breaker;
 use super::{Builder, CircuitBreaker, Snapshot, State};
 use crate::classify::ErrorsAsFailures;
+use crate::sync::Arc;
 
 /// Applies a circuit breaker to a service; see the [module docs](super).
 ///
@@ -37,7 +37,7 @@ impl<C> CircuitBreakerLayer<C> {
         }
     }
 
-    #[cfg(all(test, steadfast_loom))]
+    #[cfg(test)]
     pub(crate) fn breaker(&self) -> &Arc<Breaker> {
         &self.breaker
     }

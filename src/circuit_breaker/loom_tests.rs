@@ -2,15 +2,16 @@
 //!
 //! Run with `RUSTFLAGS="--cfg steadfast_loom" cargo test --release --lib loom`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::breaker::{Admission, Breaker, Permit, PermitKind};
+use super::breaker::{Admission, Breaker, Permission, PermissionKind};
+use super::window::{ConsecutiveFailures, Sample, TimeWindow, Totals, WindowUpdate};
 use super::{CircuitBreakerLayer, SlidingWindow, State};
 use crate::classify::Outcome;
+use crate::sync::Arc;
 
 fn breaker(half_open_calls: u32, transitions: Option<Arc<AtomicUsize>>) -> Arc<Breaker> {
     let mut builder = CircuitBreakerLayer::builder()
@@ -28,7 +29,7 @@ fn breaker(half_open_calls: u32, transitions: Option<Arc<AtomicUsize>>) -> Arc<B
     builder.build().unwrap().breaker().clone()
 }
 
-fn permit(admission: Admission) -> Option<Permit> {
+fn permit(admission: Admission) -> Option<Permission> {
     match admission {
         Admission::Permitted(permit) => Some(permit),
         Admission::Rejected(_) => None,
@@ -47,13 +48,13 @@ fn loom_probe_cap_holds() {
             })
             .collect();
         let mine = permit(breaker.admit());
-        let mut probes: Vec<Permit> = threads
+        let mut probes: Vec<Permission> = threads
             .into_iter()
             .filter_map(|t| t.join().unwrap())
             .collect();
         probes.extend(mine);
         assert_eq!(probes.len(), 1, "exactly one probe of three callers");
-        assert_eq!(probes[0].kind, PermitKind::Probe);
+        assert_eq!(probes[0].kind, PermissionKind::Probe);
         assert_eq!(breaker.snapshot().probes_in_flight(), 1);
     });
 }
@@ -151,5 +152,168 @@ fn loom_concurrent_outcomes_keep_the_window_exact() {
         let snap = breaker.snapshot();
         assert_eq!((snap.calls(), snap.failed_calls()), (2, 1));
         assert_eq!(snap.state(), State::Closed);
+    });
+}
+
+#[test]
+fn loom_a_reset_racing_a_record_leaves_the_count_window_exact() {
+    loom::model(|| {
+        let breaker = CircuitBreakerLayer::builder()
+            .sliding_window(SlidingWindow::Count(2))
+            .minimum_calls(2)
+            .failure_rate_threshold(1.0)
+            .build()
+            .unwrap()
+            .breaker()
+            .clone();
+        let recorder = {
+            let breaker = breaker.clone();
+            thread::spawn(move || {
+                let permit = permit(breaker.admit()).unwrap();
+                breaker.record(permit, Outcome::Failure, false, None);
+            })
+        };
+        breaker.reset();
+        recorder.join().unwrap();
+        // The failure counted in the new generation (admitted after the reset) or not at all.
+        let snap = breaker.snapshot();
+        assert!(snap.calls() <= 1, "{snap:?}");
+        assert_eq!(snap.failed_calls(), snap.calls());
+        // Whatever the failure left in its slot, two successes fill the window exactly: a stale
+        // slot they evict is not subtracted, a current one is.
+        for _ in 0..2 {
+            let permit = permit(breaker.admit()).unwrap();
+            breaker.record(permit, Outcome::Success, false, None);
+        }
+        let snap = breaker.snapshot();
+        assert_eq!((snap.calls(), snap.failed_calls()), (2, 0));
+        assert_eq!(snap.state(), State::Closed);
+    });
+}
+
+const FAIL: Sample = Sample {
+    failure: true,
+    slow: false,
+};
+
+#[test]
+fn loom_time_window_rotation_and_generations_race_without_loss() {
+    loom::model(|| {
+        // Two 1 s buckets. One thread counts a failure in bucket 0; the other, two buckets
+        // later, in bucket 2, which reuses bucket 0's counters.
+        let window = Arc::new(TimeWindow::new(1000, 2));
+        let old = {
+            let window = window.clone();
+            thread::spawn(move || window.record(0, FAIL, 0))
+        };
+        let late = window.record(0, FAIL, 2_000);
+        old.join().unwrap();
+        // Bucket 2 holds exactly its own failure, whichever wrote first.
+        assert!(matches!(late, WindowUpdate::Counted(t) if t.failures >= 1));
+        let one = Totals {
+            calls: 1,
+            failures: 1,
+            slow: 0,
+        };
+        assert_eq!(window.totals(0, 2_000), one);
+        // `last_bad` stayed at the later bucket, so a success there is still judged.
+        assert!(matches!(
+            window.record(
+                0,
+                Sample {
+                    failure: false,
+                    slow: false
+                },
+                2_000
+            ),
+            WindowUpdate::Counted(_)
+        ));
+    });
+}
+
+#[test]
+fn loom_time_window_new_generation_replaces_the_old_one() {
+    loom::model(|| {
+        let window = Arc::new(TimeWindow::new(1000, 2));
+        let stale = {
+            let window = window.clone();
+            thread::spawn(move || {
+                window.record(0, FAIL, 0);
+            })
+        };
+        window.record(1, FAIL, 0);
+        stale.join().unwrap();
+        let one = Totals {
+            calls: 1,
+            failures: 1,
+            slow: 0,
+        };
+        assert_eq!(
+            window.totals(1, 0),
+            one,
+            "the new generation counts only its own"
+        );
+        assert_eq!(
+            window.totals(0, 0),
+            Totals::default(),
+            "the old one is gone"
+        );
+    });
+}
+
+#[test]
+fn loom_consecutive_failures_race_a_success_and_a_new_generation() {
+    loom::model(|| {
+        let run = Arc::new(ConsecutiveFailures::new());
+        let failure = {
+            let run = run.clone();
+            thread::spawn(move || run.record(0, true))
+        };
+        let success = {
+            let run = run.clone();
+            thread::spawn(move || run.record(0, false))
+        };
+        // Meanwhile the breaker moved on: the first outcome of generation 1.
+        assert_eq!(run.record(1, true), Some(1));
+        let failure = failure.join().unwrap();
+        let success = success.join().unwrap();
+        // Generation 0's outcomes count in their own run or are dropped as stale.
+        assert!(matches!(failure, Some(1) | None), "{failure:?}");
+        assert!(matches!(success, Some(0) | None), "{success:?}");
+        // Generation 1's run is exactly its one failure.
+        assert!(!run.is_clear(1));
+        assert_eq!(run.record(1, true), Some(2));
+    });
+}
+
+#[test]
+fn loom_consecutive_failures_trip_once() {
+    loom::model(|| {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let count = opened.clone();
+        let breaker = CircuitBreakerLayer::builder()
+            .sliding_window(SlidingWindow::Count(100))
+            .minimum_calls(100)
+            .consecutive_failures(2)
+            .wait_in_open(Duration::from_secs(3600))
+            .on_transition(move |t| {
+                if t.to() == State::Open {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .build()
+            .unwrap()
+            .breaker()
+            .clone();
+        let first = permit(breaker.admit()).unwrap();
+        let second = permit(breaker.admit()).unwrap();
+        let other = {
+            let breaker = breaker.clone();
+            thread::spawn(move || breaker.record(first, Outcome::Failure, false, None))
+        };
+        breaker.record(second, Outcome::Failure, false, None);
+        other.join().unwrap();
+        assert_eq!(opened.load(Ordering::SeqCst), 1, "two in a row, one trip");
+        assert_eq!(breaker.state(), State::Open);
     });
 }

@@ -169,7 +169,6 @@ mod window;
 mod loom_tests;
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -185,9 +184,10 @@ pub use self::snapshot::Snapshot;
 pub use self::telemetry::Transition;
 
 use self::breaker::{Admission, Breaker, Ticket};
-use self::future::{Guard, ResponseFuture, Shared};
+use self::future::{Guard, Judge, ResponseFuture};
 use crate::BoxError;
 use crate::classify::{Classify, ErrorsAsFailures};
+use crate::sync::Arc;
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,13 +216,13 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures> {
     inner: S,
     /// The breaker and the classifier, as this service's futures hold them (one reference
     /// count per call). Made when the layer wraps a service; see [`Sharing`] for clones.
-    shared: Arc<Shared<C>>,
+    shared: Arc<Judge<C>>,
     sharing: Sharing,
     /// The breaker's answer, taken in `poll_ready` and spent in `call`.
     admission: Ticket,
 }
 
-/// Whose [`Shared`] a service's futures count references on.
+/// Whose [`Judge`] a service's futures count references on.
 ///
 /// A clone starts on its parent's, so that cloning a service per request and calling it once
 /// (axum's routes, tower's `Oneshot`, a retry's clone) allocates nothing. A clone called a
@@ -240,7 +240,7 @@ impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
             inner,
-            shared: Arc::new(Shared::new(breaker, classifier)),
+            shared: Arc::new(Judge::new(breaker, classifier)),
             sharing: Sharing::Own,
             admission: Ticket::NONE,
         }
@@ -265,7 +265,7 @@ impl<S, C> CircuitBreaker<S, C> {
 impl<S, C: Clone> CircuitBreaker<S, C> {
     /// The reference its futures will hold, for one more call.
     #[inline(always)]
-    fn shared_for_call(&mut self) -> Arc<Shared<C>> {
+    fn shared_for_call(&mut self) -> Arc<Judge<C>> {
         match self.sharing {
             Sharing::Own => {}
             Sharing::Parent { called: false } => self.sharing = Sharing::Parent { called: true },
@@ -276,7 +276,7 @@ impl<S, C: Clone> CircuitBreaker<S, C> {
 
     #[cold]
     fn make_own(&mut self) {
-        let own = Shared::new(
+        let own = Judge::new(
             self.shared.breaker.clone(),
             self.shared.classifier().clone(),
         );

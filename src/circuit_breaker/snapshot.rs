@@ -46,19 +46,20 @@ impl Snapshot {
         self.state
     }
 
-    /// Outcomes counted (successes and failures; ignored results are not counted).
+    /// Outcomes counted (successes and failures; ignored results are not counted), saturating at
+    /// `u32::MAX` (a long, busy time window can hold more).
     pub fn calls(&self) -> u32 {
-        self.totals.calls
+        saturate(self.totals.calls)
     }
 
-    /// Of [`calls`](Self::calls), the failures.
+    /// Of [`calls`](Self::calls), the failures (saturating at `u32::MAX`).
     pub fn failed_calls(&self) -> u32 {
-        self.totals.failures
+        saturate(self.totals.failures)
     }
 
-    /// Of [`calls`](Self::calls), the slow ones (failed or not).
+    /// Of [`calls`](Self::calls), the slow ones, failed or not (saturating at `u32::MAX`).
     pub fn slow_calls(&self) -> u32 {
-        self.totals.slow
+        saturate(self.totals.slow)
     }
 
     /// `failed_calls / calls`, or 0 with no calls.
@@ -125,10 +126,15 @@ impl Snapshot {
     }
 }
 
-fn rate(part: u32, whole: u32) -> f64 {
+/// The rates are computed from the exact 64-bit totals, so a saturated count never skews them.
+fn rate(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
-        f64::from(part) / f64::from(whole)
+        part as f64 / whole as f64
     }
+}
+
+fn saturate(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
 }

@@ -21,8 +21,23 @@
 //! - `generation` grows by one (mod 2^16) on every transition. A call remembers the generation
 //!   it was admitted in; its outcome counts only if the generation is still current, so an outcome
 //!   from before a transition never extends an Open, never counts in a newer window and never
-//!   closes a newer half-open. A generation is only reused after 65 536 transitions, far longer
-//!   than any call is in flight.
+//!   closes a newer half-open (nor frees one of its probe slots). See "Generation reuse".
+//!
+//! # Generation reuse
+//!
+//! A generation is reused after 65 536 transitions, and the windows' `is_newer` tells older from
+//! newer over half that, 32 768. What bounds how soon that comes is the configuration: every
+//! cycle the breaker makes on its own passes through Open, each open interval lasts at least
+//! `MIN_WAIT_IN_OPEN` (100 ms: the least `wait_in_open`, and the floor of a jittered interval;
+//! see `config.rs`), and a cycle makes at most three transitions (Closed → Open → HalfOpen →
+//! Closed, or HalfOpen → Open → HalfOpen in two). So a breaker that flaps as fast as it can
+//! reuses a generation after at least 65 536 / 3 × 100 ms ≈ 36 minutes, and `is_newer` holds for
+//! at least 18 minutes; with the default `wait_in_open` (30 s), 7.5 and 3.8 days. A call or probe
+//! in flight longer than that could count against another generation (a probe slot freed in the
+//! wrong half-open, an outcome in the wrong window); a `max_wait_in_half_open` and a timeout
+//! below the breaker keep calls far shorter. Transitions made by hand (`force_open`, `disable`,
+//! `reset`) are not bounded: an application that calls them thousands of times a second
+//! shortens the bound accordingly.
 //! - Half-open counters: `in_flight` probes admitted and not yet finished; `completed` probes that
 //!   finished with a success or a failure; of those, `failed` and `slow`. Invariant:
 //!   `in_flight + completed <= half_open_calls <= MAX_HALF_OPEN_CALLS`, and `failed, slow <=
@@ -40,6 +55,7 @@
 use std::fmt;
 
 use super::State;
+use crate::field::Field;
 use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) const KIND_CLOSED: u64 = 0;
@@ -48,30 +64,26 @@ pub(crate) const KIND_HALF_OPEN: u64 = 2;
 pub(crate) const KIND_FORCED_OPEN: u64 = 3;
 pub(crate) const KIND_DISABLED: u64 = 4;
 
-const KIND_BITS: u32 = 3;
-const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
+/// The fields of the word, from bit 0 up (the diagram above).
+const KIND: Field = Field::new(0, 3);
+const GENERATION: Field = KIND.next(16);
+const PAYLOAD: Field = GENERATION.next(44);
+const _: () = assert!(PAYLOAD.end() == 63, "the top bit stays clear");
 
-const GEN_SHIFT: u32 = KIND_BITS;
-pub(crate) const GEN_BITS: u32 = 16;
-const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+/// The half-open counters, fields of the payload.
+const IN_FLIGHT: Field = Field::new(0, 11);
+const COMPLETED: Field = IN_FLIGHT.next(11);
+const FAILED: Field = COMPLETED.next(11);
+const SLOW: Field = FAILED.next(11);
+const _: () = assert!(SLOW.end() == PAYLOAD.bits());
 
-const PAYLOAD_SHIFT: u32 = GEN_SHIFT + GEN_BITS;
-const PAYLOAD_BITS: u32 = 44;
-const PAYLOAD_MASK: u64 = (1 << PAYLOAD_BITS) - 1;
-
-/// Width of each half-open counter.
-const PROBE_BITS: u32 = 11;
-const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
-const IN_FLIGHT_SHIFT: u32 = 0;
-const COMPLETED_SHIFT: u32 = PROBE_BITS;
-const FAILED_SHIFT: u32 = 2 * PROBE_BITS;
-const SLOW_SHIFT: u32 = 3 * PROBE_BITS;
+const _: () = assert!(GENERATION.max() == Generation::MAX as u64);
 
 /// The most probes a half-open breaker can admit: the largest value of an 11-bit counter.
-pub(crate) const MAX_HALF_OPEN_CALLS: u32 = PROBE_MASK as u32;
+pub(crate) const MAX_HALF_OPEN_CALLS: u32 = IN_FLIGHT.max() as u32;
 
 /// The latest end of an open interval that fits the payload, in ms since the epoch.
-pub(crate) const MAX_OPEN_UNTIL_MS: u64 = PAYLOAD_MASK;
+pub(crate) const MAX_OPEN_UNTIL_MS: u64 = PAYLOAD.max();
 
 /// A generation number (mod 2^16).
 pub(crate) type Generation = u16;
@@ -82,15 +94,12 @@ pub(crate) struct Packed(u64);
 
 impl Packed {
     fn pack(kind: u64, generation: Generation, payload: u64) -> Self {
-        debug_assert!(kind <= KIND_MASK && payload <= PAYLOAD_MASK);
-        Self(
-            kind | (u64::from(generation) << GEN_SHIFT)
-                | ((payload & PAYLOAD_MASK) << PAYLOAD_SHIFT),
-        )
+        Self(KIND.put(kind) | GENERATION.put(u64::from(generation)) | PAYLOAD.put(payload))
     }
 
+    #[inline(always)]
     pub(crate) fn kind(self) -> u64 {
-        self.0 & KIND_MASK
+        KIND.get(self.0)
     }
 
     pub(crate) fn state(self) -> State {
@@ -103,12 +112,13 @@ impl Packed {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn generation(self) -> Generation {
-        ((self.0 >> GEN_SHIFT) & GEN_MASK) as Generation
+        GENERATION.get(self.0) as Generation
     }
 
     fn payload(self) -> u64 {
-        (self.0 >> PAYLOAD_SHIFT) & PAYLOAD_MASK
+        PAYLOAD.get(self.0)
     }
 
     /// Open: when the open interval ends, in ms since the epoch.
@@ -116,24 +126,20 @@ impl Packed {
         self.payload()
     }
 
-    fn probe_field(self, shift: u32) -> u32 {
-        ((self.payload() >> shift) & PROBE_MASK) as u32
-    }
-
     pub(crate) fn in_flight(self) -> u32 {
-        self.probe_field(IN_FLIGHT_SHIFT)
+        IN_FLIGHT.get(self.payload()) as u32
     }
 
     pub(crate) fn completed(self) -> u32 {
-        self.probe_field(COMPLETED_SHIFT)
+        COMPLETED.get(self.payload()) as u32
     }
 
     pub(crate) fn failed(self) -> u32 {
-        self.probe_field(FAILED_SHIFT)
+        FAILED.get(self.payload()) as u32
     }
 
     pub(crate) fn slow(self) -> u32 {
-        self.probe_field(SLOW_SHIFT)
+        SLOW.get(self.payload()) as u32
     }
 
     /// The same state with the next generation and the given kind and payload: the target of a
@@ -161,7 +167,7 @@ impl Packed {
     /// Half-open with `in_flight` probes already admitted (1 when the caller that makes the
     /// transition is itself the first probe).
     pub(crate) fn to_half_open(self, in_flight: u32) -> Self {
-        self.next(KIND_HALF_OPEN, u64::from(in_flight) << IN_FLIGHT_SHIFT)
+        self.next(KIND_HALF_OPEN, IN_FLIGHT.put(u64::from(in_flight)))
     }
 
     /// The same half-open generation with its counters replaced.
@@ -172,11 +178,10 @@ impl Packed {
         failed: u32,
         slow: u32,
     ) -> Self {
-        let field = |value: u32, shift: u32| (u64::from(value) & PROBE_MASK) << shift;
-        let payload = field(in_flight, IN_FLIGHT_SHIFT)
-            | field(completed, COMPLETED_SHIFT)
-            | field(failed, FAILED_SHIFT)
-            | field(slow, SLOW_SHIFT);
+        let payload = IN_FLIGHT.put(u64::from(in_flight))
+            | COMPLETED.put(u64::from(completed))
+            | FAILED.put(u64::from(failed))
+            | SLOW.put(u64::from(slow));
         Self::pack(KIND_HALF_OPEN, self.generation(), payload)
     }
 }
@@ -254,7 +259,7 @@ impl fmt::Debug for StateWord {
 /// Whether generation `a` is newer than `b`, allowing for wrap-around.
 pub(crate) fn is_newer(a: Generation, b: Generation) -> bool {
     let ahead = a.wrapping_sub(b);
-    ahead != 0 && ahead < (1 << (GEN_BITS - 1))
+    ahead != 0 && u64::from(ahead) <= GENERATION.max() / 2
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! observed availability (MTBF, MTTR) and, with the `metrics` feature, metric handles registered
 //! once when the breaker is built.
 
-use std::sync::{Arc, Mutex, PoisonError};
+// std's `Arc` for the name and the listener (immutable, and loom's `Arc` cannot hold a `dyn`).
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::State;
 use crate::classify::Outcome;
+use crate::sync::{Mutex, MutexGuard};
 
 /// A change of the breaker's state, as given to
 /// [`on_transition`](super::Builder::on_transition).
@@ -194,7 +196,7 @@ impl Uptime {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Periods> {
+    fn lock(&self) -> MutexGuard<'_, Periods> {
         // Nothing in the lock can panic, but a poisoned lock still holds consistent sums.
         self.periods.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -235,6 +237,46 @@ struct Metrics {
     label: metrics::SharedString,
 }
 
+/// The `# HELP` text and unit of every metric of the breaker, given to the recorder installed
+/// when a breaker is built (so that a Prometheus scrape and a dashboard explain themselves).
+#[cfg(feature = "metrics")]
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(
+        "steadfast_circuit_breaker_state",
+        "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled"
+    );
+    describe_counter!(
+        "steadfast_circuit_breaker_calls_total",
+        Unit::Count,
+        "Permitted calls that finished, by outcome as the classifier and the slow-call timer judged them"
+    );
+    describe_counter!(
+        "steadfast_circuit_breaker_not_permitted_total",
+        Unit::Count,
+        "Calls rejected with CircuitOpen (in shadow mode: let through but counted)"
+    );
+    describe_counter!(
+        "steadfast_circuit_breaker_transitions_total",
+        Unit::Count,
+        "Circuit breaker state transitions, by from and to state"
+    );
+    describe_gauge!(
+        "steadfast_circuit_breaker_mtbf_seconds",
+        Unit::Seconds,
+        "Mean time between failures: mean length of the ended up periods (0 until known)"
+    );
+    describe_gauge!(
+        "steadfast_circuit_breaker_mttr_seconds",
+        Unit::Seconds,
+        "Mean time to recovery: mean length of the ended down periods (0 until known)"
+    );
+    describe_gauge!(
+        "steadfast_circuit_breaker_availability",
+        "Share of time the downstream was up since the breaker was built, in [0, 1]"
+    );
+}
+
 #[cfg(feature = "metrics")]
 impl Metrics {
     /// Sets the availability gauges to `figures`; a figure without data leaves its gauge alone.
@@ -264,6 +306,7 @@ impl Telemetry {
     ) -> Self {
         #[cfg(feature = "metrics")]
         let metrics = {
+            describe();
             let label = name.to_string();
             let state = metrics::gauge!("steadfast_circuit_breaker_state", "name" => label.clone());
             state.set(state_value(initial));

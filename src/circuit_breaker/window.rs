@@ -8,6 +8,7 @@
 //! window, and a reset is O(1).
 
 use super::state::{Generation, is_newer};
+use crate::field::Field;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// One finished call, as the window counts it.
@@ -25,16 +26,19 @@ impl Sample {
 
 /// What a window holds, for the trip decision and for snapshots. Counts may read below zero
 /// for an instant while concurrent recorders reconcile; they are clamped here.
+///
+/// 64-bit: a time window of [`MAX_BUCKETS`] buckets, each counting up to 2^24 - 1 calls, holds
+/// up to 1.7 × 10^11 calls, which a `u32` sum would overflow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
-    pub(crate) calls: u32,
-    pub(crate) failures: u32,
-    pub(crate) slow: u32,
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
 }
 
 /// What recording a sample did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Recorded {
+pub(crate) enum WindowUpdate {
     /// The sample was counted; the window now holds these totals.
     Counted(Totals),
     /// The sample was counted, and cannot have changed whether the breaker should trip.
@@ -91,21 +95,26 @@ pub(crate) struct CountWindow {
     totals: AtomicU64,
 }
 
-const SLOT_PRESENT: u32 = 1;
-const SLOT_FAILURE: u32 = 1 << 1;
-const SLOT_SLOW: u32 = 1 << 2;
-const SLOT_GEN_SHIFT: u32 = 16;
+/// The fields of a slot (a `u32`, read through the 64-bit helpers).
+const SLOT_PRESENT: Field = Field::new(0, 1);
+const SLOT_FAILURE: Field = SLOT_PRESENT.next(1);
+const SLOT_SLOW: Field = SLOT_FAILURE.next(1);
+const SLOT_GENERATION: Field = Field::new(16, 16);
+const _: () = assert!(SLOT_GENERATION.end() == u32::BITS);
 
 fn slot_pack(generation: Generation, sample: Sample) -> u32 {
-    let mut bits = SLOT_PRESENT;
-    if sample.failure {
-        bits |= SLOT_FAILURE;
-    }
-    if sample.slow {
-        bits |= SLOT_SLOW;
-    }
-    (u32::from(generation) << SLOT_GEN_SHIFT) | bits
+    let word = SLOT_GENERATION.put(u64::from(generation))
+        | SLOT_PRESENT.put(1)
+        | SLOT_FAILURE.put(u64::from(sample.failure))
+        | SLOT_SLOW.put(u64::from(sample.slow));
+    word as u32 // every field ends below bit 32 (asserted above)
 }
+
+/// The fields of the count window's totals word: three signed 16-bit counts and the generation.
+const TOTAL_CALLS: Field = Field::new(0, 16);
+const TOTAL_FAILURES: Field = TOTAL_CALLS.next(16);
+const TOTAL_SLOW: Field = TOTAL_FAILURES.next(16);
+const TOTAL_GENERATION: Field = TOTAL_SLOW.next(16);
 
 /// The signed counts of the count window's totals word, with its generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,34 +136,35 @@ impl CountTotals {
     }
 
     fn decode(word: u64) -> Self {
+        // `as u16 as i16`: the fields hold two's-complement 16-bit counts.
         Self {
-            calls: word as u16 as i16,
-            failures: (word >> 16) as u16 as i16,
-            slow: (word >> 32) as u16 as i16,
-            generation: (word >> 48) as u16,
+            calls: TOTAL_CALLS.get(word) as u16 as i16,
+            failures: TOTAL_FAILURES.get(word) as u16 as i16,
+            slow: TOTAL_SLOW.get(word) as u16 as i16,
+            generation: TOTAL_GENERATION.get(word) as Generation,
         }
     }
 
     fn encode(self) -> u64 {
-        u64::from(self.calls as u16)
-            | (u64::from(self.failures as u16) << 16)
-            | (u64::from(self.slow as u16) << 32)
-            | (u64::from(self.generation) << 48)
+        TOTAL_CALLS.put(u64::from(self.calls as u16))
+            | TOTAL_FAILURES.put(u64::from(self.failures as u16))
+            | TOTAL_SLOW.put(u64::from(self.slow as u16))
+            | TOTAL_GENERATION.put(u64::from(self.generation))
     }
 
     /// Adds (`sign` = 1) or removes (`sign` = -1) one slot's contribution.
     fn apply(&mut self, slot: u32, sign: i16) {
         self.calls = self.calls.wrapping_add(sign);
-        if slot & SLOT_FAILURE != 0 {
+        if SLOT_FAILURE.is_set(u64::from(slot)) {
             self.failures = self.failures.wrapping_add(sign);
         }
-        if slot & SLOT_SLOW != 0 {
+        if SLOT_SLOW.is_set(u64::from(slot)) {
             self.slow = self.slow.wrapping_add(sign);
         }
     }
 
     fn totals(self) -> Totals {
-        let clamp = |n: i16| n.max(0) as u32;
+        let clamp = |n: i16| n.max(0) as u64;
         Totals {
             calls: clamp(self.calls),
             failures: clamp(self.failures),
@@ -206,12 +216,12 @@ impl CountWindow {
             && totals.slow == 0
     }
 
-    pub(crate) fn record(&self, generation: Generation, sample: Sample) -> Recorded {
+    pub(crate) fn record(&self, generation: Generation, sample: Sample) -> WindowUpdate {
         let mut word = self.totals.load(Ordering::Acquire);
         let mut totals = CountTotals::decode(word);
         if totals.generation != generation {
             if !is_newer(generation, totals.generation) {
-                return Recorded::Stale;
+                return WindowUpdate::Stale;
             }
             // First sample of a new generation: this recorder empties the window itself rather
             // than wait for the thread that closed the breaker to do it.
@@ -219,7 +229,7 @@ impl CountWindow {
             word = self.totals.load(Ordering::Acquire);
             totals = CountTotals::decode(word);
             if totals.generation != generation {
-                return Recorded::Stale;
+                return WindowUpdate::Stale;
             }
         }
         if sample.is_clean()
@@ -227,7 +237,7 @@ impl CountWindow {
             && totals.failures == 0
             && totals.slow == 0
         {
-            return Recorded::NoChange;
+            return WindowUpdate::NoChange;
         }
 
         let position = self.cursor.fetch_add(1, Ordering::Relaxed) % u64::from(self.size);
@@ -239,8 +249,9 @@ impl CountWindow {
             if totals.generation == generation {
                 next.apply(new_slot, 1);
             }
-            if old_slot & SLOT_PRESENT != 0
-                && (old_slot >> SLOT_GEN_SHIFT) as Generation == totals.generation
+            let old = u64::from(old_slot);
+            if SLOT_PRESENT.is_set(old)
+                && SLOT_GENERATION.get(old) as Generation == totals.generation
             {
                 next.apply(old_slot, -1);
             }
@@ -264,9 +275,9 @@ impl CountWindow {
             }
         }
         if totals.generation == generation {
-            Recorded::Counted(totals.totals())
+            WindowUpdate::Counted(totals.totals())
         } else {
-            Recorded::Stale
+            WindowUpdate::Stale
         }
     }
 
@@ -287,13 +298,14 @@ impl CountWindow {
 /// The largest number of buckets in a time window.
 pub(crate) const MAX_BUCKETS: u64 = 10_000;
 
-/// Bits of a bucket index kept in a counter's tag. Indexes are ms-since-epoch / width, so they
-/// wrap after 2^24 buckets (46 hours at the smallest width, 10 ms): a bucket untouched for exactly
-/// that long is the only way an old count could be read as current.
-const INDEX_BITS: u32 = 24;
-const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
-const COUNT_BITS: u32 = 24;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// A bucket's tag: `| generation:16 | bucket index:24 |`. Indexes are ms-since-epoch / width,
+/// kept modulo 2^24, so they wrap after 2^24 buckets (46 hours at the smallest width, 10 ms): a
+/// bucket untouched for exactly that long is the only way an old count could be read as current.
+const TAG_INDEX: Field = Field::new(0, 24);
+const TAG_GENERATION: Field = TAG_INDEX.next(16);
+/// A counter: `| tag:40 | count:24 |`.
+const COUNT: Field = Field::new(0, 24);
+const TAG: Field = COUNT.next(TAG_GENERATION.end());
 
 /// A counter that knows which bucket of which generation it counts for.
 ///
@@ -313,20 +325,26 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 struct TaggedCounter(AtomicU64);
 
 fn bucket_tag(generation: Generation, index: u64) -> u64 {
-    (u64::from(generation) << INDEX_BITS) | (index & INDEX_MASK)
+    TAG_GENERATION.put(u64::from(generation)) | TAG_INDEX.put(TAG_INDEX.wrap(index))
+}
+
+fn tag_generation(tag: u64) -> Generation {
+    TAG_GENERATION.get(tag) as Generation
+}
+
+/// How many buckets `index` is past the bucket of `tag`, modulo 2^24.
+fn buckets_since(index: u64, tag: u64) -> u64 {
+    TAG_INDEX.wrap(index.wrapping_sub(TAG_INDEX.get(tag)))
 }
 
 /// Whether tag `a` belongs to a newer generation, or the same generation and a later bucket.
 fn tag_is_newer(a: u64, b: u64) -> bool {
-    let (gen_a, gen_b) = (
-        (a >> INDEX_BITS) as Generation,
-        (b >> INDEX_BITS) as Generation,
-    );
+    let (gen_a, gen_b) = (tag_generation(a), tag_generation(b));
     if gen_a != gen_b {
         return is_newer(gen_a, gen_b);
     }
-    let ahead = (a.wrapping_sub(b)) & INDEX_MASK;
-    ahead != 0 && ahead < (1 << (INDEX_BITS - 1))
+    let ahead = buckets_since(TAG_INDEX.get(a), b);
+    ahead != 0 && ahead <= TAG_INDEX.max() / 2
 }
 
 impl TaggedCounter {
@@ -337,14 +355,14 @@ impl TaggedCounter {
     fn add(&self, tag: u64) {
         let mut word = self.0.load(Ordering::Acquire);
         loop {
-            let (current, count) = (word >> COUNT_BITS, word & COUNT_MASK);
+            let (current, count) = (TAG.get(word), COUNT.get(word));
             let next = if current == tag {
-                if count == COUNT_MASK {
+                if count == COUNT.max() {
                     return;
                 }
-                word + 1
+                COUNT.set(word, count + 1)
             } else if tag_is_newer(tag, current) || word == 0 {
-                (tag << COUNT_BITS) | 1
+                TAG.put(tag) | COUNT.put(1)
             } else {
                 return;
             };
@@ -359,15 +377,14 @@ impl TaggedCounter {
     }
 
     /// The count, if it is of `generation` and one of the `buckets` buckets up to `index`.
-    fn read(&self, generation: Generation, index: u64, buckets: u64) -> u32 {
+    fn read(&self, generation: Generation, index: u64, buckets: u64) -> u64 {
         let word = self.0.load(Ordering::Acquire);
-        let tag = word >> COUNT_BITS;
-        if (tag >> INDEX_BITS) as Generation != generation || word == 0 {
+        let tag = TAG.get(word);
+        if tag_generation(tag) != generation || word == 0 {
             return 0;
         }
-        let age = index.wrapping_sub(tag) & INDEX_MASK;
-        if age < buckets {
-            (word & COUNT_MASK) as u32
+        if buckets_since(index, tag) < buckets {
+            COUNT.get(word)
         } else {
             0
         }
@@ -392,12 +409,15 @@ struct Bucket {
 pub(crate) struct TimeWindow {
     bucket_ms: u64,
     slots: Box<[Bucket]>,
-    /// The tag of the latest bucket that counted a failure or a slow call, with `BAD_PRESENT`.
+    /// The tag of the latest bucket that counted a failure or a slow call:
+    /// `| present:1 | 0:23 | tag:40 |`.
     last_bad: AtomicU64,
 }
 
+/// The tag in `last_bad`.
+const BAD_TAG: Field = Field::new(0, TAG.bits());
 /// Marks `last_bad` as set (a tag alone may be 0).
-const BAD_PRESENT: u64 = 1 << 63;
+const BAD_PRESENT: Field = Field::new(63, 1);
 
 impl TimeWindow {
     pub(crate) fn new(bucket_ms: u64, buckets: u64) -> Self {
@@ -419,7 +439,12 @@ impl TimeWindow {
         self.slots.len() as u64
     }
 
-    pub(crate) fn record(&self, generation: Generation, sample: Sample, now_ms: u64) -> Recorded {
+    pub(crate) fn record(
+        &self,
+        generation: Generation,
+        sample: Sample,
+        now_ms: u64,
+    ) -> WindowUpdate {
         let index = now_ms / self.bucket_ms;
         let tag = bucket_tag(generation, index);
         let bucket = &self.slots[(index % self.buckets()) as usize];
@@ -428,10 +453,12 @@ impl TimeWindow {
             // Successes can trip the breaker only by carrying the window over `minimum_calls`
             // while it holds failures; with none in the window, nothing can change.
             let last_bad = self.last_bad.load(Ordering::Acquire);
-            let last_gen = ((last_bad & !BAD_PRESENT) >> INDEX_BITS) as Generation;
-            let age = index.wrapping_sub(last_bad) & INDEX_MASK;
-            if last_bad & BAD_PRESENT == 0 || last_gen != generation || age >= self.buckets() {
-                return Recorded::NoChange;
+            let bad_tag = BAD_TAG.get(last_bad);
+            if !BAD_PRESENT.is_set(last_bad)
+                || tag_generation(bad_tag) != generation
+                || buckets_since(index, bad_tag) >= self.buckets()
+            {
+                return WindowUpdate::NoChange;
             }
         } else {
             if sample.failure {
@@ -442,17 +469,17 @@ impl TimeWindow {
             }
             self.note_bad(tag);
         }
-        Recorded::Counted(self.totals_at(generation, index))
+        WindowUpdate::Counted(self.totals_at(generation, index))
     }
 
     /// Moves `last_bad` forward to `tag` (never back: two failures racing at a bucket boundary
     /// must leave the later tag).
     fn note_bad(&self, tag: u64) {
         let mut current = self.last_bad.load(Ordering::Acquire);
-        while current & BAD_PRESENT == 0 || tag_is_newer(tag, current & !BAD_PRESENT) {
+        while !BAD_PRESENT.is_set(current) || tag_is_newer(tag, BAD_TAG.get(current)) {
             match self.last_bad.compare_exchange_weak(
                 current,
-                tag | BAD_PRESENT,
+                BAD_PRESENT.put(1) | BAD_TAG.put(tag),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -492,8 +519,8 @@ impl TimeWindow {
 /// Self-contained word; `AcqRel` CAS, `Acquire` loads.
 pub(crate) struct ConsecutiveFailures(AtomicU64);
 
-const RUN_COUNT_BITS: u32 = 48;
-const RUN_COUNT_MASK: u64 = (1 << RUN_COUNT_BITS) - 1;
+const RUN_COUNT: Field = Field::new(0, 48);
+const RUN_GENERATION: Field = RUN_COUNT.next(16);
 
 impl ConsecutiveFailures {
     pub(crate) fn new() -> Self {
@@ -504,7 +531,7 @@ impl ConsecutiveFailures {
     #[inline]
     pub(crate) fn is_clear(&self, generation: Generation) -> bool {
         let word = self.0.load(Ordering::Acquire);
-        word & RUN_COUNT_MASK == 0 || (word >> RUN_COUNT_BITS) as Generation != generation
+        RUN_COUNT.get(word) == 0 || RUN_GENERATION.get(word) as Generation != generation
     }
 
     /// Counts a failure (`failure`) or ends the run; returns the run's length afterwards, or
@@ -512,19 +539,19 @@ impl ConsecutiveFailures {
     pub(crate) fn record(&self, generation: Generation, failure: bool) -> Option<u64> {
         let mut word = self.0.load(Ordering::Acquire);
         loop {
-            let current = (word >> RUN_COUNT_BITS) as Generation;
-            let count = word & RUN_COUNT_MASK;
+            let current = RUN_GENERATION.get(word) as Generation;
+            let count = RUN_COUNT.get(word);
             let same = current == generation;
             if !same && !is_newer(generation, current) {
                 return None;
             }
             let next_count = match (failure, same) {
-                (true, true) => (count + 1).min(RUN_COUNT_MASK),
+                (true, true) => (count + 1).min(RUN_COUNT.max()),
                 (true, false) => 1,
                 (false, true) if count == 0 => return Some(0),
                 (false, _) => 0,
             };
-            let next = (u64::from(generation) << RUN_COUNT_BITS) | next_count;
+            let next = RUN_GENERATION.put(u64::from(generation)) | RUN_COUNT.put(next_count);
             match self
                 .0
                 .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
@@ -553,9 +580,9 @@ mod tests {
         slow: true,
     };
 
-    fn counted(r: Recorded) -> Totals {
+    fn counted(r: WindowUpdate) -> Totals {
         match r {
-            Recorded::Counted(t) => t,
+            WindowUpdate::Counted(t) => t,
             other => panic!("expected counted, got {other:?}"),
         }
     }
@@ -574,7 +601,7 @@ mod tests {
         // Full of successes: a success changes nothing and is not written.
         let t = counted(w.record(0, OK));
         assert_eq!((t.calls, t.failures, t.slow), (3, 0, 0));
-        assert_eq!(w.record(0, OK), Recorded::NoChange);
+        assert_eq!(w.record(0, OK), WindowUpdate::NoChange);
         assert_eq!(counted(w.record(0, FAIL)).failures, 1);
     }
 
@@ -586,7 +613,7 @@ mod tests {
         // A newer generation empties it; the old generation is stale from then on.
         let t = counted(w.record(2, OK));
         assert_eq!((t.calls, t.failures), (1, 0));
-        assert_eq!(w.record(0, FAIL), Recorded::Stale);
+        assert_eq!(w.record(0, FAIL), WindowUpdate::Stale);
         assert_eq!(w.totals(2).failures, 0);
         // The stale failure left in a slot is not subtracted from the new generation.
         let t = counted(w.record(2, OK));
@@ -598,7 +625,7 @@ mod tests {
     #[test]
     fn time_window_buckets_expire() {
         let w = TimeWindow::new(1000, 3);
-        assert_eq!(w.record(0, OK, 0), Recorded::NoChange);
+        assert_eq!(w.record(0, OK, 0), WindowUpdate::NoChange);
         let t = counted(w.record(0, FAIL, 500));
         assert_eq!((t.calls, t.failures), (2, 1));
         let t = counted(w.record(0, OK, 2_999));
@@ -613,9 +640,40 @@ mod tests {
             }
         );
         // A success after the failure left the window needs no evaluation.
-        assert_eq!(w.record(0, OK, 3_001), Recorded::NoChange);
+        assert_eq!(w.record(0, OK, 3_001), WindowUpdate::NoChange);
         // Another generation sees nothing.
         assert_eq!(w.totals(1, 3_001), Totals::default());
+    }
+
+    #[test]
+    fn time_window_sums_past_u32() {
+        // 300 full buckets of 2^24 - 1 calls each: 5 × 10^9 calls, more than a u32 holds (a
+        // u32 sum panicked here in debug builds and wrapped to a wrong rate in release).
+        let buckets = 300;
+        let w = TimeWindow::new(10, buckets);
+        for index in 0..buckets {
+            let full = TAG.put(bucket_tag(0, index)) | COUNT.put(COUNT.max());
+            let bucket = &w.slots[index as usize];
+            bucket.calls.0.store(full, Ordering::Relaxed);
+            if index % 2 == 0 {
+                bucket.failures.0.store(full, Ordering::Relaxed);
+            }
+        }
+        let now_ms = (buckets - 1) * 10;
+        let expected = buckets * COUNT.max();
+        assert!(expected > u64::from(u32::MAX));
+        assert_eq!(
+            w.totals(0, now_ms),
+            Totals {
+                calls: expected,
+                failures: expected / 2,
+                slow: 0
+            }
+        );
+        // A failure in the last bucket (full of calls, none failed): its call count stays
+        // saturated, its failure count becomes one.
+        let t = counted(w.record(0, FAIL, now_ms));
+        assert_eq!((t.calls, t.failures), (expected, expected / 2 + 1));
     }
 
     #[test]

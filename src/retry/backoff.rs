@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use rand::RngExt;
-use rand::rngs::SmallRng;
-
 use crate::ConfigError;
+use crate::random::{AtomicSplitMix64, up_to};
 
 /// The largest delay any computation can produce before `max_delay` caps it: `u64::MAX`
 /// nanoseconds (about 584 years). Keeps the arithmetic finite at any attempt number.
@@ -169,7 +167,7 @@ impl Backoff {
         &self,
         retry: u32,
         previous: Duration,
-        rng: &mut Option<&mut SmallRng>,
+        rng: Option<&AtomicSplitMix64>,
     ) -> Duration {
         let max = self.max_delay;
         let delay = match self.curve {
@@ -196,7 +194,7 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 /// Applies `jitter` to `delay` nanoseconds, saturating.
-fn jitter(delay: u64, jitter: Jitter, rng: &mut Option<&mut SmallRng>) -> u64 {
+fn jitter(delay: u64, jitter: Jitter, rng: Option<&AtomicSplitMix64>) -> u64 {
     match jitter {
         Jitter::None => delay,
         Jitter::Full => uniform(rng, 0, delay),
@@ -215,11 +213,11 @@ fn jitter(delay: u64, jitter: Jitter, rng: &mut Option<&mut SmallRng>) -> u64 {
 /// A number of nanoseconds drawn uniformly from `[low, high]`, rounded down to a whole
 /// millisecond (tokio's timer resolution, so that the delay reported is the delay slept) but
 /// not below `low`; `high` when there is no generator.
-fn uniform(rng: &mut Option<&mut SmallRng>, low: u64, high: u64) -> u64 {
+fn uniform(rng: Option<&AtomicSplitMix64>, low: u64, high: u64) -> u64 {
     const MILLI: u64 = 1_000_000;
     match rng {
         Some(rng) if low < high => {
-            let drawn = rng.random_range(low..=high);
+            let drawn = low + up_to(rng.next_u64(), high - low);
             (drawn - drawn % MILLI).max(low)
         }
         _ => high,

@@ -66,7 +66,8 @@ pub(super) enum Kind {
     },
 }
 
-/// The largest `ratio` (Finagle's and tower's bound: ten retries per request).
+/// The largest `ratio`: tower's bound for its `TpsBudget`, a thousand retries per request (far
+/// above anything useful: `max_attempts` caps a request's retries first).
 pub(super) const MAX_RATIO: f64 = 1000.0;
 /// The shortest `ttl`.
 pub(super) const MIN_TTL: Duration = Duration::from_secs(1);

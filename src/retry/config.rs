@@ -1,14 +1,8 @@
 //! The builder of [`RetryLayer`], its defaults, and the state every service of a layer shares.
 
 use std::borrow::Cow;
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 
 use super::backoff::{Backoff, Jitter};
 use super::budget::RetryBudget;
@@ -18,6 +12,7 @@ use super::replay::CloneRequest;
 use super::state::BudgetState;
 use crate::ConfigError;
 use crate::error::check_range;
+use crate::random::{AtomicSplitMix64, random_seed};
 use crate::sync::Arc;
 
 /// Attempts per call, the first included: 3 attempts = 2 retries.
@@ -204,16 +199,16 @@ impl<P, H, M> Builder<P, H, M> {
         self.budget.validate()?;
         let seed = self
             .seed
-            .unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
+            .unwrap_or_else(|| random_seed(&self.budget as *const RetryBudget as usize));
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::register(&self.name);
-        Ok(RetryLayer::from_shared(Arc::new(Shared {
+        Ok(RetryLayer::from_shared(Arc::new(RetryCore {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
             budget: Arc::new(BudgetState::new(&self.budget)),
-            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            rng: AtomicSplitMix64::new(seed),
             name: self.name,
             policy: self.policy,
             on_retry: self.on_retry,
@@ -225,13 +220,14 @@ impl<P, H, M> Builder<P, H, M> {
 }
 
 /// What every clone of a layer and every service it makes share.
-pub(crate) struct Shared<P, H, M> {
+pub(crate) struct RetryCore<P, H, M> {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
     pub(crate) min_attempt_time: Duration,
     pub(crate) retry_rejections: bool,
     pub(crate) budget: Arc<BudgetState>,
-    rng: Mutex<SmallRng>,
+    /// The jitter's generator: one `fetch_add` per draw, no lock.
+    rng: AtomicSplitMix64,
     pub(crate) name: Cow<'static, str>,
     pub(crate) policy: P,
     pub(crate) on_retry: H,
@@ -240,22 +236,17 @@ pub(crate) struct Shared<P, H, M> {
     pub(crate) metrics: super::telemetry::Metrics,
 }
 
-impl<P, H, M> Shared<P, H, M> {
+impl<P, H, M> RetryCore<P, H, M> {
     /// The delay before retry number `retry` (1 for the first).
     pub(crate) fn backoff_delay(&self, retry: u32, previous: Duration) -> Duration {
-        if self.backoff.is_random() {
-            let mut rng: MutexGuard<'_, SmallRng> =
-                self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            self.backoff.delay(retry, previous, &mut Some(&mut *rng))
-        } else {
-            self.backoff.delay(retry, previous, &mut None)
-        }
+        let rng = self.backoff.is_random().then_some(&self.rng);
+        self.backoff.delay(retry, previous, rng)
     }
 }
 
-impl<P, H, M> fmt::Debug for Shared<P, H, M> {
+impl<P, H, M> fmt::Debug for RetryCore<P, H, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("RetryCore")
             .field("name", &self.name)
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -11,14 +11,15 @@ use pin_project_lite::pin_project;
 use tokio::time::{Sleep, sleep};
 use tower_service::Service;
 
-use super::config::Shared;
+use super::config::RetryCore;
 use super::policy::{Decision, OnRetry, RetryPolicy};
 use super::replay::Resend;
 use super::state::{BudgetState, Withdraw, Withdrawal};
-use super::telemetry::Outcome;
+use super::telemetry::AttemptEnd;
 use crate::classify::is_local_rejection;
+use crate::completion::polled_after_completion;
 use crate::deadline::Deadline;
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex};
 
 /// What one retry service and its clones share with their futures: the layer's configuration
 /// and a replica of the inner service, made when the layer wrapped it.
@@ -28,12 +29,12 @@ use crate::sync::Arc;
 /// service that is `Send` but not `Sync` (a `BoxCloneService`) be shared with futures that are
 /// `Send`.
 pub(crate) struct ServiceShared<S, P, H, M> {
-    config: Arc<Shared<P, H, M>>,
+    config: Arc<RetryCore<P, H, M>>,
     replica: Mutex<S>,
 }
 
 impl<S, P, H, M> ServiceShared<S, P, H, M> {
-    pub(crate) fn new(config: Arc<Shared<P, H, M>>, replica: S) -> Self {
+    pub(crate) fn new(config: Arc<RetryCore<P, H, M>>, replica: S) -> Self {
         Self {
             config,
             replica: Mutex::new(replica),
@@ -41,7 +42,7 @@ impl<S, P, H, M> ServiceShared<S, P, H, M> {
     }
 
     #[inline(always)]
-    pub(crate) fn config(&self) -> &Shared<P, H, M> {
+    pub(crate) fn config(&self) -> &RetryCore<P, H, M> {
         &self.config
     }
 
@@ -158,7 +159,7 @@ enum Next<Res, E> {
     },
 }
 
-fn record<P, H, M>(shared: &Shared<P, H, M>, outcome: Outcome) {
+fn record<P, H, M>(shared: &RetryCore<P, H, M>, outcome: AttemptEnd) {
     #[cfg(feature = "metrics")]
     shared.metrics.attempt(outcome);
     #[cfg(not(feature = "metrics"))]
@@ -171,7 +172,7 @@ fn cause<Res, E>(result: &Result<Res, E>) -> &'static str {
 
 /// Judges an attempt's result: return it, or schedule a retry (paid for from the budget).
 fn judge<Req, S, P, H, M>(
-    shared: &Shared<P, H, M>,
+    shared: &RetryCore<P, H, M>,
     retry: Option<&Retrying<S, M::Kept>>,
     attempt: u32,
     previous_delay: &mut Duration,
@@ -184,27 +185,27 @@ where
     P: RetryPolicy<Req, S::Response, S::Error>,
     H: OnRetry<S::Response, S::Error>,
 {
-    let stop = |outcome: Outcome, result| {
+    let stop = |outcome: AttemptEnd, result| {
         record(shared, outcome);
         Next::Return(result)
     };
 
     let rejection = matches!(&result, Err(error) if is_local_rejection(error));
     if rejection && !shared.retry_rejections {
-        return stop(Outcome::NotRetryable, result);
+        return stop(AttemptEnd::NotRetryable, result);
     }
     let decision = shared.policy.decide(&result);
     if decision == Decision::Accept {
-        return stop(Outcome::Accepted, result);
+        return stop(AttemptEnd::Accepted, result);
     }
     if attempt >= shared.max_attempts {
-        return stop(Outcome::Exhausted, result);
+        return stop(AttemptEnd::Exhausted, result);
     }
     let Some(retrying) = retry else {
-        return stop(Outcome::NotRetryable, result);
+        return stop(AttemptEnd::NotRetryable, result);
     };
     if !shared.resend.can_resend(&retrying.kept) {
-        return stop(Outcome::NotRetryable, result);
+        return stop(AttemptEnd::NotRetryable, result);
     }
 
     let delay = match decision {
@@ -223,10 +224,10 @@ where
                 retry.attempt = attempt + 1,
                 retry.delay_ms = crate::clock::millis(delay),
                 retry.remaining_ms = crate::clock::millis(remaining),
-                retry.outcome = Outcome::Deadline.as_str(),
+                retry.outcome = AttemptEnd::Deadline.as_str(),
                 "retry skipped: it cannot finish before the deadline"
             );
-            return stop(Outcome::Deadline, result);
+            return stop(AttemptEnd::Deadline, result);
         }
     }
 
@@ -237,10 +238,10 @@ where
             tracing::debug!(
                 retry.name = %shared.name,
                 retry.attempt = attempt + 1,
-                retry.outcome = Outcome::BudgetExhausted.as_str(),
+                retry.outcome = AttemptEnd::BudgetExhausted.as_str(),
                 "retry skipped: the retry budget is exhausted"
             );
-            return stop(Outcome::BudgetExhausted, result);
+            return stop(AttemptEnd::BudgetExhausted, result);
         }
     };
 
@@ -254,7 +255,7 @@ where
         retry.cause = cause(&result),
         "retrying"
     );
-    record(shared, Outcome::Retried);
+    record(shared, AttemptEnd::Retried);
     Next::Retry {
         delay,
         paid,
@@ -350,8 +351,7 @@ where
                     let future = service.call(request);
                     this.state.set(State::Called { future });
                 }
-                // Polled after completion: there is nothing more to give.
-                StateProj::Done => return Poll::Pending,
+                StateProj::Done => polled_after_completion("retry::ResponseFuture"),
             }
         }
     }
@@ -365,7 +365,8 @@ fn finish<F, Res, E>(
     state.set(State::Done);
     match last {
         Some(result) => Poll::Ready(result),
-        None => Poll::Pending,
+        // `last` is taken only here, as the state becomes `Done`.
+        None => polled_after_completion("retry::ResponseFuture"),
     }
 }
 

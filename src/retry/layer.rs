@@ -3,7 +3,7 @@ use std::fmt;
 use tower_layer::Layer;
 
 use super::Retry;
-use super::config::{Builder, Shared};
+use super::config::{Builder, RetryCore};
 use super::policy::RetryErrors;
 use super::replay::CloneRequest;
 use crate::sync::Arc;
@@ -15,7 +15,7 @@ use crate::sync::Arc;
 /// clone of the layer and by every service its [`layer`](Layer::layer) makes, so an axum router
 /// that applies the layer per route, or tonic's per-connection services, draw on one budget.
 pub struct RetryLayer<P = RetryErrors, H = (), M = CloneRequest> {
-    shared: Arc<Shared<P, H, M>>,
+    shared: Arc<RetryCore<P, H, M>>,
 }
 
 impl RetryLayer {
@@ -26,7 +26,7 @@ impl RetryLayer {
 }
 
 impl<P, H, M> RetryLayer<P, H, M> {
-    pub(crate) fn from_shared(shared: Arc<Shared<P, H, M>>) -> Self {
+    pub(crate) fn from_shared(shared: Arc<RetryCore<P, H, M>>) -> Self {
         Self { shared }
     }
 

@@ -155,7 +155,7 @@ pub use self::policy::{Decision, OnRetry, RetryErrors, RetryPolicy};
 pub use self::replay::{BufferBody, Recorded, ReplayBody};
 pub use self::replay::{CloneRequest, Resend};
 
-use self::config::Shared;
+use self::config::RetryCore;
 use self::future::{ResponseFuture, Retrying, ServiceShared};
 use self::policy::RetryErrors as DefaultPolicy;
 use crate::sync::Arc;
@@ -172,7 +172,7 @@ pub struct Retry<S, P = DefaultPolicy, H = (), M = CloneRequest> {
 }
 
 impl<S: Clone, P, H, M> Retry<S, P, H, M> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<P, H, M>>) -> Self {
+    pub(crate) fn from_shared(inner: S, shared: Arc<RetryCore<P, H, M>>) -> Self {
         Self {
             shared: Arc::new(ServiceShared::new(shared, inner.clone())),
             inner,

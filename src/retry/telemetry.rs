@@ -2,7 +2,7 @@
 
 /// How one attempt ended: the `outcome` label of `steadfast_retry_attempts_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum AttemptEnd {
     /// The policy accepted the result: returned to the caller.
     Accepted,
     /// A retry follows.
@@ -18,25 +18,25 @@ pub(crate) enum Outcome {
     NotRetryable,
 }
 
-impl Outcome {
+impl AttemptEnd {
     #[cfg(feature = "metrics")]
-    const ALL: [Outcome; 6] = [
-        Outcome::Accepted,
-        Outcome::Retried,
-        Outcome::Exhausted,
-        Outcome::BudgetExhausted,
-        Outcome::Deadline,
-        Outcome::NotRetryable,
+    const ALL: [AttemptEnd; 6] = [
+        AttemptEnd::Accepted,
+        AttemptEnd::Retried,
+        AttemptEnd::Exhausted,
+        AttemptEnd::BudgetExhausted,
+        AttemptEnd::Deadline,
+        AttemptEnd::NotRetryable,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Outcome::Accepted => "accepted",
-            Outcome::Retried => "retried",
-            Outcome::Exhausted => "exhausted",
-            Outcome::BudgetExhausted => "budget_exhausted",
-            Outcome::Deadline => "deadline",
-            Outcome::NotRetryable => "not_retryable",
+            AttemptEnd::Accepted => "accepted",
+            AttemptEnd::Retried => "retried",
+            AttemptEnd::Exhausted => "exhausted",
+            AttemptEnd::BudgetExhausted => "budget_exhausted",
+            AttemptEnd::Deadline => "deadline",
+            AttemptEnd::NotRetryable => "not_retryable",
         }
     }
 }
@@ -46,7 +46,7 @@ pub(crate) use self::handles::Metrics;
 
 #[cfg(feature = "metrics")]
 mod handles {
-    use super::Outcome;
+    use super::AttemptEnd;
 
     /// Counter handles, registered when the layer is built.
     #[derive(Debug)]
@@ -57,7 +57,8 @@ mod handles {
 
     impl Metrics {
         pub(crate) fn register(name: &str) -> Self {
-            let attempts = Outcome::ALL.map(|outcome| {
+            describe();
+            let attempts = AttemptEnd::ALL.map(|outcome| {
                 metrics::counter!(
                     "steadfast_retry_attempts_total",
                     "name" => name.to_owned(),
@@ -72,11 +73,27 @@ mod handles {
         }
 
         #[inline]
-        pub(crate) fn attempt(&self, outcome: Outcome) {
+        pub(crate) fn attempt(&self, outcome: AttemptEnd) {
             self.attempts[outcome as usize].increment(1);
-            if outcome == Outcome::BudgetExhausted {
+            if outcome == AttemptEnd::BudgetExhausted {
                 self.budget_exhausted.increment(1);
             }
         }
+    }
+
+    /// The `# HELP` text and unit of the retry metrics, given to the recorder installed when a
+    /// layer is built.
+    fn describe() {
+        use metrics::{Unit, describe_counter};
+        describe_counter!(
+            "steadfast_retry_attempts_total",
+            Unit::Count,
+            "Attempts judged, by outcome: accepted, retried, or not retried and why"
+        );
+        describe_counter!(
+            "steadfast_retry_budget_exhausted_total",
+            Unit::Count,
+            "Retries refused because the retry budget was empty"
+        );
     }
 }

@@ -8,8 +8,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -17,6 +15,7 @@ use super::budget::RetryBudget;
 use super::state::{BudgetState, Withdraw};
 use super::{Backoff, Jitter, RetryLayer};
 use crate::BoxError;
+use crate::random::AtomicSplitMix64;
 use crate::sync::Arc;
 
 /// A service failing every call with the error `make` builds.
@@ -170,8 +169,8 @@ proptest! {
             .jitter(jitter)
             .max_delay(max);
         prop_assert!(backoff.validate().is_ok());
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let delay = backoff.delay(retry, Duration::ZERO, &mut Some(&mut rng));
+        let rng = AtomicSplitMix64::new(seed);
+        let delay = backoff.delay(retry, Duration::ZERO, Some(&rng));
         prop_assert!(delay <= max);
 
         // The un-jittered delay, computed independently in f64 (saturating like the code).
@@ -203,10 +202,10 @@ proptest! {
     ) {
         let max = Duration::from_millis(max_ms);
         let base = Duration::from_millis(base_ms);
-        let mut rng = SmallRng::seed_from_u64(seed);
+        let rng = AtomicSplitMix64::new(seed);
 
         let constant = Backoff::constant(base).jitter(jitter).max_delay(max);
-        let delay = constant.delay(retry, Duration::ZERO, &mut Some(&mut rng));
+        let delay = constant.delay(retry, Duration::ZERO, Some(&rng));
         prop_assert!(delay <= max.min(base * 2));
         if jitter == Jitter::None {
             prop_assert_eq!(delay, base.min(max));
@@ -214,7 +213,7 @@ proptest! {
 
         let decorrelated = Backoff::decorrelated(base).jitter(jitter).max_delay(max);
         let previous = Duration::from_millis(previous_ms);
-        let delay = decorrelated.delay(retry, previous, &mut Some(&mut rng));
+        let delay = decorrelated.delay(retry, previous, Some(&rng));
         prop_assert!(delay >= base.min(max));
         prop_assert!(delay <= (previous.max(base) * 3).min(max));
     }
@@ -229,14 +228,14 @@ proptest! {
         seed: u64,
     ) {
         let base = Duration::new(base_secs, (base_nanos % 1_000_000_000) as u32);
-        let mut rng = SmallRng::seed_from_u64(seed);
+        let rng = AtomicSplitMix64::new(seed);
         for backoff in [
             Backoff::exponential(base).multiplier(multiplier),
             Backoff::constant(base),
             Backoff::decorrelated(base),
         ] {
             let backoff = backoff.jitter(jitter).max_delay(Duration::MAX);
-            let delay = backoff.delay(retry, Duration::MAX, &mut Some(&mut rng));
+            let delay = backoff.delay(retry, Duration::MAX, Some(&rng));
             prop_assert!(delay <= Duration::from_nanos(u64::MAX));
         }
     }

@@ -1,10 +1,9 @@
-//! The builder of [`TimeoutLayer`], its defaults, and the metric handles it registers.
+//! The builder of [`TimeoutLayer`] and its defaults.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use super::TimeoutLayer;
-use crate::deadline::ElapsedKind;
 use crate::error::ConfigError;
 
 /// The timeout of [`Builder::timeout`] when none is set: 30 seconds (Polly's default).
@@ -47,7 +46,7 @@ impl Builder {
     }
 
     /// Checks the configuration and builds the layer, registering its metric handles (with the
-    /// `metrics` feature) once.
+    /// `metrics` feature) with the recorder installed now.
     ///
     /// # Errors
     ///
@@ -62,85 +61,5 @@ impl Builder {
             ));
         }
         Ok(TimeoutLayer::from_parts(self.timeout, &self.name))
-    }
-}
-
-/// What a timeout reports when it fails a call: a `debug` event naming the instance, and with
-/// the `metrics` feature, a counter.
-///
-/// The instance's name and metric handles are registered once per name, the first time a layer
-/// with that name is built, and kept for the life of the process (names are few by design: they
-/// are a metric label). The layer, its services and every response future then hold a plain
-/// `&'static` reference: a call costs no reference-count traffic, and a future can report the
-/// timeout it fails with.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Telemetry {
-    instance: &'static Instance,
-}
-
-#[derive(Debug)]
-struct Instance {
-    name: String,
-    #[cfg(feature = "metrics")]
-    timeout: metrics::Counter,
-    #[cfg(feature = "metrics")]
-    deadline: metrics::Counter,
-}
-
-/// The metric name of the count of calls failed with [`Elapsed`](super::Elapsed).
-#[cfg(feature = "metrics")]
-pub(crate) const ELAPSED_TOTAL: &str = "steadfast_timeout_elapsed_total";
-
-impl Telemetry {
-    /// The telemetry of the instance `name`, registered on first use.
-    pub(crate) fn new(name: &str) -> Self {
-        use std::sync::{Mutex, PoisonError};
-
-        static REGISTERED: Mutex<Vec<&'static Instance>> = Mutex::new(Vec::new());
-
-        let mut registered = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&instance) = registered.iter().find(|i| i.name == name) {
-            return Self { instance };
-        }
-        let instance: &'static Instance = Box::leak(Box::new(Instance {
-            name: name.to_owned(),
-            #[cfg(feature = "metrics")]
-            timeout: metrics::counter!(
-                ELAPSED_TOTAL,
-                "name" => name.to_owned(),
-                "kind" => ElapsedKind::Timeout.as_str()
-            ),
-            #[cfg(feature = "metrics")]
-            deadline: metrics::counter!(
-                ELAPSED_TOTAL,
-                "name" => name.to_owned(),
-                "kind" => ElapsedKind::InheritedDeadline.as_str()
-            ),
-        }));
-        registered.push(instance);
-        Self { instance }
-    }
-
-    /// The instance name.
-    pub(crate) fn name(&self) -> &'static str {
-        &self.instance.name
-    }
-
-    /// Reports a call failed with `kind`; `before_call` when the inner service was not called.
-    pub(crate) fn elapsed(&self, kind: ElapsedKind, before_call: bool) {
-        tracing::debug!(
-            target: "steadfast::timeout",
-            {
-                timeout.name = self.name(),
-                timeout.kind = kind.as_str(),
-                timeout.before_call = before_call
-            },
-            "call failed: deadline passed"
-        );
-        #[cfg(feature = "metrics")]
-        match kind {
-            ElapsedKind::Timeout => self.instance.timeout.increment(1),
-            ElapsedKind::InheritedDeadline => self.instance.deadline.increment(1),
-        }
     }
 }

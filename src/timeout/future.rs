@@ -7,8 +7,9 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tokio::time::{Sleep, sleep_until};
 
-use super::config::Telemetry;
+use super::telemetry::Telemetry;
 use crate::BoxError;
+use crate::completion::polled_after_completion;
 use crate::deadline::Deadline;
 use crate::deadline::{Elapsed, ElapsedKind};
 
@@ -99,8 +100,7 @@ where
                 this.telemetry.elapsed(*this.kind, true);
                 return Poll::Ready(Err(Elapsed::with_kind(*this.kind).not_sent().into()));
             }
-            // Polled after completion: like a fused future, never ready again.
-            StateProj::Done => return Poll::Pending,
+            StateProj::Done => polled_after_completion("timeout::ResponseFuture"),
         }
 
         // The inner future is pending: arm the timer the first time only.

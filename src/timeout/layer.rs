@@ -3,16 +3,17 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::Timeout;
-use super::config::{Builder, DEFAULT_NAME, Telemetry};
+use super::config::{Builder, DEFAULT_NAME};
+use super::telemetry::Telemetry;
 
 /// Applies a [`Timeout`] to a service: each call fails with [`Elapsed`](super::Elapsed) once its
 /// deadline passes, and runs with that deadline as [`Deadline::current`].
 ///
-/// Cheap to clone (a `Duration` and a reference). The layer's only shared state is its instance
-/// name and metric handles (with the `metrics` feature), registered once per name when the first
-/// layer with that name is built, by [`new`](Self::new) (name `"default"`) or
-/// [`Builder::build`], and shared by every clone of the layer, every service its
-/// [`layer`](Layer::layer) makes, and every layer built with the same name.
+/// Cheap to clone (a `Duration` and an `Arc`). The layer's only shared state is its instance
+/// name and metric handles (with the `metrics` feature), registered when the layer is built, by
+/// [`new`](Self::new) (name `"default"`) or [`Builder::build`], and shared by every clone of the
+/// layer and every service its [`layer`](Layer::layer) makes. Layers built separately register
+/// separately, each with the metrics recorder installed at its build.
 ///
 /// [`Deadline::current`]: crate::deadline::Deadline::current
 #[derive(Debug, Clone)]
@@ -57,6 +58,6 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::from_parts(inner, self.timeout, self.telemetry)
+        Timeout::from_parts(inner, self.timeout, self.telemetry.clone())
     }
 }

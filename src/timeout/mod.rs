@@ -58,10 +58,10 @@
 //! | event | `call failed: deadline passed` | `debug` | `timeout.name`, `timeout.kind` (`"timeout"` or `"deadline"`), `timeout.before_call` (the inner service was not called) |
 //! | metric | `steadfast_timeout_elapsed_total` | counter | `name`, `kind` (`"timeout"` or `"deadline"`) |
 //!
-//! Events have the target `steadfast::timeout`. The metric needs the `metrics` feature. The name and the metric handles are registered once
-//! per instance name, when the first layer with that name is built (so install the metrics
-//! recorder before building layers), and shared by every layer of that name. A call that
-//! finishes in time emits nothing.
+//! Events have the target `steadfast::timeout`. The metric needs the `metrics` feature. Its
+//! handles are registered, and described (`# HELP` text), when the layer is built (so install
+//! the metrics recorder before building layers), and shared by the layer's clones and the
+//! services it makes. A call that finishes in time emits nothing.
 //!
 //! # Errors
 //!
@@ -119,13 +119,14 @@ pub mod error {
 }
 pub mod future;
 mod layer;
+mod telemetry;
 
 pub use config::{Builder, DEFAULT_NAME, DEFAULT_TIMEOUT};
 pub use error::{Elapsed, ElapsedKind};
 pub use layer::TimeoutLayer;
 
-use config::Telemetry;
 use future::ResponseFuture;
+use telemetry::Telemetry;
 
 /// Fails calls to `S` that are not answered within a timeout; see the [module docs](self).
 ///
@@ -196,7 +197,7 @@ where
             Some(inherited) if inherited < own => (inherited, ElapsedKind::InheritedDeadline),
             _ => (own, ElapsedKind::Timeout),
         };
-        let telemetry = self.telemetry;
+        let telemetry = self.telemetry.clone();
         if deadline.instant() <= now {
             return ResponseFuture::expired(deadline, kind, telemetry);
         }

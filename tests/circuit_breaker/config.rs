@@ -106,7 +106,19 @@ fn durations_must_be_positive() {
     check(
         builder().wait_in_open(Duration::ZERO),
         "wait_in_open",
-        "more than zero",
+        "at least 100ms",
+    );
+    // The floor that bounds how fast the 16-bit generation can wrap.
+    check(
+        builder().wait_in_open(Duration::from_millis(99)),
+        "wait_in_open",
+        "at least 100ms",
+    );
+    assert!(
+        builder()
+            .wait_in_open(Duration::from_millis(100))
+            .build()
+            .is_ok()
     );
     check(
         builder().wait_in_open(Duration::from_secs(400 * 24 * 3600)),

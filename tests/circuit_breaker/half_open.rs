@@ -401,3 +401,28 @@ async fn the_listener_sees_each_transition_once() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_jittered_open_interval_never_drops_below_the_least_wait_in_open() {
+    // 100 ms ± 90 % would reach 10 ms; the floor (which bounds how fast generations are reused)
+    // keeps every interval at 100 ms or more.
+    let layer = count_builder(1)
+        .wait_in_open(ms(100))
+        .half_open_calls(1)
+        .open_jitter(0.9)
+        .seed(3)
+        .build()
+        .unwrap();
+    let (mut svc, _) = service(&layer);
+    fail(&mut svc).await;
+    let mut waits = Vec::new();
+    for _ in 0..40 {
+        let wait = rejected(&mut svc).await.retry_after();
+        assert!(wait >= ms(100) && wait <= ms(190), "{wait:?}");
+        waits.push(wait);
+        advance(wait).await;
+        fail(&mut svc).await;
+    }
+    assert!(waits.contains(&ms(100)), "the floor was reached: {waits:?}");
+    assert!(waits.iter().any(|w| *w > ms(100)), "and jitter above it");
+}
