@@ -91,6 +91,8 @@
 
 pub mod classify;
 mod clock;
+#[cfg(doctest)]
+mod doc_snippets;
 pub mod deadline;
 mod error;
 mod random;

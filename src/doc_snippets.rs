@@ -1,0 +1,17 @@
+//! The Rust snippets of README.md and docs/*.md, compiled as doctests so that they cannot drift
+//! from the API: rustdoc treats every ```` ```rust ```` block of an included file as a doctest
+//! (`no_run` where a snippet needs a network, `text`, `toml` or `sh` where it is not Rust).
+//!
+//! Compiled only under `cfg(doctest)`, so `cargo doc` never sees these pages. The guide and
+//! the recipes use the `http` and `tonic` layers, so they are checked with every feature on
+//! (`cargo test --all-features --doc`, which `.ci/run` runs).
+
+#[doc = include_str!("../README.md")]
+#[cfg(all(
+    feature = "circuit-breaker",
+    feature = "retry",
+    feature = "timeout",
+    feature = "bulkhead",
+    feature = "fallback"
+))]
+mod readme {}
