@@ -15,3 +15,16 @@
     feature = "fallback"
 ))]
 mod readme {}
+
+#[doc = include_str!("../docs/guide.md")]
+#[doc(test(attr(allow(unused_variables, dead_code))))]
+#[cfg(all(
+    feature = "circuit-breaker",
+    feature = "retry",
+    feature = "timeout",
+    feature = "bulkhead",
+    feature = "fallback",
+    feature = "http",
+    feature = "tonic"
+))]
+mod guide {}
