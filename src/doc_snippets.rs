@@ -28,3 +28,15 @@ mod readme {}
     feature = "tonic"
 ))]
 mod guide {}
+#[doc = include_str!("../docs/recipes.md")]
+#[doc(test(attr(allow(unused_variables, dead_code))))]
+#[cfg(all(
+    feature = "circuit-breaker",
+    feature = "retry",
+    feature = "timeout",
+    feature = "bulkhead",
+    feature = "fallback",
+    feature = "http",
+    feature = "tonic"
+))]
+mod recipes {}
