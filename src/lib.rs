@@ -91,9 +91,9 @@
 
 pub mod classify;
 mod clock;
+pub mod deadline;
 #[cfg(doctest)]
 mod doc_snippets;
-pub mod deadline;
 mod error;
 mod random;
 mod rejection;
