@@ -40,3 +40,14 @@ mod guide {}
     feature = "tonic"
 ))]
 mod recipes {}
+
+#[doc = include_str!("../docs/migrating.md")]
+#[doc(test(attr(allow(unused_variables, dead_code))))]
+#[cfg(all(
+    feature = "circuit-breaker",
+    feature = "retry",
+    feature = "timeout",
+    feature = "bulkhead",
+    feature = "fallback"
+))]
+mod migrating {}
