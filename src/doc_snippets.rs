@@ -1,10 +1,16 @@
-//! The Rust snippets of README.md and docs/*.md, compiled as doctests so that they cannot drift
-//! from the API: rustdoc treats every ```` ```rust ```` block of an included file as a doctest
-//! (`no_run` where a snippet needs a network, `text`, `toml` or `sh` where it is not Rust).
+//! The Rust snippets of README.md, docs/guide.md, docs/recipes.md and docs/migrating.md,
+//! compiled as doctests so that they cannot drift from the API: rustdoc treats every
+//! ```` ```rust ```` block of an included file as a doctest (`no_run` where a snippet needs a
+//! network, `text`, `toml` or `sh` where it is not Rust).
 //!
 //! Compiled only under `cfg(doctest)`, so `cargo doc` never sees these pages. The guide and
 //! the recipes use the `http` and `tonic` layers, so they are checked with every feature on
-//! (`cargo test --all-features --doc`, which `.ci/run` runs).
+//! (`cargo test --all-features`, which README and `.ci/run` run); README and migrating.md need
+//! only the default features.
+//!
+//! The crate's `deny(warnings)` for doctests holds here, unused imports included, except for
+//! unused variables and items: a snippet that ends by building a layer or defines a helper it
+//! does not call is the normal shape of a documentation example.
 
 #[doc = include_str!("../README.md")]
 #[cfg(all(
