@@ -9,10 +9,18 @@
 //! - A closure `Fn(&Result<Res, E>) -> Outcome`.
 //! - With the `http` feature, tower-http's own classifiers judge `http::Response`s, so there is
 //!   one vocabulary for "failure" across tower-http's tracing and steadfast's layers:
-//!   [`ServerErrorsAsFailures`](tower_http::classify::ServerErrorsAsFailures) (5xx),
-//!   [`StatusInRangeAsFailures`](tower_http::classify::StatusInRangeAsFailures) (any range) and
-//!   [`GrpcErrorsAsFailures`](tower_http::classify::GrpcErrorsAsFailures) (gRPC status codes).
-//!   Any other `ClassifyResponse` works through [`HttpClassifier`].
+//!   [`ServerErrorsAsFailures`] (5xx), [`StatusInRangeAsFailures`] (any range) and
+//!   [`GrpcErrorsAsFailures`] (gRPC status codes, with [`GrpcCode`]). Any other
+//!   `ClassifyResponse` works through [`HttpClassifier`].
+//!
+//! # tower-http's version
+//!
+//! The classifiers are tower-http 0.7's, re-exported here: use them as
+//! `steadfast::classify::ServerErrorsAsFailures` and so on, and your code needs no tower-http
+//! dependency of its own. If you name them through your own `tower-http` dependency instead, it
+//! must be version 0.7: tower-http 0.6's types are other types, they implement no [`Classify`],
+//! and the mistake shows up only later, where the breaker is used (the method `ready` exists but
+//! its trait bounds were not satisfied).
 //!
 //! # Example
 //!
@@ -111,6 +119,13 @@ pub(crate) fn is_local_rejection<E: 'static>(error: &E) -> bool {
 
 #[cfg(feature = "http")]
 pub use self::http_classify::HttpClassifier;
+/// tower-http 0.7's classifiers, which implement [`Classify`] for `http::Response`s. Re-exported
+/// so that a breaker's `classify(..)` needs no `tower-http` dependency of the caller's own, and
+/// cannot be given a classifier from another tower-http version.
+#[cfg(feature = "http")]
+pub use tower_http::classify::{
+    GrpcCode, GrpcErrorsAsFailures, ServerErrorsAsFailures, StatusInRangeAsFailures,
+};
 
 #[cfg(feature = "http")]
 mod http_classify {

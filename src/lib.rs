@@ -103,6 +103,8 @@ pub mod classify;
 mod clock;
 mod completion;
 pub mod deadline;
+#[cfg(doctest)]
+mod doc_snippets;
 mod error;
 mod field;
 mod random;
