@@ -131,6 +131,8 @@ pub mod deadline;
 mod error;
 mod random;
 mod sync;
+#[cfg(feature = "pool")]
+mod tried;
 
 #[cfg(feature = "bulkhead")]
 pub mod bulkhead;
@@ -144,6 +146,8 @@ pub mod fallback;
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "pool")]
+pub mod pool;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(all(
