@@ -226,3 +226,129 @@ fn p2c<E: Routable>(
             .map_or(routes[0] as usize, |&i| i as usize)
     })
 }
+
+#[cfg(all(test, not(steadfast_loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, Copy)]
+    struct E {
+        tier: u32,
+        eligible: bool,
+        load: u32,
+        id: u64,
+    }
+
+    impl Routable for E {
+        fn tier(&self) -> u32 {
+            self.tier
+        }
+        fn eligible(&self) -> bool {
+            self.eligible
+        }
+        fn load(&self) -> u32 {
+            self.load
+        }
+        fn id(&self) -> u64 {
+            self.id
+        }
+    }
+
+    fn endpoints() -> impl Strategy<Value = Vec<E>> {
+        proptest::collection::vec((0u32..3, any::<bool>(), 0u32..4), 0..12).prop_map(|mut v| {
+            v.sort_by_key(|e| e.0);
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (tier, eligible, load))| E {
+                    tier,
+                    eligible,
+                    load,
+                    id: i as u64,
+                })
+                .collect()
+        })
+    }
+
+    /// Each tier's share by the sequential rule: health = min(1, 1.4 × eligible fraction),
+    /// taken from what is left, normalised.
+    fn model_shares(endpoints: &[E]) -> Vec<(u32, f64)> {
+        let mut tiers: Vec<u32> = endpoints.iter().map(|e| e.tier).collect();
+        tiers.dedup();
+        let mut left = 1.0;
+        let mut shares = Vec::new();
+        for tier in tiers {
+            let all = endpoints.iter().filter(|e| e.tier == tier).count() as f64;
+            let up = endpoints
+                .iter()
+                .filter(|e| e.tier == tier && e.eligible)
+                .count() as f64;
+            if up > 0.0 {
+                let share = (OVERPROVISIONING * up / all).min(1.0).min(left);
+                left -= share;
+                shares.push((tier, share));
+            }
+        }
+        let sum = 1.0 - left;
+        shares.into_iter().map(|(t, s)| (t, s / sum)).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn tier_shares_follow_the_model(endpoints in endpoints(), panic in prop_oneof![Just(0.0), 0.0f64..=1.0]) {
+            let mut routing = Routing::default();
+            routing.compute(&endpoints, panic);
+            let eligible = endpoints.iter().filter(|e| e.eligible).count();
+            let panicking = panic > 0.0 && (eligible as f64) < panic * endpoints.len() as f64;
+            prop_assert_eq!(routing.panic, panicking);
+            if panicking {
+                prop_assert_eq!(routing.routes.len(), endpoints.len());
+                return Ok(());
+            }
+            prop_assert_eq!(routing.routes.len(), eligible);
+            prop_assert!(routing.routes.iter().all(|&i| endpoints[i as usize].eligible));
+            let model = model_shares(&endpoints);
+            prop_assert_eq!(routing.tiers.len(), model.len());
+            let mut previous = 0u64;
+            let mut start = 0;
+            for (i, (tier, (model_tier, share))) in routing.tiers.iter().zip(&model).enumerate() {
+                prop_assert!(routing.routes[start..tier.end].iter().all(|&j| endpoints[j as usize].tier == *model_tier));
+                let width = if i + 1 == model.len() { u64::MAX - previous } else { tier.below - previous };
+                let got = width as f64 / u64::MAX as f64;
+                prop_assert!((got - share).abs() < 1e-9, "tier {} got {} want {}", model_tier, got, share);
+                previous = tier.below;
+                start = tier.end;
+            }
+        }
+
+        #[test]
+        fn a_pick_is_routable_and_avoids_what_was_tried(endpoints in endpoints(), seed in any::<u64>(), tried in any::<u64>()) {
+            let mut routing = Routing::default();
+            routing.compute(&endpoints, 0.0);
+            let mut rng = SplitMix64::new(seed);
+            let picked = routing.pick(&endpoints, &mut rng, tried);
+            prop_assert_eq!(picked.is_none(), routing.routes.is_empty());
+            let Some(i) = picked else { return Ok(()) };
+            prop_assert!(endpoints[i].eligible);
+            let untried = |e: &E| tried & (1 << (e.id % 64)) == 0;
+            if tried != 0 && endpoints.iter().any(|e| e.eligible && untried(e)) {
+                prop_assert!(untried(&endpoints[i]));
+            }
+            if tried != 0 && !endpoints.iter().any(|e| e.eligible && untried(e)) {
+                let least = endpoints.iter().filter(|e| e.eligible).map(|e| e.load).min();
+                prop_assert_eq!(Some(endpoints[i].load), least);
+            }
+            if tried == 0 {
+                // P2C never picks the most loaded of a tier with two or more distinct loads...
+                // unless the two drawn tie; it never picks a load above both drawn, which over
+                // one pick means: not above every other routable endpoint of its tier.
+                let tier = endpoints[i].tier;
+                let others = endpoints.iter().enumerate().filter(|(j, e)| *j != i && e.eligible && e.tier == tier).count();
+                let higher_than_all = endpoints.iter().enumerate()
+                    .filter(|(j, e)| *j != i && e.eligible && e.tier == tier)
+                    .all(|(_, e)| e.load < endpoints[i].load);
+                prop_assert!(others == 0 || !higher_than_all);
+            }
+        }
+    }
+}
