@@ -22,8 +22,8 @@ use tower::{Service, ServiceExt, service_fn};
 const ENDPOINTS: usize = 8;
 const TASKS: u64 = 64;
 
-fn bare() -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send + Sync
-{
+fn bare()
+-> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send + Sync {
     service_fn(|x: u64| async move { Ok::<_, Infallible>(x) })
 }
 
@@ -70,8 +70,8 @@ where
     })
 }
 
-fn pool() -> impl Service<u64, Response = u64, Error = steadfast::BoxError, Future: Send> + Clone + Send
-{
+fn pool()
+-> impl Service<u64, Response = u64, Error = steadfast::BoxError, Future: Send> + Clone + Send {
     Pool::builder()
         .build((0..ENDPOINTS).map(|i| (i, bare())))
         .unwrap()

@@ -7,7 +7,7 @@ mod events;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -205,6 +205,18 @@ fn bad_configuration_names_the_setter() {
         "healthy_threshold"
     );
     assert_eq!(field(Pool::builder().name("").build(none())), "name");
+    assert_eq!(
+        field(Pool::builder().failure_rate(0.0, 10).build(none())),
+        "failure_rate"
+    );
+    assert_eq!(
+        field(Pool::builder().failure_rate(0.5, 0).build(none())),
+        "failure_rate"
+    );
+    assert_eq!(
+        field(Pool::builder().failure_rate(0.5, 10_001).build(none())),
+        "failure_rate"
+    );
     let message = Pool::builder()
         .panic_threshold(2.0)
         .build(none())
@@ -643,8 +655,6 @@ async fn when_every_endpoint_was_tried_the_retry_goes_to_the_least_loaded() {
         .consecutive_failures(1000)
         .build(endpoints(&rs))
         .unwrap();
-    let hold = Replica::new("hold", Mode::Hang);
-    let _ = hold;
     let retry = RetryLayer::builder()
         .max_attempts(3)
         .backoff(Backoff::constant(ms(1)))
@@ -674,8 +684,6 @@ fn futures_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
 #[tokio::test(start_paused = true)]
 async fn a_removed_endpoint_finishes_its_calls_and_takes_no_more() {
     let rs = replicas(2);
-    let release = Arc::new(AtomicBool::new(false));
-    let _ = release;
     rs[0].set(Mode::Hang);
     let mut pool = Pool::builder().build([("a", rs[0].clone())]).unwrap();
     let mut in_flight = Box::pin(pool.ready().await.unwrap().call(0));
@@ -770,8 +778,8 @@ async fn events_on_ejection_and_return() {
 #[cfg(feature = "metrics")]
 mod metrics {
     use super::*;
+    use metrics_util::CompositeKey;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-    use metrics_util::{CompositeKey, MetricKind};
 
     type Entry = (
         CompositeKey,
@@ -804,7 +812,6 @@ mod metrics {
 
     #[tokio::test(start_paused = true)]
     async fn metrics_count_endpoints_ejections_and_panic_routing() {
-        let _ = MetricKind::Gauge;
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let _recorder = ::metrics::set_default_local_recorder(&recorder);
@@ -849,4 +856,60 @@ mod metrics {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// Fails every other call.
+#[derive(Debug, Clone)]
+struct Flaky(Arc<AtomicUsize>);
+
+impl Service<u32> for Flaky {
+    type Response = &'static str;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<&'static str, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: u32) -> Self::Future {
+        let n = self.0.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if n % 2 == 0 {
+            Ok("flaky")
+        } else {
+            Err(Box::new(Failed("flaky")) as BoxError)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_rate_ejects_an_endpoint_that_fails_often_but_never_in_a_row() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut pool = Pool::builder()
+        .consecutive_failures(5)
+        .failure_rate(0.5, 10)
+        .base_ejection_time(Duration::from_secs(1))
+        .panic_threshold(0.0)
+        .build([("flaky", Flaky(calls.clone()))])
+        .unwrap();
+    for _ in 0..9 {
+        let _ = pool.ready().await.unwrap().call(0).await;
+    }
+    assert_eq!(
+        pool.endpoints()[0].state(),
+        EndpointState::Healthy,
+        "the window is not full yet"
+    );
+    let _ = pool.ready().await.unwrap().call(0).await;
+    assert_eq!(
+        pool.endpoints()[0].state(),
+        EndpointState::Ejected,
+        "5 of 10 failed"
+    );
+    advance(Duration::from_secs(1)).await;
+    // After the return the window starts empty: 9 more calls are not enough.
+    for _ in 0..9 {
+        let _ = pool.ready().await.unwrap().call(0).await;
+    }
+    assert_eq!(pool.endpoints()[0].state(), EndpointState::Healthy);
+    assert_eq!(calls.load(Ordering::SeqCst), 19);
 }

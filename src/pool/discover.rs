@@ -16,8 +16,9 @@ pin_project! {
     /// Applies the changes of a [`Discover`] stream to a pool: made by
     /// [`Pool::follow`](super::Pool::follow); spawn it or await it.
     ///
-    /// It resolves when the stream ends (`Ok`), when the stream fails (its error), or when the
-    /// last clone of the pool is dropped (`Ok`): it holds the pool only weakly.
+    /// It resolves when the stream ends (`Ok`), when the stream fails (its error), or at the
+    /// first change after the last clone of the pool was dropped (`Ok`): it holds the pool only
+    /// weakly, so following a stream never keeps a pool alive.
     #[must_use = "futures do nothing unless polled"]
     pub struct Follow<D, K, S> {
         #[pin]

@@ -13,6 +13,7 @@ use super::state::{
     EjectedCount, KIND_EJECTED, KIND_HEALTHY, KIND_UNHEALTHY, MAX_UNTIL_MS, Moved, OnFailure,
     StateWord, Word,
 };
+use crate::circuit_breaker::window::{CountWindow, Recorded, Sample};
 use crate::classify::Outcome;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub(crate) struct Core {
     pub(crate) max_ejection_ms: u64,
     pub(crate) max_ejected_fraction: f64,
     pub(crate) panic_threshold: f64,
+    /// Failure-rate ejection: the threshold and the window's size in calls.
+    pub(crate) failure_rate: Option<(f64, u32)>,
     /// Time zero of the ejection ends in the state words.
     epoch: Instant,
     /// Bumped (under the membership lock, or by the winner of a health transition) whenever
@@ -56,6 +59,7 @@ impl Core {
         max_ejection_time: Duration,
         max_ejected_fraction: f64,
         panic_threshold: f64,
+        failure_rate: Option<(f64, u32)>,
     ) -> Self {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         #[cfg(feature = "metrics")]
@@ -66,6 +70,7 @@ impl Core {
             max_ejection_ms: ms(max_ejection_time),
             max_ejected_fraction,
             panic_threshold,
+            failure_rate,
             epoch: Instant::now(),
             version: AtomicU64::new(0),
             ejected: EjectedCount::new(),
@@ -238,6 +243,9 @@ pub(crate) struct Member<K, S> {
     pub(crate) word: StateWord,
     /// Calls sent and not finished (their futures hold an [`InFlight`]).
     pub(crate) in_flight: AtomicU32,
+    /// The last outcomes, with failure-rate ejection on: the breaker's count window, tagged
+    /// with the endpoint's ejection count, so that it starts empty after each ejection.
+    window: Option<CountWindow>,
     pub(crate) core: Arc<Core>,
 }
 
@@ -250,6 +258,7 @@ impl<K, S> Member<K, S> {
             id: core.next_id(),
             word: StateWord::new(),
             in_flight: AtomicU32::new(0),
+            window: core.failure_rate.map(|(_, size)| CountWindow::new(size)),
             core,
         }
     }
@@ -293,8 +302,19 @@ impl<K: fmt::Debug, S> Member<K, S> {
         match outcome {
             Outcome::Success => self.word.on_success(sent),
             Outcome::Failure => self.record_failure(sent),
-            Outcome::Ignored => {}
+            Outcome::Ignored => return,
         }
+        if let Some(window) = &self.window {
+            self.record_rate(window, outcome == Outcome::Failure, sent);
+        }
+    }
+
+    /// When the `n`-th ejection that starts now ends.
+    fn ejection_end(&self, n: u32) -> u64 {
+        let core = &*self.core;
+        core.now_ms_ceil()
+            .saturating_add(core.ejection_ms(n))
+            .min(MAX_UNTIL_MS)
     }
 
     #[cold]
@@ -305,28 +325,65 @@ impl<K: fmt::Debug, S> Member<K, S> {
             core.consecutive_failures,
             &core.ejected,
             || core.ejection_cap(),
-            |n| {
-                core.now_ms_ceil()
-                    .saturating_add(core.ejection_ms(n))
-                    .min(MAX_UNTIL_MS)
-            },
+            |n| self.ejection_end(n),
         );
         if let OnFailure::Ejected(word) = outcome {
-            core.next_return_ms
-                .fetch_min(word.until_ms(), Ordering::SeqCst);
-            tracing::warn!(
-                pool.name = %core.name,
-                pool.endpoint = ?self.key,
-                pool.ejections = word.ejections(),
-                pool.ejection_ms = core.ejection_ms(word.ejections()),
-                pool.consecutive_failures = core.consecutive_failures,
-                "pool endpoint ejected"
-            );
-            #[cfg(feature = "metrics")]
-            core.metrics.ejections.increment(1);
-            core.bump_version();
-            core.publish_counts();
+            self.ejected(word, "consecutive_failures");
         }
+    }
+
+    /// Counts the outcome in the failure-rate window, and ejects the endpoint when the window is
+    /// full and at least the threshold of it failed.
+    #[inline]
+    fn record_rate(&self, window: &CountWindow, failure: bool, sent: u32) {
+        // The window's generation is the ejection count (10 bits): it never wraps.
+        let generation = sent as u16;
+        if !failure && window.absorbs_success(generation) {
+            return;
+        }
+        let Recorded::Counted(totals) = window.record(
+            generation,
+            Sample {
+                failure,
+                slow: false,
+            },
+        ) else {
+            return;
+        };
+        let Some((threshold, size)) = self.core.failure_rate else {
+            return;
+        };
+        if totals.calls < size || f64::from(totals.failures) < threshold * f64::from(totals.calls) {
+            return;
+        }
+        let core = &*self.core;
+        if let Some(word) = self
+            .word
+            .eject(sent, &core.ejected, core.ejection_cap(), |n| {
+                self.ejection_end(n)
+            })
+        {
+            self.ejected(word, "failure_rate");
+        }
+    }
+
+    /// Reports an ejection this thread made.
+    fn ejected(&self, word: Word, cause: &'static str) {
+        let core = &*self.core;
+        core.next_return_ms
+            .fetch_min(word.until_ms(), Ordering::SeqCst);
+        tracing::warn!(
+            pool.name = %core.name,
+            pool.endpoint = ?self.key,
+            pool.ejections = word.ejections(),
+            pool.ejection_ms = core.ejection_ms(word.ejections()),
+            pool.cause = cause,
+            "pool endpoint ejected"
+        );
+        #[cfg(feature = "metrics")]
+        core.metrics.ejections.increment(1);
+        core.bump_version();
+        core.publish_counts();
     }
 
     /// Applies a health check's verdict. Returns whether the state changed.

@@ -63,6 +63,7 @@
 //! | [`base_ejection_time`](Builder::base_ejection_time) | [30 s](DEFAULT_BASE_EJECTION_TIME) | ≥ 1 ms |
 //! | [`max_ejection_time`](Builder::max_ejection_time) | [300 s](DEFAULT_MAX_EJECTION_TIME) | ≥ `base_ejection_time` |
 //! | [`max_ejected_fraction`](Builder::max_ejected_fraction) | [0.1](DEFAULT_MAX_EJECTED_FRACTION) | `[0, 1]` (at least one may be ejected) |
+//! | [`failure_rate`](Builder::failure_rate) | off | threshold in (0, 1], calls in `[1, 10000]` |
 //! | [`panic_threshold`](Builder::panic_threshold) | [0.5](DEFAULT_PANIC_THRESHOLD) | `[0, 1]`, 0 = off |
 //! | [`health_check`](Builder::health_check) | none | interval ≥ 1 ms |
 //! | [`unhealthy_threshold`](Builder::unhealthy_threshold) | [2](DEFAULT_UNHEALTHY_THRESHOLD) | `[1, 65535]` |
@@ -82,6 +83,10 @@
 //! At most `max(1, ⌊max_ejected_fraction × endpoints⌋)` endpoints are ejected at once; a
 //! failure that would eject one more keeps the run at the threshold, so the next failure
 //! tries again. Unhealthy endpoints do not count toward the cap.
+//!
+//! With [`failure_rate(threshold, calls)`](Builder::failure_rate), an endpoint is also ejected
+//! when at least `threshold` of its last `calls` calls failed: its health *is* a breaker's count
+//! window (the same code), emptied at each ejection.
 //!
 //! # Tiers
 //!
@@ -125,7 +130,7 @@
 //!
 //! | kind | name | when | fields / labels |
 //! |---|---|---|---|
-//! | `tracing` event, `WARN` | `pool endpoint ejected` | an endpoint is ejected | `pool.name`, `pool.endpoint`, `pool.ejections`, `pool.ejection_ms`, `pool.consecutive_failures` |
+//! | `tracing` event, `WARN` | `pool endpoint ejected` | an endpoint is ejected | `pool.name`, `pool.endpoint`, `pool.ejections`, `pool.ejection_ms`, `pool.cause` (`consecutive_failures` or `failure_rate`) |
 //! | `tracing` event, `INFO` | `pool endpoint returned from ejection` | an ejection ends | `pool.name`, `pool.endpoint`, `pool.ejections` |
 //! | `tracing` event, `WARN` | `pool endpoint unhealthy: its health check failed` | a health check marks it unhealthy | `pool.name`, `pool.endpoint`, `pool.was_ejected` |
 //! | `tracing` event, `INFO` | `pool endpoint healthy again: its health check passed` | a health check brings it back | `pool.name`, `pool.endpoint` |
@@ -415,6 +420,7 @@ where
             builder.max_ejection_time,
             builder.max_ejected_fraction,
             builder.panic_threshold,
+            builder.failure_rate,
         ));
         let empty: Members<K, S> = Arc::new([]);
         let shared = Arc::new(Shared {
@@ -471,8 +477,9 @@ where
 
     /// Applies the changes of a [`Discover`](tower::discover::Discover) stream
     /// (`Change::Insert`, `Change::Remove`) to this pool's membership, as they come: spawn the
-    /// returned future, or await it. It ends with the stream, on the stream's error, or when
-    /// the last clone of the pool is dropped. Inserted endpoints are in tier 0.
+    /// returned future, or await it. It ends with the stream, on the stream's error, or at the
+    /// first change after the last clone of the pool was dropped. Inserted endpoints are in
+    /// tier 0.
     pub fn follow<D>(&self, discover: D) -> Follow<D, K, S>
     where
         D: tower::discover::Discover<Key = K, Service = S>,

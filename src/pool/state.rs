@@ -284,6 +284,30 @@ impl StateWord {
         }
     }
 
+    /// Ejects a healthy endpoint now (its failure rate is too high), if the call that told was
+    /// sent at its current epoch and a place under `cap` is free.
+    pub(crate) fn eject(
+        &self,
+        sent: u32,
+        ejected: &EjectedCount,
+        cap: u32,
+        until_ms: impl Fn(u32) -> u64,
+    ) -> Option<Word> {
+        if !ejected.reserve(cap) {
+            return None;
+        }
+        match self.transition(|w| {
+            (w.kind() == KIND_HEALTHY && w.ejections() == sent)
+                .then(|| w.to_ejected(until_ms(w.ejections() + 1)))
+        }) {
+            Ok(moved) => Some(moved.to),
+            Err(_) => {
+                ejected.release();
+                None
+            }
+        }
+    }
+
     /// Ends an ejection that is due at `now_ms`. `Err` holds the word when nothing was due
     /// (not ejected, or not yet).
     pub(crate) fn return_if_due(&self, now_ms: u64, ejected: &EjectedCount) -> Result<Moved, Word> {
