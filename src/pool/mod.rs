@@ -68,7 +68,7 @@
 //! | [`health_check`](Builder::health_check) | none | interval ≥ 1 ms |
 //! | [`unhealthy_threshold`](Builder::unhealthy_threshold) | [2](DEFAULT_UNHEALTHY_THRESHOLD) | `[1, 65535]` |
 //! | [`healthy_threshold`](Builder::healthy_threshold) | [2](DEFAULT_HEALTHY_THRESHOLD) | `[1, 65535]` |
-//! | [`classify`](Builder::classify) | [`ErrorsAsFailures`](crate::classify::ErrorsAsFailures) | any [`Classify`] |
+//! | [`classify`](Builder::classify) | [`ErrorsAsFailures`] | any [`Classify`] |
 //! | [`name`](Builder::name) | [`"default"`](DEFAULT_NAME) | non-empty |
 //!
 //! # Outlier ejection
