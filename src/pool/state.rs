@@ -503,11 +503,11 @@ mod loom_tests {
                 let (ejected, word) = (Arc::clone(&ejected), Arc::clone(&word));
                 thread::spawn(move || word.remove(&ejected).is_ok())
             };
-            let unhealthy = word.set_unhealthy(true, &ejected).is_ok();
-            let (returned, removed) = (a.join().unwrap(), b.join().unwrap());
-            assert!(removed);
+            let _ = word.set_unhealthy(true, &ejected);
+            let (_, removed) = (a.join().unwrap(), b.join().unwrap());
+            assert!(removed, "removal always wins in the end");
+            // Released exactly once: twice would wrap below zero, never would leave one.
             assert_eq!(ejected.get(), 0);
-            assert!(returned || unhealthy || word.load().kind() == KIND_REMOVED);
             assert_eq!(word.load().kind(), KIND_REMOVED);
         });
     }
