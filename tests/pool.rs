@@ -633,7 +633,18 @@ async fn a_retry_goes_to_an_endpoint_it_has_not_tried() {
         .backoff(Backoff::constant(ms(1)))
         .build()
         .unwrap();
-    let mut service = retry.layer(pool);
+    // Layers that call their inner service within their own `call` keep the link.
+    let mut service = tower::ServiceBuilder::new()
+        .layer(retry)
+        .layer(steadfast::timeout::TimeoutLayer::new(Duration::from_secs(
+            1,
+        )))
+        .layer(
+            steadfast::bulkhead::BulkheadLayer::builder()
+                .build()
+                .unwrap(),
+        )
+        .service(pool);
     for n in 1..=50 {
         let _ = service.ready().await.unwrap().call(0).await;
         for r in &rs {
