@@ -49,6 +49,9 @@
 //! | `CircuitOpen` | `UNAVAILABLE` | the breaker's state and the retry-after | `grpc-retry-pushback-ms`: the retry-after in milliseconds, rounded up |
 //! | `BulkheadFull` | `RESOURCE_EXHAUSTED` | the rejection's message | — |
 //! | `Elapsed` | `DEADLINE_EXCEEDED` | the rejection's message | — |
+//! | `NoEndpointAvailable` (pool) | `UNAVAILABLE` | the rejection's message | — |
+//! | `LimitExceeded` (adaptive limit) | `RESOURCE_EXHAUSTED` | the rejection's message | — |
+//! | `RateLimited` | `RESOURCE_EXHAUSTED` | the rejection's message | `grpc-retry-pushback-ms`: the limiter's `retry_after` |
 //! | anything else | `UNKNOWN` (as tonic's `Status::from_error`) | the error's message | — |
 //!
 //! `UNAVAILABLE` is the code gRPC clients retry, and `grpc-retry-pushback-ms` is how a server
@@ -139,6 +142,8 @@ fn rejection_status(rejection: Rejection<'_>) -> Option<Status> {
         #[cfg(feature = "bulkhead")]
         Rejection::BulkheadFull(full) => Status::resource_exhausted(full.to_string()),
         Rejection::Elapsed(elapsed) => Status::deadline_exceeded(elapsed.to_string()),
+        #[cfg(feature = "pool")]
+        Rejection::NoEndpointAvailable(none) => Status::unavailable(none.to_string()),
         Rejection::Other(_) => return None,
     };
     if let Some(retry_after) = rejection.retry_after() {

@@ -110,6 +110,8 @@ mod field;
 mod random;
 mod rejection;
 mod sync;
+#[cfg(feature = "pool")]
+mod tried;
 
 #[cfg(feature = "bulkhead")]
 pub mod bulkhead;
@@ -123,6 +125,8 @@ pub mod fallback;
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "pool")]
+pub mod pool;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(all(

@@ -47,6 +47,8 @@ use crate::bulkhead::BulkheadFull;
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::CircuitOpen;
 use crate::deadline::Elapsed;
+#[cfg(feature = "pool")]
+use crate::pool::NoEndpointAvailable;
 
 /// What an error is to this crate: one of its rejections (or a timeout), or another error.
 ///
@@ -64,6 +66,9 @@ pub enum Rejection<'a> {
     /// A deadline passed: a timeout fired during the call, or the deadline had passed before it
     /// was made ([`Elapsed::before_call`]).
     Elapsed(&'a Elapsed),
+    /// A replica pool with no endpoint that could take the call.
+    #[cfg(feature = "pool")]
+    NoEndpointAvailable(&'a NoEndpointAvailable),
     /// Any other error: the one that was classified (the outermost).
     Other(&'a (dyn Error + 'static)),
 }
@@ -91,10 +96,15 @@ impl<'a> Rejection<'a> {
         if let Some(elapsed) = error.downcast_ref() {
             return Some(Self::Elapsed(elapsed));
         }
+        #[cfg(feature = "pool")]
+        if let Some(none) = error.downcast_ref() {
+            return Some(Self::NoEndpointAvailable(none));
+        }
         None
     }
 
-    /// A label for logs and metrics: `circuit_open`, `bulkhead_full`, `timeout` or `other`.
+    /// A label for logs and metrics: `circuit_open`, `bulkhead_full`, `timeout`,
+    /// `no_endpoint_available`, `limit_exceeded`, `rate_limited` or `other`.
     pub fn kind(&self) -> &'static str {
         match self {
             #[cfg(feature = "circuit-breaker")]
@@ -102,6 +112,8 @@ impl<'a> Rejection<'a> {
             #[cfg(feature = "bulkhead")]
             Self::BulkheadFull(_) => "bulkhead_full",
             Self::Elapsed(_) => "timeout",
+            #[cfg(feature = "pool")]
+            Self::NoEndpointAvailable(_) => "no_endpoint_available",
             Self::Other(_) => "other",
         }
     }
@@ -114,6 +126,8 @@ impl<'a> Rejection<'a> {
             #[cfg(feature = "bulkhead")]
             Self::BulkheadFull(full) => full,
             Self::Elapsed(elapsed) => elapsed,
+            #[cfg(feature = "pool")]
+            Self::NoEndpointAvailable(none) => none,
             Self::Other(error) => error,
         }
     }
@@ -132,6 +146,8 @@ impl<'a> Rejection<'a> {
             #[cfg(feature = "bulkhead")]
             Self::BulkheadFull(_) => true,
             Self::Elapsed(elapsed) => elapsed.before_call(),
+            #[cfg(feature = "pool")]
+            Self::NoEndpointAvailable(_) => true,
             Self::Other(_) => false,
         }
     }
@@ -167,7 +183,8 @@ pub(crate) fn chain<'a>(
 /// True for an open circuit breaker ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen)), a
 /// full bulkhead ([`BulkheadFull`](crate::bulkhead::BulkheadFull)), and a deadline that had
 /// already passed when the call was made ([`Elapsed`] with
-/// [`before_call`](Elapsed::before_call)).
+/// [`before_call`](Elapsed::before_call)), and for the rejections of the replica pool, the
+/// adaptive limit and the rate limiter (`NoEndpointAvailable`, `LimitExceeded`, `RateLimited`).
 pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
     Rejection::classify(error).is_local()
 }
@@ -228,6 +245,15 @@ mod tests {
         let error = wrapped(BulkheadFull::new(1, Duration::ZERO));
         assert!(is_rejection(&*error));
         assert_eq!(Rejection::classify(&*error).retry_after(), None);
+    }
+
+    #[cfg(feature = "pool")]
+    #[test]
+    fn no_endpoint_is_found_under_two_wrappers() {
+        let error = wrapped(NoEndpointAvailable::new(3));
+        let rejection = Rejection::classify(&*error);
+        assert_eq!(rejection.kind(), "no_endpoint_available");
+        assert!(rejection.is_local());
     }
 
     #[test]

@@ -155,5 +155,24 @@ fn main() {
         0,
         "the full stack, a clone per call"
     );
-    println!("allocations: 11 passed, 0 failed");
+    #[cfg(feature = "pool")]
+    {
+        let pool = steadfast::pool::Pool::builder()
+            .build((0..8).map(|i| (i, backend())))
+            .unwrap();
+        assert_eq!(allocations(&runtime, pool.clone()), 0, "pool, 8 endpoints");
+        assert_eq!(
+            allocations_clone_per_call(&runtime, pool.clone()),
+            0,
+            "pool, a clone per call"
+        );
+        let retried = RetryLayer::builder().build().unwrap().layer(pool);
+        assert_eq!(
+            allocations(&runtime, retried),
+            0,
+            "retry over a pool, no retry needed"
+        );
+    }
+    let cases = if cfg!(feature = "pool") { 14 } else { 11 };
+    println!("allocations: {cases} passed, 0 failed");
 }

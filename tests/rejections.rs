@@ -267,12 +267,16 @@ mod http_responses {
         assert_eq!(format!("{responses:?}"), format!("{built:?}"));
         assert_eq!(
             format!("{responses:?}"),
-            "RejectionResponses { circuit_open: 503, bulkhead_full: 503, timeout: 504, \
-             other: 500, retry_after: true, body: \"()\" }"
+            "RejectionResponses { statuses: Statuses { circuit_open: 503, bulkhead_full: 503, \
+             timeout: 504, no_endpoint: 503, limit_exceeded: 503, rate_limited: 429, other: 500 }, \
+             retry_after: true, body: \"()\" }"
         );
         assert_eq!(steadfast::http::DEFAULT_CIRCUIT_OPEN_STATUS, 503);
         assert_eq!(steadfast::http::DEFAULT_BULKHEAD_FULL_STATUS, 503);
         assert_eq!(steadfast::http::DEFAULT_TIMEOUT_STATUS, 504);
+        assert_eq!(steadfast::http::DEFAULT_NO_ENDPOINT_STATUS, 503);
+        assert_eq!(steadfast::http::DEFAULT_LIMIT_EXCEEDED_STATUS, 503);
+        assert_eq!(steadfast::http::DEFAULT_RATE_LIMITED_STATUS, 429);
         assert_eq!(steadfast::http::DEFAULT_OTHER_STATUS, 500);
         const { assert!(steadfast::http::DEFAULT_RETRY_AFTER) };
     }
@@ -280,10 +284,13 @@ mod http_responses {
     #[test]
     fn a_status_outside_400_to_599_is_a_config_error_naming_the_setter() {
         type Set = fn(steadfast::http::Builder, StatusCode) -> steadfast::http::Builder;
-        let setters: [(&str, Set); 4] = [
+        let setters: [(&str, Set); 7] = [
             ("circuit_open_status", |b, s| b.circuit_open_status(s)),
             ("bulkhead_full_status", |b, s| b.bulkhead_full_status(s)),
             ("timeout_status", |b, s| b.timeout_status(s)),
+            ("no_endpoint_status", |b, s| b.no_endpoint_status(s)),
+            ("limit_exceeded_status", |b, s| b.limit_exceeded_status(s)),
+            ("rate_limited_status", |b, s| b.rate_limited_status(s)),
             ("other_status", |b, s| b.other_status(s)),
         ];
         for (field, set) in setters {

@@ -163,7 +163,8 @@ mod layer;
 mod snapshot;
 mod state;
 mod telemetry;
-mod window;
+// The pool's per-endpoint failure-rate window is this count window.
+pub(crate) mod window;
 
 #[cfg(all(test, steadfast_loom))]
 mod loom_tests;

@@ -17,6 +17,13 @@ pub const DEFAULT_CIRCUIT_OPEN_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILA
 pub const DEFAULT_BULKHEAD_FULL_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 /// The default status for a timeout: 504 Gateway Timeout.
 pub const DEFAULT_TIMEOUT_STATUS: StatusCode = StatusCode::GATEWAY_TIMEOUT;
+/// The default status for a replica pool with no endpoint to take the call: 503 Service
+/// Unavailable.
+pub const DEFAULT_NO_ENDPOINT_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+/// The default status for a call shed by the adaptive concurrency limit: 503 Service Unavailable.
+pub const DEFAULT_LIMIT_EXCEEDED_STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+/// The default status for a rate-limited call: 429 Too Many Requests.
+pub const DEFAULT_RATE_LIMITED_STATUS: StatusCode = StatusCode::TOO_MANY_REQUESTS;
 /// The default status for any other error: 500 Internal Server Error.
 pub const DEFAULT_OTHER_STATUS: StatusCode = StatusCode::INTERNAL_SERVER_ERROR;
 /// Whether an open breaker's response carries `Retry-After` by default: yes.
@@ -85,22 +92,36 @@ impl<B: From<String>> MakeBody<B> for PlainText {
 /// changes it.
 #[derive(Clone, Copy)]
 pub struct RejectionResponses<M = ()> {
+    statuses: Statuses,
+    retry_after: bool,
+    body: M,
+}
+
+/// The status of each kind of error.
+#[derive(Debug, Clone, Copy)]
+struct Statuses {
     circuit_open: StatusCode,
     bulkhead_full: StatusCode,
     timeout: StatusCode,
+    no_endpoint: StatusCode,
+    limit_exceeded: StatusCode,
+    rate_limited: StatusCode,
     other: StatusCode,
-    retry_after: bool,
-    body: M,
 }
 
 impl RejectionResponses {
     /// The default mapping: 503 with `Retry-After`, 503, 504, 500, and an empty body.
     pub const fn new() -> Self {
         Self {
-            circuit_open: DEFAULT_CIRCUIT_OPEN_STATUS,
-            bulkhead_full: DEFAULT_BULKHEAD_FULL_STATUS,
-            timeout: DEFAULT_TIMEOUT_STATUS,
-            other: DEFAULT_OTHER_STATUS,
+            statuses: Statuses {
+                circuit_open: DEFAULT_CIRCUIT_OPEN_STATUS,
+                bulkhead_full: DEFAULT_BULKHEAD_FULL_STATUS,
+                timeout: DEFAULT_TIMEOUT_STATUS,
+                no_endpoint: DEFAULT_NO_ENDPOINT_STATUS,
+                limit_exceeded: DEFAULT_LIMIT_EXCEEDED_STATUS,
+                rate_limited: DEFAULT_RATE_LIMITED_STATUS,
+                other: DEFAULT_OTHER_STATUS,
+            },
             retry_after: DEFAULT_RETRY_AFTER,
             body: (),
         }
@@ -124,10 +145,7 @@ impl<M> RejectionResponses<M> {
     /// The same mapping with another body maker.
     fn with_body<N>(self, body: N) -> RejectionResponses<N> {
         RejectionResponses {
-            circuit_open: self.circuit_open,
-            bulkhead_full: self.bulkhead_full,
-            timeout: self.timeout,
-            other: self.other,
+            statuses: self.statuses,
             retry_after: self.retry_after,
             body,
         }
@@ -135,13 +153,16 @@ impl<M> RejectionResponses<M> {
 
     /// The status that `rejection` is answered with.
     pub fn status(&self, rejection: &Rejection<'_>) -> StatusCode {
+        let statuses = &self.statuses;
         match rejection {
             #[cfg(feature = "circuit-breaker")]
-            Rejection::CircuitOpen(_) => self.circuit_open,
+            Rejection::CircuitOpen(_) => statuses.circuit_open,
             #[cfg(feature = "bulkhead")]
-            Rejection::BulkheadFull(_) => self.bulkhead_full,
-            Rejection::Elapsed(_) => self.timeout,
-            Rejection::Other(_) => self.other,
+            Rejection::BulkheadFull(_) => statuses.bulkhead_full,
+            Rejection::Elapsed(_) => statuses.timeout,
+            #[cfg(feature = "pool")]
+            Rejection::NoEndpointAvailable(_) => statuses.no_endpoint,
+            Rejection::Other(_) => statuses.other,
         }
     }
 
@@ -197,10 +218,7 @@ impl<M> RejectionResponses<M> {
 impl<M> fmt::Debug for RejectionResponses<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RejectionResponses")
-            .field("circuit_open", &self.circuit_open)
-            .field("bulkhead_full", &self.bulkhead_full)
-            .field("timeout", &self.timeout)
-            .field("other", &self.other)
+            .field("statuses", &self.statuses)
             .field("retry_after", &self.retry_after)
             .field("body", &std::any::type_name::<M>())
             .finish()
@@ -239,34 +257,55 @@ impl<M> Builder<M> {
     /// The status for an open circuit breaker; must be a client or server error (400–599).
     /// Defaults to [`DEFAULT_CIRCUIT_OPEN_STATUS`] (503).
     pub fn circuit_open_status(mut self, status: StatusCode) -> Self {
-        self.responses.circuit_open = status;
+        self.responses.statuses.circuit_open = status;
         self
     }
 
     /// The status for a full bulkhead, usually 503 or 429 Too Many Requests; must be a client
     /// or server error (400–599). Defaults to [`DEFAULT_BULKHEAD_FULL_STATUS`] (503).
     pub fn bulkhead_full_status(mut self, status: StatusCode) -> Self {
-        self.responses.bulkhead_full = status;
+        self.responses.statuses.bulkhead_full = status;
         self
     }
 
     /// The status for a timeout; must be a client or server error (400–599). Defaults to
     /// [`DEFAULT_TIMEOUT_STATUS`] (504).
     pub fn timeout_status(mut self, status: StatusCode) -> Self {
-        self.responses.timeout = status;
+        self.responses.statuses.timeout = status;
+        self
+    }
+
+    /// The status for a replica pool with no endpoint to take the call; must be a client or
+    /// server error (400–599). Defaults to [`DEFAULT_NO_ENDPOINT_STATUS`] (503).
+    pub fn no_endpoint_status(mut self, status: StatusCode) -> Self {
+        self.responses.statuses.no_endpoint = status;
+        self
+    }
+
+    /// The status for a call shed by the adaptive concurrency limit; must be a client or server
+    /// error (400–599). Defaults to [`DEFAULT_LIMIT_EXCEEDED_STATUS`] (503).
+    pub fn limit_exceeded_status(mut self, status: StatusCode) -> Self {
+        self.responses.statuses.limit_exceeded = status;
+        self
+    }
+
+    /// The status for a rate-limited call (with `Retry-After` unless turned off); must be a
+    /// client or server error (400–599). Defaults to [`DEFAULT_RATE_LIMITED_STATUS`] (429).
+    pub fn rate_limited_status(mut self, status: StatusCode) -> Self {
+        self.responses.statuses.rate_limited = status;
         self
     }
 
     /// The status for any error that is not a rejection of this crate; must be a client or
     /// server error (400–599). Defaults to [`DEFAULT_OTHER_STATUS`] (500).
     pub fn other_status(mut self, status: StatusCode) -> Self {
-        self.responses.other = status;
+        self.responses.statuses.other = status;
         self
     }
 
-    /// Whether the response for an open breaker carries `Retry-After`: the breaker's
-    /// [`retry_after`](crate::circuit_breaker::CircuitOpen::retry_after) in whole seconds,
-    /// rounded up, at least 1. Defaults to [`DEFAULT_RETRY_AFTER`] (`true`).
+    /// Whether the response for a rejection that knows when to come back (an open breaker, a
+    /// rate limit: [`Rejection::retry_after`]) carries `Retry-After`, in whole seconds, rounded
+    /// up, at least 1. Defaults to [`DEFAULT_RETRY_AFTER`] (`true`).
     pub fn retry_after(mut self, enabled: bool) -> Self {
         self.responses.retry_after = enabled;
         self
@@ -289,11 +328,14 @@ impl<M> Builder<M> {
     /// 400–599: answering a rejection with a success would hide it from every client and every
     /// breaker downstream.
     pub fn build(self) -> Result<RejectionResponses<M>, crate::ConfigError> {
-        let r = &self.responses;
+        let r = &self.responses.statuses;
         for (field, status) in [
             ("circuit_open_status", r.circuit_open),
             ("bulkhead_full_status", r.bulkhead_full),
             ("timeout_status", r.timeout),
+            ("no_endpoint_status", r.no_endpoint),
+            ("limit_exceeded_status", r.limit_exceeded),
+            ("rate_limited_status", r.rate_limited),
             ("other_status", r.other),
         ] {
             check_range(field, status.as_u16(), 400, 599)?;

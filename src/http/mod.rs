@@ -49,6 +49,9 @@
 //! | `CircuitOpen` | 503 Service Unavailable | `Retry-After`: [`retry_after`](crate::circuit_breaker::CircuitOpen::retry_after) in whole seconds, rounded up, at least 1 | [`circuit_open_status`](Builder::circuit_open_status), [`retry_after`](Builder::retry_after) |
 //! | `BulkheadFull` | 503 Service Unavailable | — | [`bulkhead_full_status`](Builder::bulkhead_full_status) (429 is the other usual choice) |
 //! | `Elapsed` | 504 Gateway Timeout | — | [`timeout_status`](Builder::timeout_status) |
+//! | `NoEndpointAvailable` (pool) | 503 Service Unavailable | — | [`no_endpoint_status`](Builder::no_endpoint_status) |
+//! | `LimitExceeded` (adaptive limit) | 503 Service Unavailable | — | [`limit_exceeded_status`](Builder::limit_exceeded_status) |
+//! | `RateLimited` | 429 Too Many Requests | `Retry-After`: the limiter's `retry_after`, as above | [`rate_limited_status`](Builder::rate_limited_status), [`retry_after`](Builder::retry_after) |
 //! | anything else | 500 Internal Server Error | — | [`other_status`](Builder::other_status) |
 //!
 //! The body is empty (`B::default()`) unless a body maker is set with [`Builder::body`]: a
@@ -63,6 +66,9 @@
 //! | [`circuit_open_status`](Builder::circuit_open_status) | [`DEFAULT_CIRCUIT_OPEN_STATUS`]: 503 |
 //! | [`bulkhead_full_status`](Builder::bulkhead_full_status) | [`DEFAULT_BULKHEAD_FULL_STATUS`]: 503 |
 //! | [`timeout_status`](Builder::timeout_status) | [`DEFAULT_TIMEOUT_STATUS`]: 504 |
+//! | [`no_endpoint_status`](Builder::no_endpoint_status) | [`DEFAULT_NO_ENDPOINT_STATUS`]: 503 |
+//! | [`limit_exceeded_status`](Builder::limit_exceeded_status) | [`DEFAULT_LIMIT_EXCEEDED_STATUS`]: 503 |
+//! | [`rate_limited_status`](Builder::rate_limited_status) | [`DEFAULT_RATE_LIMITED_STATUS`]: 429 |
 //! | [`other_status`](Builder::other_status) | [`DEFAULT_OTHER_STATUS`]: 500 |
 //! | [`retry_after`](Builder::retry_after) | [`DEFAULT_RETRY_AFTER`]: `true` |
 //! | [`body`](Builder::body) | `()`: an empty body |
@@ -119,9 +125,10 @@ mod tests;
 
 pub use self::layer::{RejectionsAsResponses, RejectionsAsResponsesLayer};
 pub use self::mapping::{
-    Builder, DEFAULT_BULKHEAD_FULL_STATUS, DEFAULT_CIRCUIT_OPEN_STATUS, DEFAULT_OTHER_STATUS,
-    DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT_STATUS, MakeBody, PlainText, RejectionResponses,
-    error_response, handle_error,
+    Builder, DEFAULT_BULKHEAD_FULL_STATUS, DEFAULT_CIRCUIT_OPEN_STATUS,
+    DEFAULT_LIMIT_EXCEEDED_STATUS, DEFAULT_NO_ENDPOINT_STATUS, DEFAULT_OTHER_STATUS,
+    DEFAULT_RATE_LIMITED_STATUS, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT_STATUS, MakeBody, PlainText,
+    RejectionResponses, error_response, handle_error,
 };
 /// The crate's classification of an error, which the mapping and the body makers receive.
 pub use crate::Rejection;

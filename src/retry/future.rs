@@ -74,6 +74,9 @@ pub(crate) struct Retrying<S, K> {
     /// worth of bytes, which every move of the future would copy.
     service: Option<Box<S>>,
     kept: K,
+    /// The replicas of a pool below that earlier attempts went to (see `crate::tried`).
+    #[cfg(feature = "pool")]
+    tried: u64,
 }
 
 impl<S, K> Retrying<S, K> {
@@ -81,7 +84,14 @@ impl<S, K> Retrying<S, K> {
         Self {
             service: None,
             kept,
+            #[cfg(feature = "pool")]
+            tried: 0,
         }
+    }
+
+    #[cfg(feature = "pool")]
+    pub(crate) fn set_tried(&mut self, tried: u64) {
+        self.tried = tried;
     }
 }
 
@@ -348,7 +358,10 @@ where
                     // The previous result is dropped only now that the next attempt is sent.
                     *last = None;
                     *this.attempt += 1;
+                    #[cfg(not(feature = "pool"))]
                     let future = service.call(request);
+                    #[cfg(feature = "pool")]
+                    let future = crate::tried::scope(&mut retrying.tried, || service.call(request));
                     this.state.set(State::Called { future });
                 }
                 StateProj::Done => polled_after_completion("retry::ResponseFuture"),

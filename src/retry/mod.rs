@@ -243,8 +243,17 @@ where
             let (sent, kept) = shared.resend.first(request);
             // The first attempt goes to the service that was polled ready; a retry, to a clone
             // of the replica, made when it is due.
+            #[cfg(not(feature = "pool"))]
             let future = self.inner.call(sent);
-            ResponseFuture::new(future, Some(Retrying::new(kept)), Arc::clone(&self.shared))
+            // Note which replica the first attempt went to, so a retry avoids it.
+            #[cfg(feature = "pool")]
+            let mut tried = 0;
+            #[cfg(feature = "pool")]
+            let future = crate::tried::scope(&mut tried, || self.inner.call(sent));
+            let mut retrying = Retrying::new(kept);
+            #[cfg(feature = "pool")]
+            retrying.set_tried(tried);
+            ResponseFuture::new(future, Some(retrying), Arc::clone(&self.shared))
         } else {
             let future = self.inner.call(shared.resend.once(request));
             ResponseFuture::new(future, None, Arc::clone(&self.shared))

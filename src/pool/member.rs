@@ -1,0 +1,485 @@
+//! What the endpoints of one pool share ([`Core`]: the ejection rules, the counts, the routing
+//! version) and one endpoint's shared state ([`Member`]).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::EndpointState;
+use super::endpoint::EndpointSnapshot;
+use super::state::{
+    EjectedCount, KIND_EJECTED, KIND_HEALTHY, KIND_UNHEALTHY, MAX_UNTIL_MS, Moved, OnFailure,
+    StateWord, Word,
+};
+use crate::circuit_breaker::window::{CountWindow, Sample, WindowUpdate};
+use crate::classify::Outcome;
+use std::sync::Arc;
+
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// The pool-wide part of the state: configuration, the counts the ejection cap and the gauges
+/// need, and the routing version.
+pub(crate) struct Core {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) base_ejection_ms: u64,
+    pub(crate) max_ejection_ms: u64,
+    pub(crate) max_ejected_fraction: f64,
+    pub(crate) panic_threshold: f64,
+    /// Failure-rate ejection: the threshold and the window's size in calls.
+    pub(crate) failure_rate: Option<(f64, u32)>,
+    /// Time zero of the ejection ends in the state words.
+    epoch: Instant,
+    /// Bumped (under the membership lock, or by the winner of a health transition) whenever
+    /// what routing depends on changes; each pool clone recomputes its routing when it moves.
+    pub(crate) version: AtomicU64,
+    pub(crate) ejected: EjectedCount,
+    pub(crate) unhealthy: AtomicU32,
+    /// Endpoints in the set (written under the membership lock).
+    pub(crate) total: AtomicU32,
+    /// The earliest end of an ejection in progress, in ms since `epoch` (`u64::MAX`: none
+    /// known). Read only while some endpoint is ejected; see [`Core::return_due`].
+    next_return_ms: AtomicU64,
+    /// Whether the last routing computed was panic routing, so that its start and end are
+    /// reported once.
+    panicking: AtomicBool,
+    next_id: AtomicU64,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: super::telemetry::Metrics,
+}
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: Cow<'static, str>,
+        consecutive_failures: u32,
+        base_ejection_time: Duration,
+        max_ejection_time: Duration,
+        max_ejected_fraction: f64,
+        panic_threshold: f64,
+        failure_rate: Option<(f64, u32)>,
+    ) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        #[cfg(feature = "metrics")]
+        let metrics = super::telemetry::Metrics::new(&name);
+        Self {
+            consecutive_failures,
+            base_ejection_ms: ms(base_ejection_time),
+            max_ejection_ms: ms(max_ejection_time),
+            max_ejected_fraction,
+            panic_threshold,
+            failure_rate,
+            epoch: Instant::now(),
+            version: AtomicU64::new(0),
+            ejected: EjectedCount::new(),
+            unhealthy: AtomicU32::new(0),
+            total: AtomicU32::new(0),
+            next_return_ms: AtomicU64::new(u64::MAX),
+            panicking: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metrics,
+            name,
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Milliseconds since the epoch, rounded down: an ejection is over once this reaches its end.
+    pub(crate) fn now_ms(&self) -> u64 {
+        let elapsed = Instant::now().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Milliseconds since the epoch, rounded up: an ejection never ends early.
+    fn now_ms_ceil(&self) -> u64 {
+        let elapsed = Instant::now().saturating_duration_since(self.epoch);
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        if elapsed.subsec_nanos() % 1_000_000 == 0 {
+            ms
+        } else {
+            ms.saturating_add(1)
+        }
+    }
+
+    /// The length of the `n`-th ejection: `n × base_ejection_time`, at most `max_ejection_time`.
+    pub(crate) fn ejection_ms(&self, n: u32) -> u64 {
+        self.base_ejection_ms
+            .saturating_mul(u64::from(n))
+            .min(self.max_ejection_ms)
+    }
+
+    /// At most `max(1, ⌊fraction × endpoints⌋)` endpoints ejected at once.
+    pub(crate) fn ejection_cap(&self) -> u32 {
+        let total = f64::from(self.total.load(Ordering::Acquire));
+        ((self.max_ejected_fraction * total).floor() as u32).max(1)
+    }
+
+    pub(crate) fn bump_version(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends every ejection in `members` that is due. Returns whether any ended (and the version
+    /// moved). Cheap unless an ejection is due: one load of the count, and one clock read and
+    /// one load while some endpoint is ejected.
+    ///
+    /// `next_return_ms` is reset before the scan and lowered again by every ejection the scan
+    /// finds still running, while an ejection lowers it after its own compare-and-swap: an
+    /// ejection is either seen by the scan or lowers the mark after the reset, so no end is
+    /// forgotten. (`SeqCst`, so the reset and the scan's loads are not reordered.)
+    #[inline]
+    pub(crate) fn return_due<K, S>(&self, members: &[Arc<Member<K, S>>]) -> bool
+    where
+        K: fmt::Debug,
+    {
+        if self.ejected.get() == 0 {
+            return false;
+        }
+        let now_ms = self.now_ms();
+        if now_ms < self.next_return_ms.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.return_due_slow(members, now_ms)
+    }
+
+    #[cold]
+    fn return_due_slow<K: fmt::Debug, S>(
+        &self,
+        members: &[Arc<Member<K, S>>],
+        now_ms: u64,
+    ) -> bool {
+        self.next_return_ms.store(u64::MAX, Ordering::SeqCst);
+        let mut returned = false;
+        for member in members {
+            match member.word.return_if_due(now_ms, &self.ejected) {
+                Ok(_) => {
+                    returned = true;
+                    tracing::info!(
+                        pool.name = %self.name,
+                        pool.endpoint = ?member.key,
+                        pool.ejections = member.word.load().ejections(),
+                        "pool endpoint returned from ejection"
+                    );
+                }
+                Err(word) if word.kind() == KIND_EJECTED => {
+                    self.next_return_ms
+                        .fetch_min(word.until_ms(), Ordering::SeqCst);
+                }
+                Err(_) => {}
+            }
+        }
+        if returned {
+            self.bump_version();
+            self.publish_counts();
+        }
+        returned
+    }
+
+    /// Records the start or the end of panic routing, once per change.
+    pub(crate) fn set_panicking(&self, panicking: bool, eligible: usize, total: usize) {
+        if self.panicking.swap(panicking, Ordering::AcqRel) == panicking {
+            return;
+        }
+        if panicking {
+            tracing::warn!(
+                pool.name = %self.name,
+                pool.eligible = eligible,
+                pool.endpoints = total,
+                pool.panic_threshold = self.panic_threshold,
+                "pool panic routing: too few endpoints are eligible, calls go to all of them"
+            );
+        } else {
+            tracing::info!(
+                pool.name = %self.name,
+                pool.eligible = eligible,
+                pool.endpoints = total,
+                "pool panic routing ended"
+            );
+        }
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .panic_routing
+            .set(if panicking { 1.0 } else { 0.0 });
+    }
+
+    /// Sets the endpoint gauges from the counts.
+    pub(crate) fn publish_counts(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            let total = f64::from(self.total.load(Ordering::Acquire));
+            let ejected = f64::from(self.ejected.get());
+            let unhealthy = f64::from(self.unhealthy.load(Ordering::Acquire));
+            self.metrics.ejected.set(ejected);
+            self.metrics.unhealthy.set(unhealthy);
+            self.metrics
+                .healthy
+                .set((total - ejected - unhealthy).max(0.0));
+        }
+    }
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name)
+            .field("endpoints", &self.total.load(Ordering::Relaxed))
+            .field("ejected", &self.ejected.get())
+            .field("unhealthy", &self.unhealthy.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One endpoint in the set: its service (cloned for each call), its state word and its load.
+pub(crate) struct Member<K, S> {
+    pub(crate) key: K,
+    pub(crate) service: S,
+    pub(crate) tier: u32,
+    /// Unique in the pool; its low 6 bits name it in a retry's set of tried endpoints.
+    pub(crate) id: u64,
+    pub(crate) word: StateWord,
+    /// Calls sent and not finished (their futures hold an [`InFlight`]).
+    pub(crate) in_flight: AtomicU32,
+    /// The last outcomes, with failure-rate ejection on: the breaker's count window, tagged
+    /// with the endpoint's ejection count, so that it starts empty after each ejection.
+    window: Option<CountWindow>,
+    pub(crate) core: Arc<Core>,
+}
+
+impl<K, S> Member<K, S> {
+    pub(crate) fn new(key: K, service: S, tier: u32, core: Arc<Core>) -> Self {
+        Self {
+            key,
+            service,
+            tier,
+            id: core.next_id(),
+            word: StateWord::new(),
+            in_flight: AtomicU32::new(0),
+            window: core.failure_rate.map(|(_, size)| CountWindow::new(size)),
+            core,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether routing may send calls here outside panic routing.
+    #[inline]
+    pub(crate) fn is_eligible(&self) -> bool {
+        self.word.load().kind() == KIND_HEALTHY
+    }
+
+    pub(crate) fn snapshot(&self) -> Option<EndpointSnapshot<K>>
+    where
+        K: Clone,
+    {
+        let word = self.word.load();
+        let state = match word.kind() {
+            KIND_HEALTHY => EndpointState::Healthy,
+            KIND_EJECTED => EndpointState::Ejected,
+            KIND_UNHEALTHY => EndpointState::Unhealthy,
+            _ => return None,
+        };
+        Some(EndpointSnapshot {
+            key: self.key.clone(),
+            tier: self.tier,
+            state,
+            in_flight: self.load() as usize,
+            ejections: word.ejections(),
+        })
+    }
+}
+
+impl<K: fmt::Debug, S> Member<K, S> {
+    /// Counts the outcome of a call sent at epoch `sent`.
+    #[inline]
+    pub(crate) fn record(&self, outcome: Outcome, sent: u32) {
+        match outcome {
+            Outcome::Success => self.word.on_success(sent),
+            Outcome::Failure => self.record_failure(sent),
+            Outcome::Ignored => return,
+        }
+        if let Some(window) = &self.window {
+            self.record_rate(window, outcome == Outcome::Failure, sent);
+        }
+    }
+
+    /// When the `n`-th ejection that starts now ends.
+    fn ejection_end(&self, n: u32) -> u64 {
+        let core = &*self.core;
+        core.now_ms_ceil()
+            .saturating_add(core.ejection_ms(n))
+            .min(MAX_UNTIL_MS)
+    }
+
+    #[cold]
+    fn record_failure(&self, sent: u32) {
+        let core = &*self.core;
+        let outcome = self.word.on_failure(
+            sent,
+            core.consecutive_failures,
+            &core.ejected,
+            || core.ejection_cap(),
+            |n| self.ejection_end(n),
+        );
+        if let OnFailure::Ejected(word) = outcome {
+            self.ejected(word, "consecutive_failures");
+        }
+    }
+
+    /// Counts the outcome in the failure-rate window, and ejects the endpoint when the window is
+    /// full and at least the threshold of it failed.
+    #[inline]
+    fn record_rate(&self, window: &CountWindow, failure: bool, sent: u32) {
+        // The window's generation is the ejection count (10 bits): it never wraps.
+        let generation = sent as u16;
+        if !failure && window.absorbs_success(generation) {
+            return;
+        }
+        let WindowUpdate::Counted(totals) = window.record(
+            generation,
+            Sample {
+                failure,
+                slow: false,
+            },
+        ) else {
+            return;
+        };
+        let Some((threshold, size)) = self.core.failure_rate else {
+            return;
+        };
+        if totals.calls < u64::from(size)
+            || (totals.failures as f64) < threshold * totals.calls as f64
+        {
+            return;
+        }
+        let core = &*self.core;
+        if let Some(word) = self
+            .word
+            .eject(sent, &core.ejected, core.ejection_cap(), |n| {
+                self.ejection_end(n)
+            })
+        {
+            self.ejected(word, "failure_rate");
+        }
+    }
+
+    /// Reports an ejection this thread made.
+    fn ejected(&self, word: Word, cause: &'static str) {
+        let core = &*self.core;
+        core.next_return_ms
+            .fetch_min(word.until_ms(), Ordering::SeqCst);
+        tracing::warn!(
+            pool.name = %core.name,
+            pool.endpoint = ?self.key,
+            pool.ejections = word.ejections(),
+            pool.ejection_ms = core.ejection_ms(word.ejections()),
+            pool.cause = cause,
+            "pool endpoint ejected"
+        );
+        #[cfg(feature = "metrics")]
+        core.metrics.ejections.increment(1);
+        core.bump_version();
+        core.publish_counts();
+    }
+
+    /// Applies a health check's verdict. Returns whether the state changed.
+    pub(crate) fn set_unhealthy(&self, unhealthy: bool) -> bool {
+        let core = &*self.core;
+        let Ok(Moved { from, .. }) = self.word.set_unhealthy(unhealthy, &core.ejected) else {
+            return false;
+        };
+        if unhealthy {
+            core.unhealthy.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                pool.name = %core.name,
+                pool.endpoint = ?self.key,
+                pool.was_ejected = from.kind() == KIND_EJECTED,
+                "pool endpoint unhealthy: its health check failed"
+            );
+        } else {
+            core.unhealthy.fetch_sub(1, Ordering::AcqRel);
+            tracing::info!(
+                pool.name = %core.name,
+                pool.endpoint = ?self.key,
+                "pool endpoint healthy again: its health check passed"
+            );
+        }
+        core.bump_version();
+        core.publish_counts();
+        true
+    }
+
+    /// Marks the endpoint removed (under the membership lock). Its calls in flight finish.
+    pub(crate) fn remove(&self) {
+        let core = &*self.core;
+        if let Ok(Moved { from, .. }) = self.word.remove(&core.ejected) {
+            if from.kind() == KIND_UNHEALTHY {
+                core.unhealthy.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// The current word, for tests and debug output.
+    #[allow(dead_code)]
+    pub(crate) fn word(&self) -> Word {
+        self.word.load()
+    }
+}
+
+impl<K: fmt::Debug, S> fmt::Debug for Member<K, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("key", &self.key)
+            .field("tier", &self.tier)
+            .field("word", &self.word)
+            .field("in_flight", &self.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call's hold on its endpoint: counts it in flight until dropped, and remembers the epoch it
+/// was sent in.
+pub(crate) struct InFlight<K, S> {
+    member: Arc<Member<K, S>>,
+    sent: u32,
+}
+
+impl<K, S> InFlight<K, S> {
+    #[inline]
+    pub(crate) fn new(member: &Arc<Member<K, S>>) -> Self {
+        member.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            sent: member.word.load().ejections(),
+            member: Arc::clone(member),
+        }
+    }
+
+    pub(crate) fn member(&self) -> &Member<K, S> {
+        &self.member
+    }
+
+    pub(crate) fn sent(&self) -> u32 {
+        self.sent
+    }
+}
+
+impl<K, S> Drop for InFlight<K, S> {
+    #[inline]
+    fn drop(&mut self) {
+        self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<K: fmt::Debug, S> fmt::Debug for InFlight<K, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight")
+            .field("endpoint", &self.member.key)
+            .finish()
+    }
+}
