@@ -67,7 +67,7 @@ pub use self::body::{BufferBody, Recorded, ReplayBody};
 mod body {
     use std::fmt;
     use std::pin::Pin;
-    use std::sync::{Mutex, MutexGuard, PoisonError};
+    use std::sync::PoisonError;
     use std::task::{Context, Poll};
 
     use bytes::{Buf, Bytes};
@@ -76,7 +76,7 @@ mod body {
 
     use super::Resend;
     use crate::BoxError;
-    use crate::sync::Arc;
+    use crate::sync::{Arc, Mutex, MutexGuard};
 
     /// Sends `http::Request<B>` again even when `B` is not `Clone`: the first attempt's body
     /// is recorded, up to `max_bytes`, as the inner service streams it, and replayed by each
