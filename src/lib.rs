@@ -90,6 +90,8 @@
 //! where it is instead of hanging the caller forever (`Pending` with no wake-up) or answering
 //! twice (a second response, a rejection counted twice).
 //!
+//! A future that only wraps another (the inbound deadline's scope) passes every poll to it.
+//!
 //! # Time
 //!
 //! Every layer reads tokio's clock, so tests run on paused time

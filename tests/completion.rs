@@ -154,3 +154,53 @@ async fn retry_that_gave_up() {
             .is_some_and(|m| m.contains("`retry::ResponseFuture`"))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn fallback_answered_by_the_service_and_by_the_function() {
+    use steadfast::BoxError;
+    use steadfast::fallback::FallbackLayer;
+
+    let mut svc = FallbackLayer::new(|_: BoxError| Ok(0)).layer(echo());
+    svc.ready().await.unwrap();
+    assert_eq!(
+        poll_twice(pin!(svc.call(1))),
+        "`fallback::ResponseFuture` polled after completion"
+    );
+    let mut svc = FallbackLayer::new(|_: BoxError| Ok(0)).layer(failing());
+    svc.ready().await.unwrap();
+    assert!(poll_twice(pin!(svc.call(1))).contains(MESSAGE));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failover_answered_by_the_primary_and_by_the_backup() {
+    use steadfast::fallback::FallbackLayer;
+
+    let mut svc = FallbackLayer::with_backup(echo()).layer(echo());
+    svc.ready().await.unwrap();
+    assert_eq!(
+        poll_twice(pin!(svc.call(1))),
+        "`fallback::FailoverFuture` polled after completion"
+    );
+    let mut svc = FallbackLayer::with_backup(echo()).layer(failing());
+    svc.ready().await.unwrap();
+    assert!(poll_twice(pin!(svc.call(1))).contains("`fallback::FailoverFuture`"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejections_as_responses() {
+    use steadfast::http::RejectionsAsResponsesLayer;
+
+    let ok = service_fn(|_: u32| async { Ok::<_, Infallible>(http::Response::new(String::new())) });
+    let mut svc = RejectionsAsResponsesLayer::new().layer(ok);
+    svc.ready().await.unwrap();
+    assert_eq!(
+        poll_twice(pin!(svc.call(1))),
+        "`http::ResponseFuture` polled after completion"
+    );
+    let err = service_fn(|_: u32| async {
+        Err::<http::Response<String>, _>(std::io::Error::other("down"))
+    });
+    let mut svc = RejectionsAsResponsesLayer::new().layer(err);
+    svc.ready().await.unwrap();
+    assert!(poll_twice(pin!(svc.call(1))).contains("`http::ResponseFuture`"));
+}

@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use super::Elapsed;
 use super::Scoped;
 use crate::BoxError;
+use crate::completion::polled_after_completion;
 
 pin_project! {
     /// The response future of [`InboundDeadline`](super::InboundDeadline): the inner future,
@@ -114,7 +115,7 @@ where
                 Poll::Ready(Err(Elapsed::inherited_deadline().not_sent().into()))
             }
             // Polled after completion: like a fused future, never ready again.
-            PropagateProj::Done => Poll::Pending,
+            PropagateProj::Done => polled_after_completion("deadline::PropagateResponseFuture"),
         }
     }
 }

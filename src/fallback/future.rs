@@ -9,8 +9,9 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{Predicate, Shared};
+use super::{FallbackCore, Predicate};
 use crate::BoxError;
+use crate::completion::polled_after_completion;
 
 pin_project! {
     /// The response future of [`Fallback`](super::Fallback): the inner service's future, whose
@@ -19,7 +20,7 @@ pin_project! {
     pub struct ResponseFuture<Fut, F, P> {
         #[pin]
         state: State<Fut>,
-        shared: Arc<Shared<F, P>>,
+        shared: Arc<FallbackCore<F, P>>,
     }
 }
 
@@ -35,18 +36,20 @@ pin_project! {
         Failed {
             error: Option<BoxError>,
         },
+        // Answered.
+        Done,
     }
 }
 
 impl<Fut, F, P> ResponseFuture<Fut, F, P> {
-    pub(crate) fn called(future: Fut, shared: Arc<Shared<F, P>>) -> Self {
+    pub(crate) fn called(future: Fut, shared: Arc<FallbackCore<F, P>>) -> Self {
         Self {
             state: State::Called { future },
             shared,
         }
     }
 
-    pub(crate) fn failed(error: BoxError, shared: Arc<Shared<F, P>>) -> Self {
+    pub(crate) fn failed(error: BoxError, shared: Arc<FallbackCore<F, P>>) -> Self {
         Self {
             state: State::Failed { error: Some(error) },
             shared,
@@ -66,21 +69,25 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Only one future is ever polled: the inner service's. The fallback function is called
         // synchronously, once, with its error.
-        let this = self.project();
-        let error = match this.state.project() {
-            StateProj::Called { future } => match ready!(future.poll(cx)) {
-                Ok(response) => return Poll::Ready(Ok(response)),
-                Err(error) => error.into(),
-                // A predicate-declined error is returned below, unchanged.
-            },
+        let mut this = self.project();
+        let result = match this.state.as_mut().project() {
+            StateProj::Called { future } => ready!(future.poll(cx)),
             StateProj::Failed { error } => match error.take() {
                 Some(error) => {
                     // Accepted by the predicate in `poll_ready`.
+                    this.state.set(State::Done);
                     this.shared.answering(&error, "function");
                     return Poll::Ready((this.shared.f)(error));
                 }
-                None => return Poll::Ready(Err(PolledAfterCompletion.into())),
+                None => polled_after_completion("fallback::ResponseFuture"),
             },
+            StateProj::Done => polled_after_completion("fallback::ResponseFuture"),
+        };
+        this.state.set(State::Done);
+        // A predicate-declined error is returned below, unchanged.
+        let error = match result {
+            Ok(response) => return Poll::Ready(Ok(response)),
+            Err(error) => error.into(),
         };
         if this.shared.predicate.should_fallback(&error) {
             this.shared.answering(&error, "function");
@@ -96,6 +103,7 @@ impl<Fut, F, P> fmt::Debug for ResponseFuture<Fut, F, P> {
         let state = match &self.state {
             State::Called { .. } => "called",
             State::Failed { .. } => "failed in poll_ready",
+            State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -117,7 +125,7 @@ pin_project! {
         // The backup and the copy of the request, until the backup is called.
         backup: Option<B>,
         request: Option<Req>,
-        shared: Arc<Shared<(), P>>,
+        shared: Arc<FallbackCore<(), P>>,
     }
 }
 
@@ -136,6 +144,8 @@ pin_project! {
             #[pin]
             future: BFut,
         },
+        // Answered.
+        Done,
     }
 }
 
@@ -147,7 +157,7 @@ where
         future: Fut,
         backup: B,
         request: Req,
-        shared: Arc<Shared<(), P>>,
+        shared: Arc<FallbackCore<(), P>>,
     ) -> Self {
         Self {
             state: FailoverState::Primary { future },
@@ -159,7 +169,7 @@ where
 
     /// The primary failed in `poll_ready` with an error the predicate accepted: go straight to
     /// the backup.
-    pub(crate) fn backup(backup: B, request: Req, shared: Arc<Shared<(), P>>) -> Self {
+    pub(crate) fn backup(backup: B, request: Req, shared: Arc<FallbackCore<(), P>>) -> Self {
         Self {
             state: FailoverState::BackupReady,
             backup: Some(backup),
@@ -186,10 +196,14 @@ where
         loop {
             match this.state.as_mut().project() {
                 FailoverStateProj::Primary { future } => match ready!(future.poll(cx)) {
-                    Ok(response) => return Poll::Ready(Ok(response)),
+                    Ok(response) => {
+                        this.state.set(FailoverState::Done);
+                        return Poll::Ready(Ok(response));
+                    }
                     Err(error) => {
                         let error = error.into();
                         if !this.shared.predicate.should_fallback(&error) {
+                            this.state.set(FailoverState::Done);
                             return Poll::Ready(Err(error));
                         }
                         this.shared.answering(&error, "backup");
@@ -197,26 +211,29 @@ where
                     }
                 },
                 FailoverStateProj::BackupReady => {
-                    let (Some(backup), Some(_)) = (this.backup.as_mut(), this.request.as_ref())
-                    else {
-                        return Poll::Ready(Err(PolledAfterCompletion.into()));
+                    let Some(backup) = this.backup.as_mut() else {
+                        polled_after_completion("fallback::FailoverFuture")
                     };
                     if let Err(error) = ready!(backup.poll_ready(cx)) {
                         *this.backup = None;
                         *this.request = None;
+                        this.state.set(FailoverState::Done);
                         return Poll::Ready(Err(error.into()));
                     }
                     let (Some(mut backup), Some(request)) =
                         (this.backup.take(), this.request.take())
                     else {
-                        return Poll::Ready(Err(PolledAfterCompletion.into()));
+                        polled_after_completion("fallback::FailoverFuture")
                     };
                     let future = backup.call(request);
                     this.state.set(FailoverState::Backup { future });
                 }
                 FailoverStateProj::Backup { future } => {
-                    return future.poll(cx).map_err(Into::into);
+                    let result = ready!(future.poll(cx));
+                    this.state.set(FailoverState::Done);
+                    return Poll::Ready(result.map_err(Into::into));
                 }
+                FailoverStateProj::Done => polled_after_completion("fallback::FailoverFuture"),
             }
         }
     }
@@ -231,6 +248,7 @@ where
             FailoverState::Primary { .. } => "primary",
             FailoverState::BackupReady => "waiting for the backup to be ready",
             FailoverState::Backup { .. } => "backup",
+            FailoverState::Done => "done",
         };
         f.debug_struct("FailoverFuture")
             .field("state", &state)
@@ -238,15 +256,3 @@ where
             .finish_non_exhaustive()
     }
 }
-
-/// A future polled again after it completed: a misuse, answered with an error, never a panic.
-#[derive(Debug)]
-struct PolledAfterCompletion;
-
-impl fmt::Display for PolledAfterCompletion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("fallback future polled after completion")
-    }
-}
-
-impl std::error::Error for PolledAfterCompletion {}

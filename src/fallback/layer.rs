@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{AllErrors, Failover, Fallback, Predicate, Shared};
+use super::{AllErrors, Failover, Fallback, FallbackCore, Predicate};
 use crate::BoxError;
 
 /// Default for [`FallbackLayer::name`]: `"default"`.
@@ -41,6 +41,11 @@ pub struct Backup<B>(B);
 
 #[cfg(feature = "metrics")]
 fn answers_counter(name: &str) -> metrics::Counter {
+    metrics::describe_counter!(
+        "steadfast_fallback_answers_total",
+        metrics::Unit::Count,
+        "Failed calls answered by the fallback (its function or its backup service)"
+    );
     metrics::counter!("steadfast_fallback_answers_total", "name" => name.to_owned())
 }
 
@@ -110,11 +115,11 @@ impl<H, P> FallbackLayer<H, P> {
 
     /// The state of one service; with the `metrics` feature, registers its counter (once per
     /// service made, never per call).
-    fn shared<F: Clone>(&self, f: &F) -> Arc<Shared<F, P>>
+    fn shared<F: Clone>(&self, f: &F) -> Arc<FallbackCore<F, P>>
     where
         P: Clone,
     {
-        Arc::new(Shared {
+        Arc::new(FallbackCore {
             f: f.clone(),
             predicate: self.predicate.clone(),
             name: self.name.clone(),

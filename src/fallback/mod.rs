@@ -121,7 +121,7 @@ use crate::BoxError;
 
 /// What the services of one [`FallbackLayer`] share: the function (or `()` for a backup), the
 /// predicate and the telemetry. Created once per service made, shared by its clones.
-pub(crate) struct Shared<F, P> {
+pub(crate) struct FallbackCore<F, P> {
     pub(crate) f: F,
     pub(crate) predicate: P,
     pub(crate) name: Cow<'static, str>,
@@ -129,7 +129,7 @@ pub(crate) struct Shared<F, P> {
     pub(crate) answers: metrics::Counter,
 }
 
-impl<F, P> Shared<F, P> {
+impl<F, P> FallbackCore<F, P> {
     /// Reports that the fallback takes a failed call.
     fn answering(&self, error: &BoxError, kind: &'static str) {
         tracing::debug!(
@@ -147,13 +147,13 @@ impl<F, P> Shared<F, P> {
 /// [`FallbackLayer::new`]. See the [module docs](self).
 pub struct Fallback<S, F, P> {
     inner: S,
-    shared: Arc<Shared<F, P>>,
+    shared: Arc<FallbackCore<F, P>>,
     /// An error of `inner.poll_ready` that the predicate accepted, for the next call.
     failed: Option<BoxError>,
 }
 
 impl<S, F, P> Fallback<S, F, P> {
-    fn new(inner: S, shared: Arc<Shared<F, P>>) -> Self {
+    fn new(inner: S, shared: Arc<FallbackCore<F, P>>) -> Self {
         Self {
             inner,
             shared,
@@ -256,13 +256,13 @@ where
 pub struct Failover<S, B, P> {
     inner: S,
     backup: B,
-    shared: Arc<Shared<(), P>>,
+    shared: Arc<FallbackCore<(), P>>,
     /// An error of `inner.poll_ready` that the predicate accepted: the next call goes to `backup`.
     failed: Option<BoxError>,
 }
 
 impl<S, B, P> Failover<S, B, P> {
-    fn new(inner: S, backup: B, shared: Arc<Shared<(), P>>) -> Self {
+    fn new(inner: S, backup: B, shared: Arc<FallbackCore<(), P>>) -> Self {
         Self {
             inner,
             backup,

@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 
 use super::{MakeBody, RejectionResponses};
 use crate::BoxError;
+use crate::completion::polled_after_completion;
 
 pin_project! {
     /// The response of the inner service, or the response for its error.
@@ -28,7 +29,9 @@ pin_project! {
         // The inner service was called: its future is the only one polled.
         Called { #[pin] future: F },
         // The inner service failed `poll_ready`: answered without calling it.
-        NotReady { error: BoxError },
+        NotReady { error: Option<BoxError> },
+        // Answered.
+        Done,
     }
 }
 
@@ -42,7 +45,7 @@ impl<F, M> ResponseFuture<F, M> {
 
     pub(super) fn not_ready(error: BoxError, responses: RejectionResponses<M>) -> Self {
         Self {
-            kind: Kind::NotReady { error },
+            kind: Kind::NotReady { error: Some(error) },
             responses,
         }
     }
@@ -58,15 +61,20 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.kind.project() {
+        let mut this = self.project();
+        let response = match this.kind.as_mut().project() {
             KindProj::Called { future } => match ready!(future.poll(cx)) {
-                Ok(response) => Poll::Ready(Ok(response)),
-                Err(error) => Poll::Ready(Ok(respond(this.responses, error.into()))),
+                Ok(response) => response,
+                Err(error) => respond(this.responses, error.into()),
             },
-            // Polling again after completion answers the same response again: no panic.
-            KindProj::NotReady { error } => Poll::Ready(Ok(this.responses.to_response(error))),
-        }
+            KindProj::NotReady { error } => match error.take() {
+                Some(error) => respond(this.responses, error),
+                None => polled_after_completion("http::ResponseFuture"),
+            },
+            KindProj::Done => polled_after_completion("http::ResponseFuture"),
+        };
+        this.kind.set(Kind::Done);
+        Poll::Ready(Ok(response))
     }
 }
 
