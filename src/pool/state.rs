@@ -512,6 +512,28 @@ mod loom_tests {
         });
     }
 
+    /// A failure-rate ejection races a consecutive-failures one on the same endpoint: one wins,
+    /// the loser's reserved place is given back.
+    #[test]
+    fn loom_two_causes_eject_once() {
+        loom::model(|| {
+            let ejected = Arc::new(EjectedCount::new());
+            let word = Arc::new(StateWord::new());
+            let t = {
+                let (ejected, word) = (Arc::clone(&ejected), Arc::clone(&word));
+                thread::spawn(move || word.eject(0, &ejected, 2, |_| 10).is_some())
+            };
+            let by_run = matches!(
+                word.on_failure(0, 1, &ejected, || 2, |_| 10),
+                OnFailure::Ejected(_)
+            );
+            let by_rate = t.join().unwrap();
+            assert!(by_run ^ by_rate, "exactly one ejection");
+            assert_eq!(ejected.get(), 1);
+            assert_eq!(word.load().ejections(), 1);
+        });
+    }
+
     /// A failure counted while another thread's success ends the run: no update is lost, and
     /// the word never holds more failures than were counted.
     #[test]
