@@ -21,6 +21,9 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use tonic_health::server::HealthReporter;
 use tower::service_fn;
 
@@ -184,8 +187,9 @@ async fn eventually_false(probe: &impl Fn(SocketAddr) -> ProbeFuture, addr: Sock
     assert!(waited.is_ok(), "a probe of a stopped server failed");
 }
 
-/// The pool's health check with the gRPC probe: a replica reported `NOT_SERVING` is marked
-/// unhealthy and takes no traffic; reported `SERVING` again, it comes back.
+/// The pool's health check with the gRPC probe over a pool of `Channel`s: a replica reported
+/// `NOT_SERVING` is marked unhealthy and takes no call of a tonic client through the pool;
+/// reported `SERVING` again, it comes back.
 #[tokio::test]
 async fn the_pool_follows_the_health_reporter() {
     let mut servers = Vec::new();
@@ -225,6 +229,20 @@ async fn the_pool_follows_the_health_reporter() {
             .all(|s| state(s.addr) == EndpointState::Healthy)
     );
     assert!(pool.endpoints().iter().all(|e| e.ejections() == 0));
+
+    // A tonic client through the pool: every call goes to A or C, which answer SERVING (B
+    // would answer NOT_SERVING).
+    for _ in 0..30 {
+        let mut client = HealthClient::new(pool.clone());
+        let request = HealthCheckRequest {
+            service: Echo::NAME.to_owned(),
+        };
+        let answer = tokio::time::timeout(PATIENCE, client.check(request))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32);
+    }
 
     reporters[1].set_serving::<Echo>().await;
     eventually("the probe brings B back", || {

@@ -6,8 +6,14 @@
 //! fails, rather than stalls, when its endpoint does not answer within its
 //! [`timeout`](HttpGet::timeout) (1 s by default; the health check also fails any probe that
 //! outlasts its interval, so the effective bound is the shorter of the two). Why a probe failed
-//! (the status, the error, the timeout) is a `debug!` event with `pool.endpoint` and
-//! `pool.probe`.
+//! (the status, the error, the timeout) is a `debug!` event, target `steadfast::pool::probe`:
+//!
+//! | kind | name | when | fields |
+//! |---|---|---|---|
+//! | `tracing` event, `DEBUG` | `pool health probe failed` | a probe fails | `pool.endpoint`, `pool.probe` (`http_get` or `grpc_health`), `pool.probe_failure` (why: the status, the error, no answer in time) |
+//!
+//! The health check itself reports each probe's result (`pool health probe`, `TRACE`) and the
+//! endpoints it marks unhealthy or healthy; see the [pool's telemetry](super#telemetry).
 //!
 //! # Example
 //!
@@ -215,7 +221,9 @@ mod http_probe {
     }
 
     fn failed<K: fmt::Debug>(key: &K, why: fmt::Arguments<'_>) -> bool {
-        tracing::debug!(
+        tracing::event!(
+            target: "steadfast::pool::probe",
+            tracing::Level::DEBUG,
             pool.endpoint = ?key,
             pool.probe = "http_get",
             pool.probe_failure = %why,
@@ -373,7 +381,9 @@ mod grpc_probe {
                         }
                         Err(_) => format!("no answer within {timeout:?}"),
                     };
-                    tracing::debug!(
+                    tracing::event!(
+                        target: "steadfast::pool::probe",
+                        tracing::Level::DEBUG,
                         pool.endpoint = ?key,
                         pool.probe = "grpc_health",
                         pool.probe_failure = %why,
