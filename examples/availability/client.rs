@@ -159,7 +159,8 @@ where
     S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send,
 {
-    resilient("backend", start, attempt_timeout().layer(client))
+    // 3 attempts = 2 retries, all to the one backend.
+    resilient("backend", 3, start, attempt_timeout().layer(client))
 }
 
 /// How long one attempt at one backend (or replica) may take: 150 ms cuts a latency spike, so
@@ -168,10 +169,12 @@ fn attempt_timeout() -> TimeoutLayer {
     TimeoutLayer::new(Duration::from_millis(150))
 }
 
-/// The layers above the backend, or above the pool, outermost first: fallback → retry (budget)
-/// → overall timeout → circuit breaker → bulkhead → `inner`. `name` labels their telemetry.
+/// The layers above the backend, or above the pool, outermost first: fallback → retry (budget,
+/// `max_attempts`) → overall timeout → circuit breaker → bulkhead → `inner`. `name` labels their
+/// telemetry.
 fn resilient<S>(
     name: &'static str,
+    max_attempts: u32,
     start: Instant,
     inner: S,
 ) -> Result<
@@ -212,7 +215,7 @@ where
     let retry = RetryLayer::builder()
         .name(name)
         .policy(HttpPolicy::new()) // errors, 429, 502, 503, 504 on GET
-        .max_attempts(3) // 3 attempts = 2 retries
+        .max_attempts(max_attempts)
         .backoff(
             Backoff::exponential(Duration::from_millis(10))
                 .jitter(Jitter::Full)
@@ -414,7 +417,10 @@ where
         Service<Req, Response = Res, Error = BoxError> + Clone + Send + 'static,
     <Pool<&'static str, S, C> as Service<Req>>::Future: Send,
 {
-    resilient("replicas", start, pool)
+    // 4 attempts = 3 retries: one at each replica (each retry goes to a replica the request has
+    // not tried), and one more for the rare request that meets a latency spike or an error at
+    // all three.
+    resilient("replicas", 4, start, pool)
 }
 
 /// Whether the breaker rejects calls in `state`.
