@@ -663,7 +663,12 @@ mod http_layers {
             let mut fut = pin!(deadline.sync_scope(|| svc.call(Request::new(()))));
             assert_eq!(calls.load(Ordering::SeqCst), 1);
             expect_inherited(poll(fut.as_mut()));
-            assert!(poll(fut.as_mut()).is_pending(), "fused after completion");
+            let again =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll(fut.as_mut())));
+            assert!(
+                again.is_err(),
+                "polled after completion: a panic, as every future of the crate"
+            );
 
             // One tick after, from the extension: fails without calling.
             advance(MS).await;

@@ -1,12 +1,14 @@
-//! The clients: one HTTP client over hyper, wrapped three ways.
+//! The clients: one HTTP client over hyper, wrapped three ways; and the same resilient stack
+//! over a pool of replicas.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Request, Response, StatusCode};
+use axum::http::{HeaderValue, Request, Response, StatusCode, Uri};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -16,13 +18,15 @@ use steadfast::BoxError;
 use steadfast::bulkhead::BulkheadLayer;
 use steadfast::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State, Transition};
 use steadfast::fallback::FallbackLayer;
+use steadfast::pool::{Endpoint, Pool};
 use steadfast::retry::{Backoff, HttpPolicy, Jitter, RetryBudget, RetryLayer};
 use steadfast::timeout::TimeoutLayer;
 use tokio::time::Instant;
-use tower::{Service, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::classify::ServerErrorsAsFailures;
 
-use crate::scenario::{MAX_IN_FLIGHT, SEED};
+use crate::backend::CallLog;
+use crate::scenario::{HEALTH_INTERVAL, MAX_IN_FLIGHT, OUTAGE_END, SEED};
 
 /// The request every client sends: a GET with no body (so it is `Clone`, and retry can resend it).
 pub(crate) type Req = Request<Empty<Bytes>>;
@@ -46,6 +50,12 @@ impl HttpClient {
             .build_http();
         Self { inner }
     }
+}
+
+/// The client of the pool's health check: hyper-util's client as it is (the probe reads the
+/// body itself).
+pub(crate) fn probe_client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
 }
 
 impl Service<Req> for HttpClient {
@@ -149,10 +159,41 @@ where
     S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send,
 {
+    // 3 attempts = 2 retries, all to the one backend.
+    resilient("backend", 3, start, attempt_timeout().layer(client))
+}
+
+/// How long one attempt at one backend (or replica) may take: 150 ms cuts a latency spike, so
+/// that retry sends the request again.
+fn attempt_timeout() -> TimeoutLayer {
+    TimeoutLayer::new(Duration::from_millis(150))
+}
+
+/// The layers above the backend, or above the pool, outermost first: fallback → retry (budget,
+/// `max_attempts`) → overall timeout → circuit breaker → bulkhead → `inner`. `name` labels their
+/// telemetry.
+fn resilient<S>(
+    name: &'static str,
+    max_attempts: u32,
+    start: Instant,
+    inner: S,
+) -> Result<
+    (
+        impl Service<Req, Response = Res, Error = BoxError, Future: Send> + Clone + Send + 'static,
+        CircuitBreakerLayer<ServerErrorsAsFailures>,
+        Transitions,
+    ),
+    BoxError,
+>
+where
+    S: Service<Req, Response = Res> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+{
     let transitions = Transitions::default();
     let log = Arc::clone(&transitions);
     let breaker = CircuitBreakerLayer::builder()
-        .name("backend")
+        .name(name)
         // 5xx responses are failures, in tower-http's words.
         .classify(ServerErrorsAsFailures::new())
         // Opens when half of the last 100 attempts failed (the backend's usual 20 % does not
@@ -172,9 +213,9 @@ where
         .build()?;
 
     let retry = RetryLayer::builder()
-        .name("backend")
+        .name(name)
         .policy(HttpPolicy::new()) // errors, 429, 502, 503, 504 on GET
-        .max_attempts(3) // 3 attempts = 2 retries
+        .max_attempts(max_attempts)
         .backoff(
             Backoff::exponential(Duration::from_millis(10))
                 .jitter(Jitter::Full)
@@ -208,14 +249,178 @@ where
         .layer(breaker.clone())
         .layer(
             BulkheadLayer::builder()
-                .name("backend")
+                .name(name)
                 .max_concurrent_calls(32)
                 .max_wait(Duration::from_millis(20))
                 .build()?,
         )
-        .layer(TimeoutLayer::new(Duration::from_millis(150)))
-        .service(client);
+        .service(inner);
     Ok((service, breaker, transitions))
+}
+
+/// What the pool's client saw of one replica: the calls it sent there, per bucket, and the
+/// first success of a call sent after the outage.
+#[derive(Debug)]
+pub(crate) struct ReplicaLog {
+    /// Calls the pool sent to the replica (refused and failed ones included), per bucket.
+    pub(crate) sent: CallLog,
+    /// When the first call sent at or after the end of the outage succeeded, in ms from the
+    /// start of the run (`u64::MAX`: none yet).
+    first_success_after_outage: AtomicU64,
+    start: Instant,
+}
+
+impl ReplicaLog {
+    pub(crate) fn new(start: Instant) -> Self {
+        Self {
+            sent: CallLog::new(start),
+            first_success_after_outage: AtomicU64::new(u64::MAX),
+            start,
+        }
+    }
+
+    fn succeeded(&self, sent: Duration) {
+        if sent >= OUTAGE_END {
+            let at = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.first_success_after_outage
+                .fetch_min(at, Ordering::Relaxed);
+        }
+    }
+
+    /// From the end of the outage to the first success of a call sent after it.
+    pub(crate) fn back_after(&self) -> Option<Duration> {
+        match self.first_success_after_outage.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            at => Some(Duration::from_millis(at).saturating_sub(OUTAGE_END)),
+        }
+    }
+}
+
+/// A pool endpoint: `client` aimed at one replica (the request's path kept, its authority
+/// replaced), its calls written down in `log`.
+#[derive(Clone, Debug)]
+pub(crate) struct Pinned<S> {
+    client: S,
+    authority: String,
+    log: Arc<ReplicaLog>,
+}
+
+impl<S> Pinned<S> {
+    pub(crate) fn new(client: S, port: u16, log: Arc<ReplicaLog>) -> Self {
+        Self {
+            client,
+            authority: format!("127.0.0.1:{port}"),
+            log,
+        }
+    }
+}
+
+impl<S> Service<Req> for Pinned<S>
+where
+    S: Service<Req, Response = Res, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Res;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.client.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Req) -> Self::Future {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        match Uri::builder()
+            .scheme("http")
+            .authority(self.authority.as_str())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
+        }
+        self.log.sent.hit();
+        let sent = self.log.start.elapsed();
+        let log = Arc::clone(&self.log);
+        let response = self.client.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if response.status().is_success() {
+                log.succeeded(sent);
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// A replica of the pool: its name (the pool's key) and the service that reaches it.
+#[derive(Debug, Clone)]
+pub(crate) struct Replica<S> {
+    pub(crate) name: &'static str,
+    pub(crate) service: S,
+}
+
+/// The pool: P2C over the replicas, passive ejection after 5 failures (5xx or errors) in a row
+/// or a fifth of the last 50, an active health check with `probe`, each endpoint under the
+/// attempt timeout.
+pub(crate) fn pool<S, P, F>(
+    replicas: Vec<Replica<S>>,
+    probe: P,
+) -> Result<Pool<&'static str, steadfast::timeout::Timeout<S>, ServerErrorsAsFailures>, BoxError>
+where
+    S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    P: Fn(&'static str) -> F + Send + Sync + 'static,
+    F: Future<Output = bool> + Send + 'static,
+{
+    let pool = Pool::builder()
+        .name("replicas")
+        .classify(ServerErrorsAsFailures::new())
+        // Envoy's default: 5 failures in a row (the 20 % replica rarely has that many) ...
+        .consecutive_failures(5)
+        // ... and Envoy's failure-percentage ejection, which catches the 20 % replica: a fifth
+        // of its last 50 calls failed (a healthy one with its 5 % of latency spikes almost
+        // never has that many).
+        .failure_rate(0.2, 50)
+        // Short, because the health check keeps a dead replica out for as long as it is dead;
+        // the ejection only covers the time until the health check has seen it.
+        .base_ejection_time(Duration::from_secs(1))
+        .max_ejection_time(Duration::from_secs(10))
+        // One of three at most.
+        .max_ejected_fraction(0.34)
+        // One replica of three can carry the whole load: no panic routing unless none can.
+        .panic_threshold(0.3)
+        .health_check(HEALTH_INTERVAL, probe)
+        .unhealthy_threshold(2)
+        .healthy_threshold(2)
+        .build(replicas.into_iter().map(|replica| {
+            Endpoint::new(replica.name, attempt_timeout().layer(replica.service))
+        }))?;
+    Ok(pool)
+}
+
+/// The steadfast stack over a pool: fallback → retry (budget) → overall timeout → circuit
+/// breaker → bulkhead → **pool** → attempt timeout → each replica.
+pub(crate) fn pool_stack<S, C>(
+    start: Instant,
+    pool: Pool<&'static str, S, C>,
+) -> Result<
+    (
+        impl Service<Req, Response = Res, Error = BoxError, Future: Send> + Clone + Send + 'static,
+        CircuitBreakerLayer<ServerErrorsAsFailures>,
+        Transitions,
+    ),
+    BoxError,
+>
+where
+    Pool<&'static str, S, C>:
+        Service<Req, Response = Res, Error = BoxError> + Clone + Send + 'static,
+    <Pool<&'static str, S, C> as Service<Req>>::Future: Send,
+{
+    // 4 attempts = 3 retries: one at each replica (each retry goes to a replica the request has
+    // not tried), and one more for the rare request that meets a latency spike or an error at
+    // all three.
+    resilient("replicas", 4, start, pool)
 }
 
 /// Whether the breaker rejects calls in `state`.

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use steadfast::pool::EndpointState;
+
 use crate::backend::bucket_of;
 use crate::load::{Answer, Record};
-use crate::scenario::{BUCKET, OUTAGE_END, OUTAGE_START, RECOVERY_BUCKET, RUN_FOR};
+use crate::scenario::{BUCKET, Faults, OUTAGE_END, OUTAGE_START, RECOVERY_BUCKET, RUN_FOR};
 
 /// What one client did, in figures.
 #[derive(Debug)]
@@ -135,7 +137,7 @@ pub(crate) fn print(summaries: &[Summary]) {
         "client",
         "requests",
         "useful%",
-        "backend%",
+        "fresh%",
         "fallback%",
         "errors%",
         "p50 ms",
@@ -234,4 +236,135 @@ pub(crate) fn series(records: &[Record], calls_per_bucket: &[u64]) -> Vec<Point>
             load: calls_per_bucket.get(index).copied().unwrap_or(0) as f64 / BUCKET.as_secs_f64(),
         })
         .collect()
+}
+
+/// Adds up per-bucket call counts (of the replicas of one pool).
+pub(crate) fn add(logs: impl IntoIterator<Item = Vec<u64>>) -> Vec<u64> {
+    let mut total: Vec<u64> = Vec::new();
+    for log in logs {
+        if total.len() < log.len() {
+            total.resize(log.len(), 0);
+        }
+        for (sum, calls) in total.iter_mut().zip(log) {
+            *sum += calls;
+        }
+    }
+    total
+}
+
+/// Calls per second in each [`BUCKET`], at the middle of the bucket, for the plot.
+pub(crate) fn load_series(calls_per_bucket: &[u64]) -> Vec<(f64, f64)> {
+    (0..bucket_of(RUN_FOR))
+        .map(|index| {
+            (
+                (index as f64 + 0.5) * BUCKET.as_secs_f64(),
+                calls_per_bucket.get(index).copied().unwrap_or(0) as f64 / BUCKET.as_secs_f64(),
+            )
+        })
+        .collect()
+}
+
+/// What the pool did with one replica.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaRow {
+    pub(crate) faults: Faults,
+    /// Calls the pool sent it over the run.
+    pub(crate) sent: u64,
+    /// Calls the pool sent it while it was down (from the start to the end of the outage),
+    /// for a replica that goes down.
+    pub(crate) sent_in_outage: Option<u64>,
+    pub(crate) ejections: u32,
+    pub(crate) state: Option<EndpointState>,
+    /// For a replica that goes down: from the end of its outage to the first success of a call
+    /// the pool sent it after; `None` if none came.
+    pub(crate) back_after: Option<Duration>,
+}
+
+impl ReplicaRow {
+    pub(crate) fn new(
+        faults: Faults,
+        sent_per_bucket: &[u64],
+        ejections: u32,
+        state: Option<EndpointState>,
+        back_after: Option<Duration>,
+    ) -> Self {
+        let in_outage = sent_per_bucket
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| {
+                let offset = BUCKET * u32::try_from(*index).unwrap_or(u32::MAX);
+                (OUTAGE_START..OUTAGE_END).contains(&offset)
+            })
+            .map(|(_, calls)| calls)
+            .sum();
+        Self {
+            faults,
+            sent: sent_per_bucket.iter().sum(),
+            sent_in_outage: faults.outage.then_some(in_outage),
+            ejections,
+            state,
+            back_after: if faults.outage { back_after } else { None },
+        }
+    }
+}
+
+/// Prints what the pool did with each replica.
+pub(crate) fn print_replicas(rows: &[ReplicaRow]) {
+    println!(
+        "{:<8} {:<12} {:>10} {:>14} {:>10} {:>12} {:>16}",
+        "replica",
+        "role",
+        "calls sent",
+        "during outage",
+        "ejections",
+        "state at end",
+        "back after outage"
+    );
+    println!("{}", "-".repeat(88));
+    for row in rows {
+        let dash = || "-".to_owned();
+        println!(
+            "{:<8} {:<12} {:>10} {:>14} {:>10} {:>12} {:>16}",
+            row.faults.name,
+            row.faults.role,
+            row.sent,
+            row.sent_in_outage.map_or_else(dash, |n| n.to_string()),
+            row.ejections,
+            row.state
+                .map_or_else(dash, |s| format!("{s:?}").to_lowercase()),
+            if row.faults.outage {
+                row.back_after.map_or_else(
+                    || "never".to_owned(),
+                    |d| format!("{:.2} s", d.as_secs_f64()),
+                )
+            } else {
+                dash()
+            },
+        );
+    }
+}
+
+/// The figures the pool scenario claims: useful and fresh answers of at least 99.9 %.
+pub(crate) const CLAIMED: f64 = 0.999;
+
+/// Prints the pool's claims against its figures.
+pub(crate) fn print_claims(pool: &Summary, down: &ReplicaRow) {
+    let useful = ratio(pool.successes + pool.fallbacks, pool.requests);
+    let fresh = ratio(pool.successes, pool.requests);
+    let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!(
+        "\npool: useful {:.2} % ({}), fresh {:.2} % ({}; goal >= {:.1} % for both); \
+         {} calls sent to {} during its outage; it carried traffic again {} after it healed",
+        100.0 * useful,
+        mark(useful >= CLAIMED),
+        100.0 * fresh,
+        mark(fresh >= CLAIMED),
+        100.0 * CLAIMED,
+        down.sent_in_outage.unwrap_or(0),
+        down.faults.name,
+        down.back_after.map_or_else(
+            || "never".to_owned(),
+            |d| format!("{:.2} s", d.as_secs_f64())
+        ),
+    );
 }

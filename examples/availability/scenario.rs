@@ -29,3 +29,57 @@ pub(crate) const MAX_IN_FLIGHT: usize = 64;
 pub(crate) const BUCKET: Duration = Duration::from_millis(500);
 /// The width of the buckets that time the recovery.
 pub(crate) const RECOVERY_BUCKET: Duration = Duration::from_millis(250);
+
+/// The second scenario: the same load sent through a pool over three replicas of the backend.
+/// Each has the backend's latency spikes; the first is down from [`OUTAGE_START`] to
+/// [`OUTAGE_END`] (its health check fails too), the second fails [`ERROR_RATE`] of its calls
+/// throughout (its health check passes: its process is up), the third is healthy.
+pub(crate) const REPLICAS: [Faults; 3] = [
+    Faults {
+        name: "a",
+        role: "down 5-10 s",
+        error_rate: 0.0,
+        outage: true,
+    },
+    Faults {
+        name: "b",
+        role: "20 % errors",
+        error_rate: ERROR_RATE,
+        outage: false,
+    },
+    Faults {
+        name: "c",
+        role: "healthy",
+        error_rate: 0.0,
+        outage: false,
+    },
+];
+
+/// The index in [`REPLICAS`] of the replica that goes down.
+pub(crate) const DOWN: usize = 0;
+
+/// What one backend (or replica) does wrong, besides the latency spikes every one has.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Faults {
+    /// Its name: the pool's key, the metrics' label.
+    pub(crate) name: &'static str,
+    /// What it does, in words, for the tables.
+    pub(crate) role: &'static str,
+    /// The fraction of calls it fails with a 503.
+    pub(crate) error_rate: f64,
+    /// Whether it is down from [`OUTAGE_START`] to [`OUTAGE_END`].
+    pub(crate) outage: bool,
+}
+
+/// The single backend of the first scenario.
+pub(crate) const BACKEND: Faults = Faults {
+    name: "backend",
+    role: "20 % errors, down 5-10 s",
+    error_rate: ERROR_RATE,
+    outage: true,
+};
+
+/// How often the pool probes each replica's `GET /health` ...
+pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+/// ... and how long a probe may take.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_millis(100);

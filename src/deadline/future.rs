@@ -114,7 +114,6 @@ where
                 state.set(Propagate::Done);
                 Poll::Ready(Err(Elapsed::inherited_deadline().not_sent().into()))
             }
-            // Polled after completion: like a fused future, never ready again.
             PropagateProj::Done => polled_after_completion("deadline::PropagateResponseFuture"),
         }
     }

@@ -182,6 +182,8 @@ pub mod error;
 pub mod future;
 mod health;
 mod member;
+#[cfg(any(feature = "http", feature = "tonic"))]
+pub mod probe;
 mod routing;
 mod state;
 #[cfg(feature = "metrics")]
