@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::backoff::{Backoff, Jitter};
-use super::budget::RetryBudget;
+use super::budget::{RetryBudget, SharedBudget};
 use super::layer::RetryLayer;
 use super::policy::RetryErrors;
 use super::replay::CloneRequest;
@@ -47,6 +47,7 @@ pub struct Builder<P = RetryErrors, H = (), M = CloneRequest> {
     max_attempts: u32,
     backoff: Backoff,
     budget: RetryBudget,
+    shared_budget: Option<SharedBudget>,
     min_attempt_time: Duration,
     retry_rejections: bool,
     seed: Option<u64>,
@@ -62,6 +63,7 @@ impl<P, H, M> fmt::Debug for Builder<P, H, M> {
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
             .field("budget", &self.budget)
+            .field("shared_budget", &self.shared_budget)
             .field("min_attempt_time", &self.min_attempt_time)
             .field("retry_rejections", &self.retry_rejections)
             .field("seed", &self.seed)
@@ -76,6 +78,7 @@ impl Builder {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             budget: DEFAULT_BUDGET,
+            shared_budget: None,
             min_attempt_time: DEFAULT_MIN_ATTEMPT_TIME,
             retry_rejections: false,
             seed: None,
@@ -105,6 +108,15 @@ impl<P, H, M> Builder<P, H, M> {
     /// turns it off. Defaults to [`DEFAULT_BUDGET`].
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = budget;
+        self.shared_budget = None;
+        self
+    }
+
+    /// Draws on a budget that other layers draw on too (a hedge, another retry), instead of
+    /// one of the layer's own; replaces [`budget`](Self::budget). Defaults to none: the layer
+    /// has its own.
+    pub fn shared_budget(mut self, budget: SharedBudget) -> Self {
+        self.shared_budget = Some(budget);
         self
     }
 
@@ -144,6 +156,7 @@ impl<P, H, M> Builder<P, H, M> {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             budget: self.budget,
+            shared_budget: self.shared_budget,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
             seed: self.seed,
@@ -161,6 +174,7 @@ impl<P, H, M> Builder<P, H, M> {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             budget: self.budget,
+            shared_budget: self.shared_budget,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
             seed: self.seed,
@@ -180,6 +194,7 @@ impl<P, H, M> Builder<P, H, M> {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             budget: self.budget,
+            shared_budget: self.shared_budget,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
             seed: self.seed,
@@ -201,7 +216,16 @@ impl<P, H, M> Builder<P, H, M> {
     pub fn build(self) -> Result<RetryLayer<P, H, M>, ConfigError> {
         check_range("max_attempts", self.max_attempts, 1, MAX_MAX_ATTEMPTS)?;
         self.backoff.validate()?;
-        self.budget.validate()?;
+        let budget = match &self.shared_budget {
+            Some(shared) => {
+                shared.validate()?;
+                Arc::clone(shared.state())
+            }
+            None => {
+                self.budget.validate()?;
+                Arc::new(BudgetState::new(&self.budget))
+            }
+        };
         let seed = self
             .seed
             .unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
@@ -212,7 +236,7 @@ impl<P, H, M> Builder<P, H, M> {
             backoff: self.backoff,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
-            budget: Arc::new(BudgetState::new(&self.budget)),
+            budget,
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             name: self.name,
             policy: self.policy,
