@@ -212,12 +212,12 @@ mod tests {
 
     #[test]
     fn no_delay_until_a_full_window_has_min_samples() {
-        let window = LatencyWindow::new(0.5, 3, Duration::from_secs(1));
+        let window = LatencyWindow::new(0.5, 4, Duration::from_secs(1));
         let start = window.base;
         window.record(start, Duration::from_millis(10));
         window.record(start, Duration::from_millis(10));
         assert_eq!(window.delay(), None);
-        // Two samples were too few: the rotation gives no delay.
+        // Three samples (the rotating call's own included) were too few: no delay.
         window.record(start + Duration::from_secs(1), Duration::from_millis(10));
         assert_eq!(window.delay(), None);
         for _ in 0..3 {
@@ -225,7 +225,7 @@ mod tests {
         }
         assert_eq!(window.delay(), None, "the window has not rotated yet");
         window.record(start + Duration::from_secs(2), Duration::from_millis(20));
-        // The retired window: one sample from the first rotation's call plus three of 20 ms.
+        // The retired window: three samples of 20 ms and the rotating call's own.
         let delay = window.delay().expect("enough samples");
         assert!(delay >= Duration::from_millis(20), "{delay:?}");
         assert!(delay <= Duration::from_micros(20_000 + 20_000 / 16), "{delay:?}");
