@@ -155,5 +155,34 @@ fn main() {
         0,
         "the full stack, a clone per call"
     );
+    #[cfg(feature = "hedge")]
+    {
+        let hedge = steadfast::hedge::HedgeLayer::builder()
+            .delay(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        assert_eq!(
+            allocations(&runtime, hedge.layer(backend())),
+            0,
+            "hedge, answered before the delay"
+        );
+        assert_eq!(
+            allocations_clone_per_call(&runtime, hedge.layer(backend())),
+            0,
+            "hedge, a clone per call"
+        );
+        let percentile = steadfast::hedge::HedgeLayer::builder()
+            .delay_percentile(0.95)
+            .build()
+            .unwrap();
+        assert_eq!(
+            allocations(&runtime, percentile.layer(backend())),
+            0,
+            "hedge, percentile delay"
+        );
+    }
+    #[cfg(not(feature = "hedge"))]
     println!("allocations: 11 passed, 0 failed");
+    #[cfg(feature = "hedge")]
+    println!("allocations: 14 passed, 0 failed");
 }
