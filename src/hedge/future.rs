@@ -355,7 +355,8 @@ fn failed<S, F, E: 'static>(
     error: E,
 ) {
     if !is_local_rejection(&error) {
-        *target = (*target).max(sent + 1).min(max_attempts);
+        // One more attempt per failure, beyond whatever is already due.
+        *target = ((*target).max(sent) + 1).min(max_attempts);
     }
     hedges
         .get_or_insert_with(|| Box::new(Hedges::new()))

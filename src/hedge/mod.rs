@@ -83,10 +83,16 @@
 //! clock twice per call (at `call` and at the answer); a fixed delay reads it only when the
 //! first attempt is not answered at once.
 //!
+//! The delay is at least 1 ms (tokio's timer resolution), so a service that answers within a
+//! microsecond does not turn every call into a burst of hedges.
+//!
 //! Because hedged calls are recorded too, the percentile measures what callers see: once hedges
 //! cut the tail, the delay follows the shorter latency. A percentile at the very edge of a
-//! mode (p95 of a service whose slow share is exactly 5 %) can fall on either side of it from
-//! one window to the next; pick one with room to spare.
+//! mode (p95 of a service whose slow share is about 5 %) falls on either side of it from one
+//! window to the next: in a window whose slow share tops 5 %, the percentile is the hedged
+//! calls' own latency (the delay plus a fast answer), so the delay creeps up until a window
+//! with fewer slow calls brings it back. `examples/tail_latency.rs` shows it: p99 still falls
+//! about 9×. Pick a percentile with room to spare below the tail where you can.
 //!
 //! # Budget
 //!

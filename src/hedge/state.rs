@@ -49,6 +49,9 @@ const SUB: u64 = 1 << SUB_BITS;
 pub(crate) const MAX_MICROS: u64 = (1 << 36) - 1;
 /// Buckets per array: the exact ones below 16, then 16 per power of two up to 2^36.
 const BUCKETS: usize = (SUB * (36 - SUB_BITS as u64 + 1)) as usize;
+/// The shortest percentile delay: tokio's timer resolution. A service that answers within a
+/// microsecond would otherwise give a zero delay, which sends every hedge at once.
+const MIN_DELAY_MICROS: u64 = 1_000;
 /// `delay_micros` when the last window had too few samples: no timed hedge.
 const NO_DELAY: u64 = u64::MAX;
 
@@ -110,13 +113,14 @@ impl LatencyWindow {
         }
     }
 
-    /// The delay before a timed hedge: the percentile of the last full window, or `None` when it
-    /// had fewer than `min_samples` calls. One relaxed load.
+    /// The delay before a timed hedge: the percentile of the last full window, at least
+    /// [`MIN_DELAY_MICROS`], or `None` when it had fewer than `min_samples` calls. One relaxed
+    /// load.
     #[inline]
     pub(crate) fn delay(&self) -> Option<Duration> {
         match self.delay_micros.load(Ordering::Relaxed) {
             NO_DELAY => None,
-            micros => Some(Duration::from_micros(micros)),
+            micros => Some(Duration::from_micros(micros.max(MIN_DELAY_MICROS))),
         }
     }
 
@@ -275,7 +279,7 @@ mod tests {
             window.record(start + Duration::from_secs(1), Duration::ZERO);
             let mut all = samples.clone();
             all.push(0);
-            let exact = model(&all, 0.9);
+            let exact = model(&all, 0.9).max(MIN_DELAY_MICROS);
             let delay = window.delay().expect("samples were recorded").as_micros() as u64;
             prop_assert!(delay >= exact && delay - exact <= exact / SUB);
         }
