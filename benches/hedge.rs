@@ -85,12 +85,7 @@ fn answered_before_the_delay(c: &mut Criterion) {
         .delay_percentile(0.95)
         .build()
         .expect("valid");
-    bench_service(
-        c,
-        &runtime,
-        "hedge/steadfast_p95",
-        percentile.layer(bare()),
-    );
+    bench_service(c, &runtime, "hedge/steadfast_p95", percentile.layer(bare()));
 
     let tower_hedge =
         tower::hedge::Hedge::new(bare(), CloneEvery, 100, 0.95, Duration::from_secs(10));

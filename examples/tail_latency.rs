@@ -275,7 +275,11 @@ mod tests {
     #[test]
     fn hedging_cuts_p99_at_least_five_times() {
         let (bare, hedged) = runs();
-        assert_eq!(hedged.latencies.len() as u64, REQUESTS, "every request answered");
+        assert_eq!(
+            hedged.latencies.len() as u64,
+            REQUESTS,
+            "every request answered"
+        );
         let ratio = bare.percentile(99.0).as_secs_f64() / hedged.percentile(99.0).as_secs_f64();
         assert!(ratio >= 5.0, "p99 only {ratio:.1}× lower");
     }

@@ -85,7 +85,10 @@ fn backend(
                 calls.push(start.elapsed());
                 calls.len() as u32
             };
-            let (latency, ok) = plan.get(n as usize - 1).copied().unwrap_or((3_600_000, true));
+            let (latency, ok) = plan
+                .get(n as usize - 1)
+                .copied()
+                .unwrap_or((3_600_000, true));
             let guard = DropCounter {
                 log: Arc::clone(&log),
                 finished: false,
@@ -169,7 +172,11 @@ async fn the_first_attempt_can_still_win_after_a_hedge() {
     assert_eq!(answer, 1);
     assert_eq!(start.elapsed(), ms(30));
     assert_eq!(log.calls(), vec![ms(0), ms(20)]);
-    assert_eq!(log.dropped(), 1, "the hedge was dropped when the first attempt won");
+    assert_eq!(
+        log.dropped(),
+        1,
+        "the hedge was dropped when the first attempt won"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -235,7 +242,11 @@ async fn a_failure_with_no_hedge_left_fails_the_call_at_once() {
     let start = Instant::now();
     let error = layer.layer(service).oneshot("x").await.unwrap_err();
     assert_eq!(error.downcast_ref::<Failure>(), Some(&Failure(1)));
-    assert_eq!(start.elapsed(), ms(5), "no budget: no hedge, no wait for the timer");
+    assert_eq!(
+        start.elapsed(),
+        ms(5),
+        "no budget: no hedge, no wait for the timer"
+    );
     assert_eq!(log.calls().len(), 1);
 }
 
@@ -314,10 +325,18 @@ async fn hedge_and_retry_can_share_one_budget() {
         .unwrap();
     assert_eq!(retry.budget_remaining(), 1);
     let (service, log) = backend(&[(100, true), (5, true)]);
-    retry.layer(hedge.layer(service)).oneshot("x").await.unwrap();
+    retry
+        .layer(hedge.layer(service))
+        .oneshot("x")
+        .await
+        .unwrap();
     assert_eq!(log.calls().len(), 2);
     assert_eq!(budget.remaining(), 0);
-    assert_eq!(retry.budget_remaining(), 0, "the hedge spent the retry's token");
+    assert_eq!(
+        retry.budget_remaining(),
+        0,
+        "the hedge spent the retry's token"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -423,7 +442,11 @@ async fn a_dropped_call_gives_back_the_token_of_a_hedge_not_yet_sent() {
         Poll::Ready(())
     })
     .await;
-    assert_eq!(layer.budget_remaining(), 0, "the hedge is paid for, waiting");
+    assert_eq!(
+        layer.budget_remaining(),
+        0,
+        "the hedge is paid for, waiting"
+    );
     assert_eq!(called.load(Ordering::SeqCst), 1);
     drop(future);
     assert_eq!(layer.budget_remaining(), 1, "and its token came back");
@@ -500,17 +523,37 @@ fn config_errors_name_the_method() {
         error.field()
     };
     let builder = HedgeLayer::builder;
-    assert_eq!(field(builder().max_hedged_attempts(0).build()), "max_hedged_attempts");
-    assert_eq!(field(builder().max_hedged_attempts(11).build()), "max_hedged_attempts");
-    assert_eq!(field(builder().delay_percentile(f64::NAN).build()), "delay_percentile");
-    assert_eq!(field(builder().delay_percentile(0.0).build()), "delay_percentile");
-    assert_eq!(field(builder().delay_percentile(1.5).build()), "delay_percentile");
+    assert_eq!(
+        field(builder().max_hedged_attempts(0).build()),
+        "max_hedged_attempts"
+    );
+    assert_eq!(
+        field(builder().max_hedged_attempts(11).build()),
+        "max_hedged_attempts"
+    );
+    assert_eq!(
+        field(builder().delay_percentile(f64::NAN).build()),
+        "delay_percentile"
+    );
+    assert_eq!(
+        field(builder().delay_percentile(0.0).build()),
+        "delay_percentile"
+    );
+    assert_eq!(
+        field(builder().delay_percentile(1.5).build()),
+        "delay_percentile"
+    );
     assert_eq!(
         field(builder().delay_percentile(0.9).min_samples(0).build()),
         "min_samples"
     );
     assert_eq!(
-        field(builder().delay_percentile(0.9).latency_window(ms(1)).build()),
+        field(
+            builder()
+                .delay_percentile(0.9)
+                .latency_window(ms(1))
+                .build()
+        ),
         "latency_window"
     );
     assert_eq!(
@@ -621,12 +664,8 @@ mod http_replay {
 
     /// A backend that reads the whole body, slow on its first call.
     fn echo() -> (
-        impl Service<
-            Request<ReplayBody<Full<Bytes>>>,
-            Response = Bytes,
-            Error = BoxError,
-            Future: Send,
-        > + Clone,
+        impl Service<Request<ReplayBody<Full<Bytes>>>, Response = Bytes, Error = BoxError, Future: Send>
+        + Clone,
         Arc<AtomicU32>,
     ) {
         let calls = Arc::new(AtomicU32::new(0));

@@ -304,7 +304,7 @@ where
                 } else {
                     Cause::Failure
                 };
-                match send(&this.core, hedges, kept, *this.sent + 1, cause, cx) {
+                match send(this.core, hedges, kept, *this.sent + 1, cause, cx) {
                     Sending::Sent => {
                         *this.sent += 1;
                         sent_one = true;

@@ -157,8 +157,10 @@ impl LatencyWindow {
         self.active.store(next as u32, Ordering::Relaxed);
         let summary = self.summarise(&self.counts[retired]);
         self.delay_micros.store(summary, Ordering::Relaxed);
-        self.rotate_at
-            .store(since_base.saturating_add(nanos(self.period)), Ordering::Relaxed);
+        self.rotate_at.store(
+            since_base.saturating_add(nanos(self.period)),
+            Ordering::Relaxed,
+        );
     }
 
     /// The percentile of `counts` (a bucket's upper bound), or [`NO_DELAY`] below `min_samples`.
@@ -225,14 +227,20 @@ mod tests {
         window.record(start + Duration::from_secs(1), Duration::from_millis(10));
         assert_eq!(window.delay(), None);
         for _ in 0..3 {
-            window.record(start + Duration::from_millis(1500), Duration::from_millis(20));
+            window.record(
+                start + Duration::from_millis(1500),
+                Duration::from_millis(20),
+            );
         }
         assert_eq!(window.delay(), None, "the window has not rotated yet");
         window.record(start + Duration::from_secs(2), Duration::from_millis(20));
         // The retired window: three samples of 20 ms and the rotating call's own.
         let delay = window.delay().expect("enough samples");
         assert!(delay >= Duration::from_millis(20), "{delay:?}");
-        assert!(delay <= Duration::from_micros(20_000 + 20_000 / 16), "{delay:?}");
+        assert!(
+            delay <= Duration::from_micros(20_000 + 20_000 / 16),
+            "{delay:?}"
+        );
     }
 
     /// A plain sorted-sample model of the percentile.
