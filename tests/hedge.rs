@@ -740,3 +740,99 @@ mod http_replay {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }
+
+// ---- against a sequential model -------------------------------------------------------------
+
+mod model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a call comes to: when, the winner's number or the last failure's, and when each
+    /// attempt was sent.
+    type Outcome = (u64, Result<u32, u32>, Vec<u64>);
+
+    /// The schedule the docs describe, event by event: at each instant, attempts end in the
+    /// order sent (the first success wins; each failure makes one more attempt due), then the
+    /// timer (the k-th hedge is due at k × delay), then whatever is due is sent.
+    fn model(delay: u64, max_attempts: usize, plan: &[(u64, bool)]) -> Outcome {
+        let mut sent_at = vec![0u64];
+        let mut done = vec![false];
+        let (mut target, mut tick, mut last_error) = (1usize, 1usize, 0u32);
+        let mut now = 0;
+        loop {
+            for i in 0..sent_at.len() {
+                if !done[i] && sent_at[i] + plan[i].0 == now {
+                    done[i] = true;
+                    if plan[i].1 {
+                        return (now, Ok(i as u32 + 1), sent_at);
+                    }
+                    last_error = i as u32 + 1;
+                    target = (target.max(sent_at.len()) + 1).min(max_attempts);
+                }
+            }
+            tick = tick.max(sent_at.len());
+            if sent_at.len() < max_attempts && tick < max_attempts && tick as u64 * delay == now {
+                target = target.max(tick + 1);
+                tick += 1;
+            }
+            while sent_at.len() < target {
+                sent_at.push(now);
+                done.push(false);
+            }
+            tick = tick.max(sent_at.len());
+            let finishes = (0..sent_at.len())
+                .filter(|&i| !done[i])
+                .map(|i| sent_at[i] + plan[i].0);
+            let next_tick =
+                (sent_at.len() < max_attempts && tick < max_attempts).then(|| tick as u64 * delay);
+            match finishes.chain(next_tick).min() {
+                Some(next) if done.iter().any(|d| !d) || next_tick.is_some() => {
+                    if done.iter().all(|d| *d) {
+                        // Nothing in flight and nothing due now: the call has failed.
+                        return (now, Err(last_error), sent_at);
+                    }
+                    now = next;
+                }
+                _ => return (now, Err(last_error), sent_at),
+            }
+        }
+    }
+
+    fn attempt() -> impl Strategy<Value = (u64, bool)> {
+        (1u64..120, prop_oneof![3 => Just(true), 2 => Just(false)])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn the_schedule_matches_the_model(
+            delay in 1u64..60,
+            hedges in 1u32..=4,
+            plan in proptest::collection::vec(attempt(), 5),
+        ) {
+            let max_attempts = hedges as usize + 1;
+            let (time, result, sent_at) = model(delay, max_attempts, &plan);
+
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let (elapsed, answer, calls) = runtime.block_on(async {
+                let (service, log) = backend(&plan);
+                let start = Instant::now();
+                let answer = layer(delay, hedges).layer(service).oneshot("x").await;
+                (start.elapsed(), answer, log.calls())
+            });
+            let answer = answer.map_err(|error| {
+                error.downcast_ref::<Failure>().map_or(0, |failure| failure.0)
+            });
+            let calls: Vec<u64> = calls.iter().map(|at| at.as_millis() as u64).collect();
+            prop_assert_eq!(calls, sent_at);
+            prop_assert_eq!(answer, result);
+            prop_assert_eq!(elapsed, ms(time));
+        }
+    }
+}
