@@ -195,6 +195,21 @@ async fn losers_are_dropped_before_the_answer_is_returned() {
     assert_eq!(answer.unwrap(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_future_polled_after_its_answer_sends_nothing() {
+    let (service, log) = backend(&[(5, true)]);
+    let mut service = layer(10, 2).layer(service);
+    let mut future = Box::pin(service.ready().await.unwrap().call("x"));
+    assert_eq!(future.as_mut().await.unwrap(), 1);
+    advance(ms(100)).await;
+    poll_fn(|cx| {
+        assert!(future.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    assert_eq!(log.calls().len(), 1);
+}
+
 // ---- failures -------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]

@@ -191,6 +191,12 @@ where
         let config = this.core.config();
         let max_attempts = config.max_attempts;
 
+        // Polled after completion (the first attempt ended and no hedge is left: every exit
+        // clears them): like a fused future, never ready again, and no hedge is sent.
+        if matches!(*this.first, Attempt::Ended) && this.hedges.is_none() {
+            return Poll::Pending;
+        }
+
         // Poll order: the first attempt, then the hedges in the order sent, then the timer. An
         // answer that is ready wins over a hedge that is due in the same instant, and the first
         // attempt is polled before any timer exists, so a call answered at once arms none.
