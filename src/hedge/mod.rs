@@ -99,7 +99,9 @@
 //! Every call deposits into a [`RetryBudget`](crate::retry::RetryBudget) as retry's calls do,
 //! and each hedge withdraws one token when it is sent; a hedge the budget refuses is not sent
 //! (the next timed one asks again). To keep hedges and retries within one budget, build both
-//! layers with the same [`SharedBudget`](crate::retry::SharedBudget) (`shared_budget`).
+//! layers with the same [`SharedBudget`](crate::retry::SharedBudget) (`shared_budget`). In one
+//! stack (retry outside the hedge) both layers then deposit for each call, the hedge once per
+//! attempt, so the budget's `ratio` counts about twice: halve it.
 //!
 //! # Deadline
 //!

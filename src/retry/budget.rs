@@ -123,6 +123,9 @@ impl Default for RetryBudget {
 /// [`HedgeLayer`](crate::hedge::HedgeLayer)'s builders) deposits into it and withdraws from it.
 /// Clones share it.
 ///
+/// Every layer deposits for each of its calls, so two layers in one stack (a retry around a
+/// hedge) both deposit for one request: halve the `ratio` to keep the same share.
+///
 /// The budget's values are checked by each builder's `build()`, as for `budget`.
 ///
 /// # Example
