@@ -1,6 +1,6 @@
 //! Hedge on the healthy path, where the answer comes before the delay: `ready().await` +
-//! `call().await` over a ready `service_fn`, bare and behind steadfast's hedge (a fixed delay;
-//! a p95 delay), tower's `hedge::Hedge` (p95, which always follows a percentile) and
+//! `call().await` over a ready `service_fn`, bare and behind steadfast's hedge (a fixed delay,
+//! with the default budget and with none; a p95 delay), tower's `hedge::Hedge` (p95, which always follows a percentile) and
 //! tower-resilience's hedge (a fixed delay).
 
 use std::fmt;
@@ -80,6 +80,18 @@ fn answered_before_the_delay(c: &mut Criterion) {
         .build()
         .expect("valid");
     bench_service(c, &runtime, "hedge/steadfast_fixed", fixed.layer(bare()));
+
+    let unbudgeted = HedgeLayer::builder()
+        .delay(Duration::from_millis(50))
+        .budget(steadfast::retry::RetryBudget::unlimited())
+        .build()
+        .expect("valid");
+    bench_service(
+        c,
+        &runtime,
+        "hedge/steadfast_fixed_no_budget",
+        unbudgeted.layer(bare()),
+    );
 
     let percentile = HedgeLayer::builder()
         .delay_percentile(0.95)
