@@ -387,11 +387,14 @@ where
     if hedges.stopped {
         return Sending::Skipped;
     }
+    // Checked again while the service is not ready: the deadline may pass meanwhile.
+    if Deadline::current().is_some_and(|deadline| deadline.remaining().is_zero()) {
+        hedges.awaiting_ready = false;
+        hedges.paid = None;
+        telemetry::skipped(config, attempt, Skip::Deadline);
+        return Sending::Skipped;
+    }
     if !hedges.awaiting_ready {
-        if Deadline::current().is_some_and(|deadline| deadline.remaining().is_zero()) {
-            telemetry::skipped(config, attempt, Skip::Deadline);
-            return Sending::Skipped;
-        }
         match BudgetState::withdraw(&config.budget) {
             Withdraw::Unlimited => {}
             Withdraw::Paid(paid) => hedges.paid = Some(paid),
