@@ -524,6 +524,22 @@ async fn a_percentile_delay_follows_the_last_window() {
     assert_eq!(call.elapsed(), ms(11) + ms(5));
 }
 
+#[tokio::test(start_paused = true)]
+async fn before_min_samples_only_failures_send_hedges() {
+    let layer = HedgeLayer::builder()
+        .delay_percentile(0.9)
+        .budget(RetryBudget::unlimited())
+        .build()
+        .unwrap();
+    // No window has had its samples: a slow call is not hedged, a failed one is.
+    let (service, log) = backend(&[(500, true), (5, false), (5, true)]);
+    let service = layer.layer(service);
+    assert_eq!(service.clone().oneshot("x").await.unwrap(), 1);
+    assert_eq!(log.calls().len(), 1);
+    assert_eq!(service.oneshot("x").await.unwrap(), 3);
+    assert_eq!(log.calls()[1..], [ms(500), ms(505)]);
+}
+
 // ---- configuration ------------------------------------------------------------------------
 
 #[test]

@@ -78,8 +78,9 @@
 //! two: a value is overestimated by at most 1/16) of `AtomicU64`s, one relaxed increment per
 //! call. Every `latency_window` the window rotates: the percentile of the window just ended
 //! becomes the delay of the next, as in tower's `hedge`; a window with fewer than
-//! `min_samples` calls gives no delay, and no timed hedge is sent until one has enough. The
-//! rotation takes a lock with `try_lock`, so no call ever waits on it. This mode reads the
+//! `min_samples` calls gives no delay, and no timed hedge is sent until one has enough (a failed
+//! attempt still sends the next at once). The rotation takes a lock with `try_lock`, so no call
+//! ever waits on it. This mode reads the
 //! clock twice per call (at `call` and at the answer); a fixed delay reads it only when the
 //! first attempt is not answered at once.
 //!
