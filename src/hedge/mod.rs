@@ -80,9 +80,8 @@
 //! becomes the delay of the next, as in tower's `hedge`; a window with fewer than
 //! `min_samples` calls gives no delay, and no timed hedge is sent until one has enough (a failed
 //! attempt still sends the next at once). The rotation takes a lock with `try_lock`, so no call
-//! ever waits on it. This mode reads the
-//! clock twice per call (at `call` and at the answer); a fixed delay reads it only when the
-//! first attempt is not answered at once.
+//! ever waits on it. This mode reads the clock twice per call (at `call` and at the answer); a
+//! fixed delay reads it only when the first attempt is not answered at once.
 //!
 //! The delay is at least 1 ms (tokio's timer resolution), so a service that answers within a
 //! microsecond does not turn every call into a burst of hedges.
