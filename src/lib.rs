@@ -125,6 +125,8 @@ pub mod circuit_breaker;
 pub mod fallback;
 #[cfg(feature = "tonic")]
 pub mod grpc;
+#[cfg(feature = "hedge")]
+pub mod hedge;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "pool")]

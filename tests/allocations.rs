@@ -173,6 +173,34 @@ fn main() {
             "retry over a pool, no retry needed"
         );
     }
-    let cases = if cfg!(feature = "pool") { 14 } else { 11 };
+    #[cfg(feature = "hedge")]
+    {
+        let hedge = steadfast::hedge::HedgeLayer::builder()
+            .delay(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        assert_eq!(
+            allocations(&runtime, hedge.layer(backend())),
+            0,
+            "hedge, answered before the delay"
+        );
+        assert_eq!(
+            allocations_clone_per_call(&runtime, hedge.layer(backend())),
+            0,
+            "hedge, a clone per call"
+        );
+        let percentile = steadfast::hedge::HedgeLayer::builder()
+            .delay_percentile(0.95)
+            .build()
+            .unwrap();
+        assert_eq!(
+            allocations(&runtime, percentile.layer(backend())),
+            0,
+            "hedge, percentile delay"
+        );
+    }
+    // Each feature's block above adds its three cases to the eleven of the default features.
+    let features = [cfg!(feature = "pool"), cfg!(feature = "hedge")];
+    let cases = 11 + 3 * features.iter().filter(|&&on| on).count();
     println!("allocations: {cases} passed, 0 failed");
 }

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
+use super::state::BudgetState;
 use crate::ConfigError;
+use crate::sync::Arc;
 
 /// How many retries a layer may send: a ratio of recent requests plus a floor per second, over
 /// a time-to-live window (the semantics of Finagle's `RetryBudget` and tower's `TpsBudget`).
@@ -94,7 +96,7 @@ impl RetryBudget {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if let Kind::Tps { ratio, ttl, .. } = self.kind {
             if !(0.0..=MAX_RATIO).contains(&ratio) {
                 return Err(ConfigError::new("budget", "a ratio in [0, 1000]", ratio));
@@ -110,5 +112,73 @@ impl RetryBudget {
 impl Default for RetryBudget {
     fn default() -> Self {
         super::DEFAULT_BUDGET
+    }
+}
+
+/// One retry budget drawn on by several layers: a retry and a hedge (or two retries) that must
+/// not add up to more extra load than one budget allows.
+///
+/// A [`RetryBudget`] given to a builder's `budget` is a configuration: each `build()` makes its
+/// own state from it. A `SharedBudget` is the state itself, made once here; every layer built
+/// with it (`shared_budget` on [`RetryLayer`](super::RetryLayer)'s and
+/// [`HedgeLayer`](crate::hedge::HedgeLayer)'s builders) deposits into it and withdraws from it.
+/// Clones share it.
+///
+/// Every layer deposits for each of its calls, so two layers in one stack (a retry around a
+/// hedge) both deposit for one request: halve the `ratio` to keep the same share.
+///
+/// The budget's values are checked by each builder's `build()`, as for `budget`.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::retry::{RetryBudget, RetryLayer, SharedBudget};
+///
+/// let budget = SharedBudget::new(RetryBudget::new(0.1, 5, Duration::from_secs(10)));
+/// let retry = RetryLayer::builder().shared_budget(budget.clone()).build().unwrap();
+/// // Another layer built with `budget` draws on the same tokens.
+/// assert_eq!(retry.budget_remaining(), budget.remaining());
+/// ```
+#[derive(Clone)]
+pub struct SharedBudget {
+    budget: RetryBudget,
+    state: Arc<BudgetState>,
+}
+
+impl SharedBudget {
+    /// The state of `budget`, to be shared; its window starts now.
+    pub fn new(budget: RetryBudget) -> Self {
+        Self {
+            budget,
+            state: Arc::new(BudgetState::new(&budget)),
+        }
+    }
+
+    /// The budget's configuration.
+    pub fn budget(&self) -> RetryBudget {
+        self.budget
+    }
+
+    /// How many retries (or hedges) the budget allows right now (`u64::MAX` when unlimited).
+    pub fn remaining(&self) -> u64 {
+        self.state.remaining()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.budget.validate()
+    }
+
+    pub(crate) fn state(&self) -> &Arc<BudgetState> {
+        &self.state
+    }
+}
+
+impl std::fmt::Debug for SharedBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBudget")
+            .field("budget", &self.budget)
+            .field("state", &self.state)
+            .finish()
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::backoff::{Backoff, Jitter};
-use super::budget::RetryBudget;
+use super::budget::{RetryBudget, SharedBudget};
 use super::layer::RetryLayer;
 use super::policy::RetryErrors;
 use super::replay::CloneRequest;
@@ -42,6 +42,7 @@ pub struct Builder<P = RetryErrors, H = (), M = CloneRequest> {
     max_attempts: u32,
     backoff: Backoff,
     budget: RetryBudget,
+    shared_budget: Option<SharedBudget>,
     min_attempt_time: Duration,
     retry_rejections: bool,
     seed: Option<u64>,
@@ -57,6 +58,7 @@ impl<P, H, M> fmt::Debug for Builder<P, H, M> {
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
             .field("budget", &self.budget)
+            .field("shared_budget", &self.shared_budget)
             .field("min_attempt_time", &self.min_attempt_time)
             .field("retry_rejections", &self.retry_rejections)
             .field("seed", &self.seed)
@@ -71,6 +73,7 @@ impl Builder {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             budget: DEFAULT_BUDGET,
+            shared_budget: None,
             min_attempt_time: DEFAULT_MIN_ATTEMPT_TIME,
             retry_rejections: false,
             seed: None,
@@ -100,6 +103,15 @@ impl<P, H, M> Builder<P, H, M> {
     /// turns it off. Defaults to [`DEFAULT_BUDGET`].
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = budget;
+        self.shared_budget = None;
+        self
+    }
+
+    /// Draws on a budget that other layers draw on too (a hedge, another retry), instead of
+    /// one of the layer's own; replaces [`budget`](Self::budget). Defaults to none: the layer
+    /// has its own.
+    pub fn shared_budget(mut self, budget: SharedBudget) -> Self {
+        self.shared_budget = Some(budget);
         self
     }
 
@@ -139,6 +151,7 @@ impl<P, H, M> Builder<P, H, M> {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             budget: self.budget,
+            shared_budget: self.shared_budget,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
             seed: self.seed,
@@ -156,6 +169,7 @@ impl<P, H, M> Builder<P, H, M> {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             budget: self.budget,
+            shared_budget: self.shared_budget,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
             seed: self.seed,
@@ -175,6 +189,7 @@ impl<P, H, M> Builder<P, H, M> {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             budget: self.budget,
+            shared_budget: self.shared_budget,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
             seed: self.seed,
@@ -196,7 +211,16 @@ impl<P, H, M> Builder<P, H, M> {
     pub fn build(self) -> Result<RetryLayer<P, H, M>, ConfigError> {
         check_range("max_attempts", self.max_attempts, 1, MAX_MAX_ATTEMPTS)?;
         self.backoff.validate()?;
-        self.budget.validate()?;
+        let budget = match &self.shared_budget {
+            Some(shared) => {
+                shared.validate()?;
+                Arc::clone(shared.state())
+            }
+            None => {
+                self.budget.validate()?;
+                Arc::new(BudgetState::new(&self.budget))
+            }
+        };
         let seed = self
             .seed
             .unwrap_or_else(|| random_seed(&self.budget as *const RetryBudget as usize));
@@ -207,7 +231,7 @@ impl<P, H, M> Builder<P, H, M> {
             backoff: self.backoff,
             min_attempt_time: self.min_attempt_time,
             retry_rejections: self.retry_rejections,
-            budget: Arc::new(BudgetState::new(&self.budget)),
+            budget,
             rng: AtomicSplitMix64::new(seed),
             name: self.name,
             policy: self.policy,

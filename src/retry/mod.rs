@@ -134,12 +134,12 @@ pub mod future;
 mod http;
 mod layer;
 mod policy;
-mod replay;
-mod state;
+pub(crate) mod replay;
+pub(crate) mod state;
 mod telemetry;
 
 pub use self::backoff::{Backoff, Jitter};
-pub use self::budget::RetryBudget;
+pub use self::budget::{RetryBudget, SharedBudget};
 pub use self::config::{
     Builder, DEFAULT_BACKOFF, DEFAULT_BUDGET, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY,
     DEFAULT_MIN_ATTEMPT_TIME, DEFAULT_NAME, MAX_MAX_ATTEMPTS,

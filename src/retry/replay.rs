@@ -98,6 +98,25 @@ mod body {
         pub fn max_bytes(&self) -> usize {
             self.max_bytes
         }
+
+        /// Another copy of the kept request, read alongside the attempts already sent (a
+        /// hedge): unlike [`Resend::next`], it supersedes none of them. The copies share the
+        /// recording, so whichever reads furthest pulls the original body and the others
+        /// replay what it recorded. `None` once the body outgrew the buffer or failed.
+        pub(crate) fn copy_alongside<B>(
+            &self,
+            kept: &Recorded<B>,
+        ) -> Option<http::Request<ReplayBody<B>>> {
+            let generation = {
+                let recording = lock(&kept.shared);
+                if recording.unreplayable {
+                    return None;
+                }
+                recording.generation
+            };
+            let body = ReplayBody::replaying(Arc::clone(&kept.shared), generation);
+            Some(http::Request::from_parts(kept.parts.clone(), body))
+        }
     }
 
     /// The request kept by [`BufferBody`]: the head and the shared recording.
