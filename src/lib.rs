@@ -144,6 +144,8 @@ pub mod fallback;
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "limit")]
+pub mod limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(all(

@@ -1,0 +1,133 @@
+//! The limiter every clone of a layer shares: the admission word, the estimator behind a lock
+//! that is only ever tried, the classifier, and the metric handles.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{PoisonError, TryLockError};
+use std::time::Duration;
+
+use super::algorithm::{Estimator, Sample};
+use super::state::{Admission, LimitWord};
+use crate::sync::Mutex;
+
+/// Everything a layer's clones, its services and their futures share: created once by
+/// [`Builder::build`](super::Builder::build).
+///
+/// `repr(C)` with the word first puts it on the cache line of the `Arc`'s reference counts,
+/// which every call also touches.
+#[repr(C)]
+pub(crate) struct Limiter<C> {
+    pub(crate) word: LimitWord,
+    /// The algorithm's state. Only ever `try_lock`ed, on the way out of a call: a sample that
+    /// finds it taken is skipped (see the module docs, "Lock-free admission").
+    estimator: Mutex<Estimator>,
+    pub(crate) classifier: C,
+    /// AIMD's timeout: a cancelled call older than this is a drop.
+    pub(crate) cancel_timeout: Option<Duration>,
+    pub(crate) name: Cow<'static, str>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Metrics,
+}
+
+/// Metric handles, registered once at build time.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) limit: metrics::Gauge,
+    pub(crate) in_flight: metrics::Gauge,
+    pub(crate) rejected: metrics::Counter,
+}
+
+impl<C> Limiter<C> {
+    pub(crate) fn new(
+        estimator: Estimator,
+        classifier: C,
+        cancel_timeout: Option<Duration>,
+        name: Cow<'static, str>,
+    ) -> Self {
+        let limit = estimator.limit();
+        #[cfg(feature = "metrics")]
+        let metrics = {
+            let labels = [("name", name.to_string())];
+            let metrics = Metrics {
+                limit: metrics::gauge!("steadfast_limit_limit", &labels),
+                in_flight: metrics::gauge!("steadfast_limit_in_flight", &labels),
+                rejected: metrics::counter!("steadfast_limit_rejected_total", &labels),
+            };
+            metrics.limit.set(f64::from(limit));
+            metrics
+        };
+        Self {
+            word: LimitWord::new(limit),
+            estimator: Mutex::new(estimator),
+            classifier,
+            cancel_timeout,
+            name,
+            #[cfg(feature = "metrics")]
+            metrics,
+        }
+    }
+
+    /// Admits a call below the limit: one CAS.
+    #[inline]
+    pub(crate) fn try_admit(&self) -> Admission {
+        let admission = self.word.try_admit();
+        #[cfg(feature = "metrics")]
+        if let Admission::Admitted(_) = admission {
+            self.metrics.in_flight.increment(1.0);
+        }
+        admission
+    }
+
+    /// Ends an admitted call.
+    #[inline]
+    pub(crate) fn release(&self) {
+        #[cfg(feature = "metrics")]
+        self.metrics.in_flight.decrement(1.0);
+        self.word.release();
+    }
+
+    /// Feeds one sample to the algorithm, unless another thread is feeding one right now.
+    #[inline]
+    pub(crate) fn sample(&self, sample: Sample) {
+        let mut estimator = match self.estimator.try_lock() {
+            Ok(estimator) => estimator,
+            Err(TryLockError::WouldBlock) => return,
+            // The estimator does no I/O and calls no user code: a panic inside it is a bug, and
+            // its numbers are still within bounds (each update stores a clamped value).
+            Err(TryLockError::Poisoned(poisoned)) => PoisonError::into_inner(poisoned),
+        };
+        let old = estimator.limit();
+        let new = estimator.update(sample);
+        if new != old {
+            // Under the lock: the only writer of the limit, so `old` is the word's limit.
+            self.word.set_limit(old, new);
+            drop(estimator);
+            self.limit_changed(old, new, sample);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn limit_changed(&self, old: u32, new: u32, sample: Sample) {
+        #[cfg(feature = "metrics")]
+        self.metrics.limit.set(f64::from(new));
+        tracing::debug!(
+            limit.name = %self.name,
+            limit.previous = old,
+            limit.limit = new,
+            limit.rtt_us = u64::try_from(sample.rtt.as_micros()).unwrap_or(u64::MAX),
+            limit.dropped = sample.dropped,
+            "concurrency limit changed"
+        );
+    }
+}
+
+impl<C> fmt::Debug for Limiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("name", &self.name)
+            .field("word", &self.word)
+            .finish_non_exhaustive()
+    }
+}
