@@ -1,10 +1,12 @@
 //! The adaptive limit's builder.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use super::AdaptiveLimitLayer;
 use super::algorithm::{Algorithm, Estimator};
-use super::limiter::Limiter;
+use super::limiter::{Limiter, Tuning};
+use super::window::Window;
 use crate::classify::ErrorsAsFailures;
 use crate::error::{ConfigError, check_range};
 use crate::sync::Arc;
@@ -17,6 +19,12 @@ pub const DEFAULT_MIN_LIMIT: usize = 20;
 /// Default for [`Builder::max_limit`]: 200, as Netflix's `Gradient2Limit` (or the initial limit,
 /// if that is set higher).
 pub const DEFAULT_MAX_LIMIT: usize = 200;
+/// Default for [`Builder::window`]: 100 ms.
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(100);
+/// Default for [`Builder::window_samples`]: 10 samples, as Netflix's `WindowedLimit`.
+pub const DEFAULT_WINDOW_SAMPLES: usize = 10;
+/// The largest [`Builder::window_samples`] accepted.
+pub const MAX_WINDOW_SAMPLES: usize = 1_000_000;
 /// Default for [`Builder::name`]: `"default"`.
 pub const DEFAULT_NAME: &str = "default";
 /// The largest limit accepted: the limit and the calls in flight are 32-bit counts.
@@ -30,6 +38,8 @@ pub struct Builder<C = ErrorsAsFailures> {
     min_limit: Option<usize>,
     max_limit: Option<usize>,
     algorithm: Algorithm,
+    window: Duration,
+    window_samples: usize,
     name: Cow<'static, str>,
     seed: Option<u64>,
     classifier: C,
@@ -42,6 +52,8 @@ impl Default for Builder {
             min_limit: None,
             max_limit: None,
             algorithm: Algorithm::default(),
+            window: DEFAULT_WINDOW,
+            window_samples: DEFAULT_WINDOW_SAMPLES,
             name: Cow::Borrowed(DEFAULT_NAME),
             seed: None,
             classifier: ErrorsAsFailures::new(),
@@ -84,6 +96,28 @@ impl<C> Builder<C> {
         self
     }
 
+    /// The algorithm sees one sample per window of at least this long (and at least
+    /// [`window_samples`](Self::window_samples) calls): their average latency, the most calls
+    /// that were in flight, and whether any of them dropped. Zero, with `window_samples(1)`,
+    /// feeds it every call.
+    ///
+    /// Windows keep a latency algorithm from moving the limit on every call, faster than the
+    /// queue it builds can show (see the module docs, "What is sampled").
+    ///
+    /// Defaults to [`DEFAULT_WINDOW`] (100 ms).
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The fewest calls in a window, in `[1, 1000000]`.
+    ///
+    /// Defaults to [`DEFAULT_WINDOW_SAMPLES`] (10).
+    pub fn window_samples(mut self, n: usize) -> Self {
+        self.window_samples = n;
+        self
+    }
+
     /// The instance name: the `name` label of the metrics and the `limit.name` field of the
     /// tracing events. Must not be empty.
     ///
@@ -114,6 +148,8 @@ impl<C> Builder<C> {
             min_limit: self.min_limit,
             max_limit: self.max_limit,
             algorithm: self.algorithm,
+            window: self.window,
+            window_samples: self.window_samples,
             name: self.name,
             seed: self.seed,
             classifier,
@@ -156,6 +192,7 @@ impl<C> Builder<C> {
         }
         check_range("initial_limit", initial, min, max)?;
         self.algorithm.validate()?;
+        check_range("window_samples", self.window_samples, 1, MAX_WINDOW_SAMPLES)?;
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "a non-empty string", &*self.name));
         }
@@ -171,10 +208,13 @@ impl<C> Builder<C> {
             .seed
             .unwrap_or_else(|| crate::random::random_seed(&self as *const Self as usize));
         let cancel_timeout = self.algorithm.cancel_timeout();
-        let estimator = Estimator::new(self.algorithm, initial, min, max, seed);
+        let tuning = Tuning {
+            window: Window::new(self.window, self.window_samples as u32),
+            estimator: Estimator::new(self.algorithm, initial, min, max, seed),
+        };
         Ok(AdaptiveLimitLayer {
             limiter: Arc::new(Limiter::new(
-                estimator,
+                tuning,
                 self.classifier,
                 cancel_timeout,
                 self.name,

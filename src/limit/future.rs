@@ -54,12 +54,13 @@ impl<C> Slot<C> {
                 Outcome::Ignored => return,
             },
         };
-        let rtt = Instant::now().saturating_duration_since(self.start);
-        self.limiter.sample(Sample {
-            rtt,
+        let now = Instant::now();
+        let sample = Sample {
+            rtt: now.saturating_duration_since(self.start),
             in_flight: self.in_flight,
             dropped,
-        });
+        };
+        self.limiter.sample(sample, now);
     }
 
     /// A cancelled call: a drop for AIMD if it outlived AIMD's timeout, otherwise nothing.
@@ -68,13 +69,15 @@ impl<C> Slot<C> {
         let Some(timeout) = self.limiter.cancel_timeout else {
             return;
         };
-        let rtt = Instant::now().saturating_duration_since(self.start);
+        let now = Instant::now();
+        let rtt = now.saturating_duration_since(self.start);
         if rtt > timeout {
-            self.limiter.sample(Sample {
+            let sample = Sample {
                 rtt,
                 in_flight: self.in_flight,
                 dropped: true,
-            });
+            };
+            self.limiter.sample(sample, now);
         }
     }
 }

@@ -6,9 +6,19 @@ use std::fmt;
 use std::sync::{PoisonError, TryLockError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::algorithm::{Estimator, Sample};
 use super::state::{Admission, LimitWord};
+use super::window::Window;
 use crate::sync::Mutex;
+
+/// What the lock guards: the window being gathered and the algorithm it feeds.
+#[derive(Debug)]
+pub(crate) struct Tuning {
+    pub(crate) window: Window,
+    pub(crate) estimator: Estimator,
+}
 
 /// Everything a layer's clones, its services and their futures share: created once by
 /// [`Builder::build`](super::Builder::build).
@@ -18,9 +28,9 @@ use crate::sync::Mutex;
 #[repr(C)]
 pub(crate) struct Limiter<C> {
     pub(crate) word: LimitWord,
-    /// The algorithm's state. Only ever `try_lock`ed, on the way out of a call: a sample that
-    /// finds it taken is skipped (see the module docs, "Lock-free admission").
-    estimator: Mutex<Estimator>,
+    /// The window and the algorithm's state. Only ever `try_lock`ed, on the way out of a call:
+    /// a sample that finds it taken is skipped (see the module docs, "Lock-free admission").
+    tuning: Mutex<Tuning>,
     pub(crate) classifier: C,
     /// AIMD's timeout: a cancelled call older than this is a drop.
     pub(crate) cancel_timeout: Option<Duration>,
@@ -40,12 +50,12 @@ pub(crate) struct Metrics {
 
 impl<C> Limiter<C> {
     pub(crate) fn new(
-        estimator: Estimator,
+        tuning: Tuning,
         classifier: C,
         cancel_timeout: Option<Duration>,
         name: Cow<'static, str>,
     ) -> Self {
-        let limit = estimator.limit();
+        let limit = tuning.estimator.limit();
         #[cfg(feature = "metrics")]
         let metrics = {
             let labels = [("name", name.to_string())];
@@ -59,7 +69,7 @@ impl<C> Limiter<C> {
         };
         Self {
             word: LimitWord::new(limit),
-            estimator: Mutex::new(estimator),
+            tuning: Mutex::new(tuning),
             classifier,
             cancel_timeout,
             name,
@@ -87,22 +97,26 @@ impl<C> Limiter<C> {
         self.word.release();
     }
 
-    /// Feeds one sample to the algorithm, unless another thread is feeding one right now.
+    /// Adds one sample, taken `now`, to the window, unless another thread is adding one right
+    /// now; when that closes the window, feeds the window's sample to the algorithm.
     #[inline]
-    pub(crate) fn sample(&self, sample: Sample) {
-        let mut estimator = match self.estimator.try_lock() {
-            Ok(estimator) => estimator,
+    pub(crate) fn sample(&self, sample: Sample, now: Instant) {
+        let mut tuning = match self.tuning.try_lock() {
+            Ok(tuning) => tuning,
             Err(TryLockError::WouldBlock) => return,
             // The estimator does no I/O and calls no user code: a panic inside it is a bug, and
             // its numbers are still within bounds (each update stores a clamped value).
             Err(TryLockError::Poisoned(poisoned)) => PoisonError::into_inner(poisoned),
         };
-        let old = estimator.limit();
-        let new = estimator.update(sample);
+        let Some(sample) = tuning.window.add(sample, now) else {
+            return;
+        };
+        let old = tuning.estimator.limit();
+        let new = tuning.estimator.update(sample);
         if new != old {
             // Under the lock: the only writer of the limit, so `old` is the word's limit.
             self.word.set_limit(old, new);
-            drop(estimator);
+            drop(tuning);
             self.limit_changed(old, new, sample);
         }
     }

@@ -51,6 +51,8 @@
 //! | [`min_limit`](Builder::min_limit) | [20](DEFAULT_MIN_LIMIT), or `initial_limit` if lower | `[1, initial_limit]` |
 //! | [`max_limit`](Builder::max_limit) | [200](DEFAULT_MAX_LIMIT), or `initial_limit` if higher | `[initial_limit, 4294967295]` |
 //! | [`algorithm`](Builder::algorithm) | [`Gradient2`] | [`Gradient2`], [`Vegas`], [`Aimd`] |
+//! | [`window`](Builder::window) | [100 ms](DEFAULT_WINDOW) | any (zero: no minimum time) |
+//! | [`window_samples`](Builder::window_samples) | [10](DEFAULT_WINDOW_SAMPLES) | `[1, 1000000]` |
 //! | [`classify`](Builder::classify) | [`ErrorsAsFailures`](crate::classify::ErrorsAsFailures) | any [`Classify`](crate::classify::Classify) |
 //! | [`name`](Builder::name) | [`"default"`](DEFAULT_NAME) | non-empty |
 //! | [`seed`](Builder::seed) | drawn once per layer | any |
@@ -83,8 +85,16 @@
 //! - otherwise the classifier decides: a success is a sample, a failure a sample and a drop,
 //!   an ignored result no sample.
 //!
+//! The samples are gathered into windows of at least [`window`](Builder::window) (100 ms) and
+//! [`window_samples`](Builder::window_samples) (10) calls, and the algorithm sees one sample per
+//! window: the average latency, the most calls that were in flight, and whether any call
+//! dropped, as Netflix's `WindowedLimit` feeds its algorithms. Fed every call, Gradient2 grows
+//! the limit by `queue_size × smoothing` per call, hundreds per second under load, far faster
+//! than the queue it builds shows in the latency: the limit swings between its bounds (the
+//! `overload` example shows it, with `.window(Duration::ZERO).window_samples(1)`).
+//!
 //! Gradient2 and Vegas use the latency (Vegas also shrinks on a drop); AIMD uses only drops
-//! (and a latency above its timeout). A cancelled call (its future dropped) and a call rejected
+//! (and a latency above its timeout), one step per window. A cancelled call (its future dropped) and a call rejected
 //! with [`LimitExceeded`] leave the limit unchanged, with one exception under AIMD: a cancelled
 //! call that had already run longer than [`Aimd::timeout`] is a drop, because a timeout further
 //! out is what cut it.
@@ -96,12 +106,13 @@
 //! `in_flight < limit`, and the end of a call one `fetch_sub`. No lock, allocation or clock read
 //! is on the admission path.
 //!
-//! The algorithm's state (averages, the fractional estimate) is a few floats that one sample
-//! updates together, so it lives behind a mutex. A finishing call only ever *tries* that lock:
-//! when another thread holds it, the sample is skipped rather than waited for. The algorithms
-//! are statistical (exponential averages over hundreds of samples), so a skipped sample changes
-//! nothing that the next one does not; under heavy contention fewer samples are taken, never
-//! late ones. The lock holder is the only writer of the limit in the word, so each change is
+//! The window being gathered and the algorithm's state (averages, the fractional estimate) are
+//! a few numbers that one sample updates together, so they live behind a mutex. A finishing
+//! call only ever *tries* that lock: when another thread holds it, the sample is skipped rather
+//! than waited for. The algorithms are statistical (averages over windows and over hundreds of
+//! windows), so a skipped sample changes nothing that the next one does not; under heavy
+//! contention fewer samples are taken, never late ones. The lock holder is the only writer of
+//! the limit in the word, so each change is
 //! traced and exported once. A call reads the clock when it is admitted (or reuses the instant
 //! a [`TimeoutLayer`](crate::timeout::TimeoutLayer) above it read) and when it ends.
 //!
@@ -141,6 +152,9 @@
 //! - Gradient2 as the issue of this crate specifies it: the gradient is
 //!   `rtt_tolerance × long / short` (Netflix's current `Gradient2Limit` dropped the tolerance,
 //!   its earlier versions and `GradientLimit` have it), over two exponential averages.
+//! - Windowed by default, as Netflix recommends using its latency algorithms (its
+//!   `WindowedLimit`, with windows of at least 1 s; 100 ms here, so a limit reacts within a
+//!   second of an overload).
 //! - No blocking or partitioned limiter: a call over the limit fails at once.
 //! - Vegas's alpha, beta and step functions are Netflix's defaults (`log10` of the limit) and are
 //!   not pluggable.
@@ -159,6 +173,7 @@ pub mod future;
 mod layer;
 mod limiter;
 mod state;
+mod window;
 
 use std::fmt;
 use std::task::{Context, Poll};
@@ -171,7 +186,8 @@ pub use self::algorithm::{
     DEFAULT_SMOOTHING, DEFAULT_VEGAS_SMOOTHING, Gradient2, Vegas,
 };
 pub use self::config::{
-    Builder, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT, DEFAULT_NAME, LIMIT_LIMIT,
+    Builder, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT, DEFAULT_NAME,
+    DEFAULT_WINDOW, DEFAULT_WINDOW_SAMPLES, LIMIT_LIMIT, MAX_WINDOW_SAMPLES,
 };
 pub use self::error::LimitExceeded;
 pub use self::future::ResponseFuture;
