@@ -35,7 +35,7 @@ const CAPACITY_PER_SEC: f64 = CAPACITY as f64 / 0.010;
 const USEFUL_WITHIN: Duration = Duration::from_millis(100);
 /// Width of one point of the time series.
 const BUCKET: Duration = Duration::from_millis(100);
-const SEED: u64 = 0x5EED_0F_10AD;
+const SEED: u64 = 0x5EED_0F10_AD00;
 
 /// One phase of the offered load.
 #[derive(Debug, Clone, Copy)]

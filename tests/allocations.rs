@@ -156,4 +156,33 @@ fn main() {
         "the full stack, a clone per call"
     );
     println!("allocations: 11 passed, 0 failed");
+
+    #[cfg(feature = "limit")]
+    {
+        use steadfast::limit::{AdaptiveLimitLayer, Vegas};
+        let limit = AdaptiveLimitLayer::builder().build().unwrap();
+        assert_eq!(
+            allocations(&runtime, limit.layer(backend())),
+            0,
+            "adaptive limit"
+        );
+        assert_eq!(
+            allocations_clone_per_call(&runtime, limit.layer(backend())),
+            0,
+            "adaptive limit, a clone per call"
+        );
+        // The algorithm on every call, not once per window.
+        let every_call = AdaptiveLimitLayer::builder()
+            .algorithm(Vegas::new())
+            .window(Duration::ZERO)
+            .window_samples(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            allocations(&runtime, every_call.layer(backend())),
+            0,
+            "adaptive limit, Vegas on every call"
+        );
+        println!("allocations (limit): 3 passed, 0 failed");
+    }
 }

@@ -1,6 +1,5 @@
 //! The response future of [`AdaptiveLimit`](super::AdaptiveLimit).
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -108,7 +107,7 @@ impl<C> fmt::Debug for Slot<C> {
 fn is_timeout<E: 'static>(error: &E) -> bool {
     #[cfg(feature = "timeout")]
     {
-        let any = error as &dyn Any;
+        let any = error as &dyn std::any::Any;
         if any.is::<crate::timeout::Elapsed>() {
             return true;
         }

@@ -53,7 +53,7 @@
 //! | [`algorithm`](Builder::algorithm) | [`Gradient2`] | [`Gradient2`], [`Vegas`], [`Aimd`] |
 //! | [`window`](Builder::window) | [100 ms](DEFAULT_WINDOW) | any (zero: no minimum time) |
 //! | [`window_samples`](Builder::window_samples) | [10](DEFAULT_WINDOW_SAMPLES) | `[1, 1000000]` |
-//! | [`classify`](Builder::classify) | [`ErrorsAsFailures`](crate::classify::ErrorsAsFailures) | any [`Classify`](crate::classify::Classify) |
+//! | [`classify`](Builder::classify) | [`ErrorsAsFailures`] | any [`Classify`] |
 //! | [`name`](Builder::name) | [`"default"`](DEFAULT_NAME) | non-empty |
 //! | [`seed`](Builder::seed) | drawn once per layer | any |
 //!
