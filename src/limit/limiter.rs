@@ -114,9 +114,10 @@ impl<C> Limiter<C> {
         let old = tuning.estimator.limit();
         let new = tuning.estimator.update(sample);
         if new != old {
-            // Under the lock: the only writer of the limit, so `old` is the word's limit.
+            // Under the lock: the only writer of the limit, so `old` is the word's limit. The
+            // event and the gauge too, so that they report the changes in the order they
+            // happened (the gauge never keeps an older value).
             self.word.set_limit(old, new);
-            drop(tuning);
             self.limit_changed(old, new, sample);
         }
     }
