@@ -137,6 +137,18 @@ fn uncontended(c: &mut Criterion) {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
 
+    // What timing a call costs by itself: the two reads of tokio's clock every latency-measuring
+    // limiter makes, and nothing else.
+    let mut service = service_fn(|x: u64| async move {
+        let start = tokio::time::Instant::now();
+        black_box(start);
+        black_box(tokio::time::Instant::now());
+        Ok::<_, Infallible>(x)
+    });
+    group.bench_function("reference: bare + two clock reads", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
     let mut service = steadfast_gradient2().layer(bare());
     group.bench_function("steadfast AdaptiveLimit (Gradient2, default)", |b| {
         b.iter_custom(|iters| run(&rt, &mut service, iters))

@@ -146,3 +146,59 @@ impl<C> fmt::Debug for Limiter<C> {
             .finish_non_exhaustive()
     }
 }
+
+/// loom models of the limiter: `RUSTFLAGS="--cfg steadfast_loom" cargo test --lib loom`.
+#[cfg(all(test, steadfast_loom))]
+mod loom_models {
+    use std::time::Duration;
+
+    use loom::sync::Arc;
+
+    use super::*;
+    use crate::classify::ErrorsAsFailures;
+    use crate::limit::Aimd;
+
+    /// Two calls finishing at once, one a drop and one a success, each feeding the algorithm on
+    /// its own (a window of one sample): whichever takes the lock (or both, one after the
+    /// other), the word's limit ends equal to the estimator's, and every slot comes back.
+    #[test]
+    fn loom_concurrent_samples_keep_the_word_and_the_estimator_in_step() {
+        loom::model(|| {
+            let tuning = Tuning {
+                window: Window::new(Duration::ZERO, 1),
+                estimator: Estimator::new(Aimd::new().into(), 2, 1, 4, 0),
+            };
+            let limiter = Arc::new(Limiter::new(
+                tuning,
+                ErrorsAsFailures::new(),
+                None,
+                Cow::Borrowed("loom"),
+            ));
+            let callers: Vec<_> = [true, false]
+                .into_iter()
+                .map(|dropped| {
+                    let limiter = limiter.clone();
+                    loom::thread::spawn(move || {
+                        if let Admission::Admitted(in_flight) = limiter.try_admit() {
+                            let sample = Sample {
+                                rtt: Duration::from_millis(1),
+                                in_flight,
+                                dropped,
+                            };
+                            limiter.sample(sample, Instant::now());
+                            limiter.release();
+                        }
+                    })
+                })
+                .collect();
+            for caller in callers {
+                caller.join().unwrap();
+            }
+            let word = limiter.word.load();
+            assert_eq!(word.in_flight(), 0);
+            let estimated = limiter.tuning.lock().unwrap().estimator.limit();
+            assert_eq!(word.limit(), estimated);
+            assert!((1..=4).contains(&estimated));
+        });
+    }
+}

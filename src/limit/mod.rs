@@ -103,8 +103,8 @@
 //!
 //! The limit and the calls in flight share one atomic word (see `state.rs` for its layout and
 //! `# Memory ordering`): admission is one compare-and-swap that admits only while
-//! `in_flight < limit`, and the end of a call one `fetch_sub`. No lock, allocation or clock read
-//! is on the admission path.
+//! `in_flight < limit`, and the end of a call one `fetch_sub`. Neither takes a lock or
+//! allocates; a rejection reads no clock.
 //!
 //! The window being gathered and the algorithm's state (averages, the fractional estimate) are
 //! a few numbers that one sample updates together, so they live behind a mutex. A finishing
@@ -113,8 +113,12 @@
 //! windows), so a skipped sample changes nothing that the next one does not; under heavy
 //! contention fewer samples are taken, never late ones. The lock holder is the only writer of
 //! the limit in the word, so each change is
-//! traced and exported once. A call reads the clock when it is admitted (or reuses the instant
-//! a [`TimeoutLayer`](crate::timeout::TimeoutLayer) above it read) and when it ends.
+//! traced and exported once.
+//!
+//! An admitted call reads tokio's clock when it starts (or reuses the instant a
+//! [`TimeoutLayer`](crate::timeout::TimeoutLayer) above it read) and when it ends, and tries the
+//! lock once at its end: the clock reads are most of what the layer costs (see
+//! `benches/limit.rs`).
 //!
 //! # Telemetry
 //!
@@ -158,6 +162,15 @@
 //! - No blocking or partitioned limiter: a call over the limit fails at once.
 //! - Vegas's alpha, beta and step functions are Netflix's defaults (`log10` of the limit) and are
 //!   not pluggable.
+//!
+//! # Differences from tower-resilience's adaptive limiter
+//!
+//! - Calls over the limit fail at once in `call`; tower-resilience's wait in `poll_ready` for a
+//!   semaphore permit, so a caller queues in front of an overloaded service instead of being shed.
+//! - Admission is one CAS on one word; tower-resilience's takes a semaphore permit, and a mutex
+//!   when the permit is given back.
+//! - Gradient2 (the default), sample windows, a classifier, and local rejections and timeouts
+//!   told apart.
 //!
 //! # Differences from `tower::limit::ConcurrencyLimit`
 //!
