@@ -94,10 +94,12 @@
 //! `overload` example shows it, with `.window(Duration::ZERO).window_samples(1)`).
 //!
 //! Gradient2 and Vegas use the latency (Vegas also shrinks on a drop); AIMD uses only drops
-//! (and a latency above its timeout), one step per window. A cancelled call (its future dropped) and a call rejected
-//! with [`LimitExceeded`] leave the limit unchanged, with one exception under AIMD: a cancelled
-//! call that had already run longer than [`Aimd::timeout`] is a drop, because a timeout further
-//! out is what cut it.
+//! (and a latency above its timeout), one step per window. The algorithms' own windows and
+//! counts ([`Gradient2::long_window`], ...) count these window samples, not calls.
+//!
+//! A cancelled call (its future dropped) and a call rejected with [`LimitExceeded`] leave the
+//! limit unchanged, with one exception under AIMD: a cancelled call that had already run longer
+//! than [`Aimd::timeout`] is a drop, because a timeout further out is what cut it.
 //!
 //! # Lock-free admission
 //!
@@ -112,8 +114,7 @@
 //! than waited for. The algorithms are statistical (averages over windows and over hundreds of
 //! windows), so a skipped sample changes nothing that the next one does not; under heavy
 //! contention fewer samples are taken, never late ones. The lock holder is the only writer of
-//! the limit in the word, so each change is
-//! traced and exported once.
+//! the limit in the word, so each change is traced and exported once, in order.
 //!
 //! An admitted call reads tokio's clock when it starts (or reuses the instant a
 //! [`TimeoutLayer`](crate::timeout::TimeoutLayer) above it read) and when it ends, and tries the
