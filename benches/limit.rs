@@ -154,6 +154,17 @@ fn uncontended(c: &mut Criterion) {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
 
+    // Below a timeout, the limit reuses the instant the timeout read: one clock read of its own.
+    let timeout = steadfast::timeout::TimeoutLayer::new(Duration::from_secs(1));
+    let mut service = timeout.layer(bare());
+    group.bench_function("reference: steadfast TimeoutLayer alone", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+    let mut service = timeout.layer(steadfast_gradient2().layer(bare()));
+    group.bench_function("steadfast TimeoutLayer + AdaptiveLimit (Gradient2)", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
     let mut service = steadfast_aimd().layer(bare());
     group.bench_function("steadfast AdaptiveLimit (AIMD)", |b| {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
