@@ -37,7 +37,6 @@ pub(crate) fn millis_ceil(duration: Duration) -> u64 {
     u64::try_from(ceil).unwrap_or(u64::MAX)
 }
 
-#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
 thread_local! {
     // The instant the innermost `Timeout::call` on this thread read, while its inner `call` runs
     // (see `lend`); `None` outside one.
@@ -53,7 +52,6 @@ thread_local! {
 /// breaker's slow-call timing below them. What it gets is early by the time the synchronous
 /// `call`s in between take (nanoseconds, for layers that do not block in `call`): a nested
 /// deadline that much earlier, a call timed that much longer; never the other way.
-#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
 #[inline]
 pub(crate) fn call_now() -> Instant {
     CALL_NOW.get().unwrap_or_else(Instant::now)

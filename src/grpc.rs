@@ -144,6 +144,8 @@ fn rejection_status(rejection: Rejection<'_>) -> Option<Status> {
         Rejection::Elapsed(elapsed) => Status::deadline_exceeded(elapsed.to_string()),
         #[cfg(feature = "pool")]
         Rejection::NoEndpointAvailable(none) => Status::unavailable(none.to_string()),
+        #[cfg(feature = "limit")]
+        Rejection::LimitExceeded(shed) => Status::resource_exhausted(shed.to_string()),
         Rejection::Other(_) => return None,
     };
     if let Some(retry_after) = rejection.retry_after() {

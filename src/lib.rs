@@ -129,6 +129,8 @@ pub mod grpc;
 pub mod hedge;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "limit")]
+pub mod limit;
 #[cfg(feature = "pool")]
 pub mod pool;
 #[cfg(feature = "retry")]

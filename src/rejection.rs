@@ -47,6 +47,8 @@ use crate::bulkhead::BulkheadFull;
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::CircuitOpen;
 use crate::deadline::Elapsed;
+#[cfg(feature = "limit")]
+use crate::limit::LimitExceeded;
 #[cfg(feature = "pool")]
 use crate::pool::NoEndpointAvailable;
 
@@ -69,6 +71,9 @@ pub enum Rejection<'a> {
     /// A replica pool with no endpoint that could take the call.
     #[cfg(feature = "pool")]
     NoEndpointAvailable(&'a NoEndpointAvailable),
+    /// An adaptive concurrency limit that shed the call.
+    #[cfg(feature = "limit")]
+    LimitExceeded(&'a LimitExceeded),
     /// Any other error: the one that was classified (the outermost).
     Other(&'a (dyn Error + 'static)),
 }
@@ -100,6 +105,10 @@ impl<'a> Rejection<'a> {
         if let Some(none) = error.downcast_ref() {
             return Some(Self::NoEndpointAvailable(none));
         }
+        #[cfg(feature = "limit")]
+        if let Some(shed) = error.downcast_ref() {
+            return Some(Self::LimitExceeded(shed));
+        }
         None
     }
 
@@ -114,6 +123,8 @@ impl<'a> Rejection<'a> {
             Self::Elapsed(_) => "timeout",
             #[cfg(feature = "pool")]
             Self::NoEndpointAvailable(_) => "no_endpoint_available",
+            #[cfg(feature = "limit")]
+            Self::LimitExceeded(_) => "limit_exceeded",
             Self::Other(_) => "other",
         }
     }
@@ -128,6 +139,8 @@ impl<'a> Rejection<'a> {
             Self::Elapsed(elapsed) => elapsed,
             #[cfg(feature = "pool")]
             Self::NoEndpointAvailable(none) => none,
+            #[cfg(feature = "limit")]
+            Self::LimitExceeded(shed) => shed,
             Self::Other(error) => error,
         }
     }
@@ -148,6 +161,8 @@ impl<'a> Rejection<'a> {
             Self::Elapsed(elapsed) => elapsed.before_call(),
             #[cfg(feature = "pool")]
             Self::NoEndpointAvailable(_) => true,
+            #[cfg(feature = "limit")]
+            Self::LimitExceeded(_) => true,
             Self::Other(_) => false,
         }
     }
@@ -253,6 +268,15 @@ mod tests {
         let error = wrapped(NoEndpointAvailable::new(3));
         let rejection = Rejection::classify(&*error);
         assert_eq!(rejection.kind(), "no_endpoint_available");
+        assert!(rejection.is_local());
+    }
+
+    #[cfg(feature = "limit")]
+    #[test]
+    fn a_shed_call_is_found_under_two_wrappers() {
+        let error = wrapped(LimitExceeded::new(20));
+        let rejection = Rejection::classify(&*error);
+        assert_eq!(rejection.kind(), "limit_exceeded");
         assert!(rejection.is_local());
     }
 

@@ -199,8 +199,39 @@ fn main() {
             "hedge, percentile delay"
         );
     }
+    #[cfg(feature = "limit")]
+    {
+        use steadfast::limit::{AdaptiveLimitLayer, Vegas};
+        let limit = AdaptiveLimitLayer::builder().build().unwrap();
+        assert_eq!(
+            allocations(&runtime, limit.layer(backend())),
+            0,
+            "adaptive limit"
+        );
+        assert_eq!(
+            allocations_clone_per_call(&runtime, limit.layer(backend())),
+            0,
+            "adaptive limit, a clone per call"
+        );
+        // The algorithm on every call, not once per window.
+        let every_call = AdaptiveLimitLayer::builder()
+            .algorithm(Vegas::new())
+            .window(Duration::ZERO)
+            .window_samples(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            allocations(&runtime, every_call.layer(backend())),
+            0,
+            "adaptive limit, Vegas on every call"
+        );
+    }
     // Each feature's block above adds its three cases to the eleven of the default features.
-    let features = [cfg!(feature = "pool"), cfg!(feature = "hedge")];
+    let features = [
+        cfg!(feature = "pool"),
+        cfg!(feature = "hedge"),
+        cfg!(feature = "limit"),
+    ];
     let cases = 11 + 3 * features.iter().filter(|&&on| on).count();
     println!("allocations: {cases} passed, 0 failed");
 }

@@ -162,6 +162,8 @@ impl<M> RejectionResponses<M> {
             Rejection::Elapsed(_) => statuses.timeout,
             #[cfg(feature = "pool")]
             Rejection::NoEndpointAvailable(_) => statuses.no_endpoint,
+            #[cfg(feature = "limit")]
+            Rejection::LimitExceeded(_) => statuses.limit_exceeded,
             Rejection::Other(_) => statuses.other,
         }
     }

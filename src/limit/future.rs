@@ -1,0 +1,206 @@
+//! The response future of [`AdaptiveLimit`](super::AdaptiveLimit).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::LimitExceeded;
+use super::algorithm::Sample;
+use super::limiter::Limiter;
+use crate::BoxError;
+use crate::classify::{Classify, Outcome, is_local_rejection};
+use crate::sync::Arc;
+
+/// An admitted call's slot: given back exactly once, when the call ends or its future is dropped.
+pub(crate) struct Slot<C> {
+    limiter: Arc<Limiter<C>>,
+    start: Instant,
+    /// Calls in flight at admission, this one included.
+    in_flight: u32,
+    /// The call ended and was sampled: `drop` only gives the slot back.
+    finished: bool,
+}
+
+impl<C> Slot<C> {
+    #[inline]
+    pub(crate) fn new(limiter: Arc<Limiter<C>>, in_flight: u32) -> Self {
+        Self {
+            limiter,
+            // Below a timeout's `call`, the instant it read (see `clock::call_now`).
+            start: crate::clock::call_now(),
+            in_flight,
+            finished: false,
+        }
+    }
+
+    #[inline]
+    fn finish<T, E: 'static>(&mut self, result: &Result<T, E>)
+    where
+        C: Classify<T, E>,
+    {
+        self.finished = true;
+        let dropped = match result {
+            // Never a latency sample: the call did not reach the service behind this limit.
+            Err(error) if is_local_rejection(error) => return,
+            Err(error) if is_timeout(error) => true,
+            _ => match self.limiter.classifier.classify(result) {
+                Outcome::Success => false,
+                Outcome::Failure => true,
+                Outcome::Ignored => return,
+            },
+        };
+        let now = Instant::now();
+        let sample = Sample {
+            rtt: now.saturating_duration_since(self.start),
+            in_flight: self.in_flight,
+            dropped,
+        };
+        self.limiter.sample(sample, now);
+    }
+
+    /// A cancelled call: a drop for AIMD if it outlived AIMD's timeout, otherwise nothing.
+    #[cold]
+    fn cancelled(&self) {
+        let Some(timeout) = self.limiter.cancel_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        let rtt = now.saturating_duration_since(self.start);
+        if rtt > timeout {
+            let sample = Sample {
+                rtt,
+                in_flight: self.in_flight,
+                dropped: true,
+            };
+            self.limiter.sample(sample, now);
+        }
+    }
+}
+
+impl<C> Drop for Slot<C> {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancelled();
+        }
+        self.limiter.release();
+    }
+}
+
+impl<C> fmt::Debug for Slot<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("start", &self.start)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an error of any type is a timeout that fired during the call: an
+/// [`Elapsed`](crate::timeout::Elapsed) from a timeout inside, either as the error itself or
+/// boxed. (One whose deadline had passed before the call is a local rejection, sorted out
+/// before this is asked.)
+fn is_timeout<E: 'static>(error: &E) -> bool {
+    #[cfg(feature = "timeout")]
+    {
+        let any = error as &dyn std::any::Any;
+        if any.is::<crate::timeout::Elapsed>() {
+            return true;
+        }
+        if let Some(boxed) = any.downcast_ref::<BoxError>() {
+            return boxed.is::<crate::timeout::Elapsed>();
+        }
+    }
+    let _ = error;
+    false
+}
+
+pin_project! {
+    /// The response future of [`AdaptiveLimit`](super::AdaptiveLimit): the inner service's
+    /// future with the call's slot, or the rejection of a call over the limit.
+    ///
+    /// The slot is given back, and the call's latency sampled, the moment the inner future
+    /// completes; dropped before that, the slot is given back and nothing is sampled (except
+    /// under AIMD, see [`Aimd`](super::Aimd)).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C> {
+        Called {
+            #[pin]
+            future: F,
+            slot: Option<Slot<C>>,
+        },
+        Rejected {
+            error: LimitExceeded,
+        },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    #[inline]
+    pub(crate) fn called(future: F, slot: Slot<C>) -> Self {
+        Self {
+            kind: Kind::Called {
+                future,
+                slot: Some(slot),
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: LimitExceeded) -> Self {
+        Self {
+            kind: Kind::Rejected { error },
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError> + 'static,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // One inner future: the inner service's. The slot is not a future; it is sampled and
+        // given back as soon as that future is ready.
+        match self.project().kind.project() {
+            KindProj::Called { future, slot } => {
+                let result = ready!(future.poll(cx));
+                if let Some(mut slot) = slot.take() {
+                    slot.finish(&result);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(error.clone()))),
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Called { slot, .. } => f
+                .debug_struct("ResponseFuture")
+                .field("holds_slot", &slot.is_some())
+                .finish_non_exhaustive(),
+            Kind::Rejected { error } => f
+                .debug_struct("ResponseFuture")
+                .field("rejected", error)
+                .finish(),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The limiter every clone of a layer shares: the admission word, the estimator behind a lock
+//! that is only ever tried, the classifier, and the metric handles.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{PoisonError, TryLockError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::algorithm::{Estimator, Sample};
+use super::state::{Admission, LimitWord};
+use super::window::Window;
+use crate::sync::Mutex;
+
+/// What the lock guards: the window being gathered and the algorithm it feeds.
+#[derive(Debug)]
+pub(crate) struct Tuning {
+    pub(crate) window: Window,
+    pub(crate) estimator: Estimator,
+}
+
+/// Everything a layer's clones, its services and their futures share: created once by
+/// [`Builder::build`](super::Builder::build).
+///
+/// `repr(C)` with the word first puts it on the cache line of the `Arc`'s reference counts,
+/// which every call also touches.
+#[repr(C)]
+pub(crate) struct Limiter<C> {
+    pub(crate) word: LimitWord,
+    /// The window and the algorithm's state. Only ever `try_lock`ed, on the way out of a call:
+    /// a sample that finds it taken is skipped (see the module docs, "Lock-free admission").
+    tuning: Mutex<Tuning>,
+    pub(crate) classifier: C,
+    /// AIMD's timeout: a cancelled call older than this is a drop.
+    pub(crate) cancel_timeout: Option<Duration>,
+    pub(crate) name: Cow<'static, str>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Metrics,
+}
+
+/// Metric handles, registered once at build time.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) limit: metrics::Gauge,
+    pub(crate) in_flight: metrics::Gauge,
+    pub(crate) rejected: metrics::Counter,
+}
+
+impl<C> Limiter<C> {
+    pub(crate) fn new(
+        tuning: Tuning,
+        classifier: C,
+        cancel_timeout: Option<Duration>,
+        name: Cow<'static, str>,
+    ) -> Self {
+        let limit = tuning.estimator.limit();
+        #[cfg(feature = "metrics")]
+        let metrics = {
+            let labels = [("name", name.to_string())];
+            let metrics = Metrics {
+                limit: metrics::gauge!("steadfast_limit_limit", &labels),
+                in_flight: metrics::gauge!("steadfast_limit_in_flight", &labels),
+                rejected: metrics::counter!("steadfast_limit_rejected_total", &labels),
+            };
+            metrics.limit.set(f64::from(limit));
+            metrics
+        };
+        Self {
+            word: LimitWord::new(limit),
+            tuning: Mutex::new(tuning),
+            classifier,
+            cancel_timeout,
+            name,
+            #[cfg(feature = "metrics")]
+            metrics,
+        }
+    }
+
+    /// Admits a call below the limit: one CAS.
+    #[inline]
+    pub(crate) fn try_admit(&self) -> Admission {
+        let admission = self.word.try_admit();
+        #[cfg(feature = "metrics")]
+        if let Admission::Admitted(_) = admission {
+            self.metrics.in_flight.increment(1.0);
+        }
+        admission
+    }
+
+    /// Ends an admitted call.
+    #[inline]
+    pub(crate) fn release(&self) {
+        #[cfg(feature = "metrics")]
+        self.metrics.in_flight.decrement(1.0);
+        self.word.release();
+    }
+
+    /// Adds one sample, taken `now`, to the window, unless another thread is adding one right
+    /// now; when that closes the window, feeds the window's sample to the algorithm.
+    #[inline]
+    pub(crate) fn sample(&self, sample: Sample, now: Instant) {
+        let mut tuning = match self.tuning.try_lock() {
+            Ok(tuning) => tuning,
+            Err(TryLockError::WouldBlock) => return,
+            // The estimator does no I/O and calls no user code: a panic inside it is a bug, and
+            // its numbers are still within bounds (each update stores a clamped value).
+            Err(TryLockError::Poisoned(poisoned)) => PoisonError::into_inner(poisoned),
+        };
+        let Some(sample) = tuning.window.add(sample, now) else {
+            return;
+        };
+        let old = tuning.estimator.limit();
+        let new = tuning.estimator.update(sample);
+        if new != old {
+            // Under the lock: the only writer of the limit, so `old` is the word's limit. The
+            // event and the gauge too, so that they report the changes in the order they
+            // happened (the gauge never keeps an older value).
+            self.word.set_limit(old, new);
+            self.limit_changed(old, new, sample);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn limit_changed(&self, old: u32, new: u32, sample: Sample) {
+        #[cfg(feature = "metrics")]
+        self.metrics.limit.set(f64::from(new));
+        tracing::debug!(
+            limit.name = %self.name,
+            limit.previous = old,
+            limit.limit = new,
+            limit.rtt_us = u64::try_from(sample.rtt.as_micros()).unwrap_or(u64::MAX),
+            limit.dropped = sample.dropped,
+            "concurrency limit changed"
+        );
+    }
+}
+
+impl<C> fmt::Debug for Limiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("name", &self.name)
+            .field("word", &self.word)
+            .finish_non_exhaustive()
+    }
+}
+
+/// loom models of the limiter: `RUSTFLAGS="--cfg steadfast_loom" cargo test --lib loom`.
+#[cfg(all(test, steadfast_loom))]
+mod loom_models {
+    use std::time::Duration;
+
+    use loom::sync::Arc;
+
+    use super::*;
+    use crate::classify::ErrorsAsFailures;
+    use crate::limit::Aimd;
+
+    /// Two calls finishing at once, one a drop and one a success, each feeding the algorithm on
+    /// its own (a window of one sample): whichever takes the lock (or both, one after the
+    /// other), the word's limit ends equal to the estimator's, and every slot comes back.
+    #[test]
+    fn loom_concurrent_samples_keep_the_word_and_the_estimator_in_step() {
+        loom::model(|| {
+            let tuning = Tuning {
+                window: Window::new(Duration::ZERO, 1),
+                estimator: Estimator::new(Aimd::new().into(), 2, 1, 4, 0),
+            };
+            let limiter = Arc::new(Limiter::new(
+                tuning,
+                ErrorsAsFailures::new(),
+                None,
+                Cow::Borrowed("loom"),
+            ));
+            let callers: Vec<_> = [true, false]
+                .into_iter()
+                .map(|dropped| {
+                    let limiter = limiter.clone();
+                    loom::thread::spawn(move || {
+                        if let Admission::Admitted(in_flight) = limiter.try_admit() {
+                            let sample = Sample {
+                                rtt: Duration::from_millis(1),
+                                in_flight,
+                                dropped,
+                            };
+                            limiter.sample(sample, Instant::now());
+                            limiter.release();
+                        }
+                    })
+                })
+                .collect();
+            for caller in callers {
+                caller.join().unwrap();
+            }
+            let word = limiter.word.load();
+            assert_eq!(word.in_flight(), 0);
+            let estimated = limiter.tuning.lock().unwrap().estimator.limit();
+            assert_eq!(word.limit(), estimated);
+            assert!((1..=4).contains(&estimated));
+        });
+    }
+}

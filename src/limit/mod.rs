@@ -1,0 +1,312 @@
+//! Adaptive concurrency limit: measures each call's latency, lowers the number of calls it lets
+//! in at once when latency shows a queue building, raises it when there is headroom, and sheds
+//! the excess at once with [`LimitExceeded`].
+//!
+//! Use it on the server side of an axum or tonic service, to shed load before its queues grow
+//! until every request times out, or on the client side, to cap the load sent to one dependency
+//! at what it can serve. Unlike a [bulkhead](crate::bulkhead), nobody has to know the right
+//! number: the limit follows the service as it scales, slows down or recovers.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use steadfast::limit::{AdaptiveLimitLayer, Gradient2, LimitExceeded};
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let limit = AdaptiveLimitLayer::builder()
+//!     .initial_limit(1)
+//!     .min_limit(1)
+//!     .max_limit(100)
+//!     .algorithm(Gradient2::new().smoothing(0.2))
+//!     .name("search")
+//!     .build()?;
+//! let search = service_fn(|query: u32| async move {
+//!     tokio::time::sleep(Duration::from_millis(10)).await;
+//!     Ok::<_, Infallible>(query + 1)
+//! });
+//! let mut service = limit.layer(search);
+//!
+//! let in_flight = service.ready().await?.call(1); // takes the one slot until it completes
+//! assert_eq!(limit.in_flight(), 1);
+//! let error = service.ready().await?.call(2).await.unwrap_err();
+//! assert!(error.is::<LimitExceeded>());
+//!
+//! assert_eq!(in_flight.await?, 2);
+//! assert_eq!(limit.in_flight(), 0);
+//! assert!(limit.limit() >= 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Defaults
+//!
+//! | setter | default | allowed |
+//! |---|---|---|
+//! | [`initial_limit`](Builder::initial_limit) | [20](DEFAULT_INITIAL_LIMIT) | `[min_limit, max_limit]` |
+//! | [`min_limit`](Builder::min_limit) | [20](DEFAULT_MIN_LIMIT), or `initial_limit` if lower | `[1, initial_limit]` |
+//! | [`max_limit`](Builder::max_limit) | [200](DEFAULT_MAX_LIMIT), or `initial_limit` if higher | `[initial_limit, 4294967295]` |
+//! | [`algorithm`](Builder::algorithm) | [`Gradient2`] | [`Gradient2`], [`Vegas`], [`Aimd`] |
+//! | [`window`](Builder::window) | [100 ms](DEFAULT_WINDOW) | any (zero: no minimum time) |
+//! | [`window_samples`](Builder::window_samples) | [10](DEFAULT_WINDOW_SAMPLES) | `[1, 1000000]` |
+//! | [`classify`](Builder::classify) | [`ErrorsAsFailures`] | any [`Classify`] |
+//! | [`name`](Builder::name) | [`"default"`](DEFAULT_NAME) | non-empty |
+//! | [`seed`](Builder::seed) | drawn once per layer | any |
+//!
+//! | algorithm setting | default | allowed |
+//! |---|---|---|
+//! | [`Gradient2::smoothing`] | [0.2](DEFAULT_SMOOTHING) | (0, 1] |
+//! | [`Gradient2::rtt_tolerance`] | [1.5](DEFAULT_RTT_TOLERANCE) | finite, ≥ 1 |
+//! | [`Gradient2::long_window`] | [600](DEFAULT_LONG_WINDOW) samples | `[1, 1000000]` |
+//! | [`Gradient2::short_window`] | [10](DEFAULT_SHORT_WINDOW) samples | `[1, long_window]` |
+//! | [`Gradient2::queue_size`] | [4](DEFAULT_QUEUE_SIZE) | `[0, 2147483647]` |
+//! | [`Vegas::smoothing`] | [1.0](DEFAULT_VEGAS_SMOOTHING) | (0, 1] |
+//! | [`Vegas::probe_multiplier`] | [30](DEFAULT_PROBE_MULTIPLIER) | `[1, 1000000]` |
+//! | [`Aimd::backoff_ratio`] | [0.9](DEFAULT_BACKOFF_RATIO) | [0.5, 1) |
+//! | [`Aimd::timeout`] | [5 s](DEFAULT_AIMD_TIMEOUT) | more than zero |
+//!
+//! The Gradient2 numbers are Netflix concurrency-limits' defaults. With `min_limit` 20 the
+//! default limit never sheds below 20 calls in flight: set a lower `min_limit` for a service
+//! that serves fewer at once.
+//!
+//! # What is sampled
+//!
+//! A call's latency runs from its `call` to the completion of its response future (the
+//! response head, for HTTP; a streamed body is not waited for), on tokio's clock. When the call
+//! ends:
+//!
+//! - a local rejection from further in ([`is_rejection`](crate::is_rejection)) is no sample:
+//!   the request never reached the service;
+//! - a timeout from further in ([`Elapsed`](crate::timeout::Elapsed)) is a sample and a *drop*;
+//! - otherwise the classifier decides: a success is a sample, a failure a sample and a drop,
+//!   an ignored result no sample.
+//!
+//! The samples are gathered into windows of at least [`window`](Builder::window) (100 ms) and
+//! [`window_samples`](Builder::window_samples) (10) calls, and the algorithm sees one sample per
+//! window: the average latency, the most calls that were in flight, and whether any call
+//! dropped, as Netflix's `WindowedLimit` feeds its algorithms. Fed every call, Gradient2 grows
+//! the limit by `queue_size × smoothing` per call, hundreds per second under load, far faster
+//! than the queue it builds shows in the latency: the limit swings between its bounds (the
+//! `overload` example shows it, with `.window(Duration::ZERO).window_samples(1)`).
+//!
+//! Gradient2 and Vegas use the latency (Vegas also shrinks on a drop); AIMD uses only drops
+//! (and a latency above its timeout), one step per window. The algorithms' own windows and
+//! counts ([`Gradient2::long_window`], ...) count these window samples, not calls.
+//!
+//! A cancelled call (its future dropped) and a call rejected with [`LimitExceeded`] leave the
+//! limit unchanged, with one exception under AIMD: a cancelled call that had already run longer
+//! than [`Aimd::timeout`] is a drop, because a timeout further out is what cut it.
+//!
+//! # Lock-free admission
+//!
+//! The limit and the calls in flight share one atomic word (see `state.rs` for its layout and
+//! `# Memory ordering`): admission is one compare-and-swap that admits only while
+//! `in_flight < limit`, and the end of a call one `fetch_sub`. Neither takes a lock or
+//! allocates; a rejection reads no clock.
+//!
+//! The window being gathered and the algorithm's state (averages, the fractional estimate) are
+//! a few numbers that one sample updates together, so they live behind a mutex. A finishing
+//! call only ever *tries* that lock: when another thread holds it, the sample is skipped rather
+//! than waited for. The algorithms are statistical (averages over windows and over hundreds of
+//! windows), so a skipped sample changes nothing that the next one does not; under heavy
+//! contention fewer samples are taken, never late ones. The lock holder is the only writer of
+//! the limit in the word, so each change is traced and exported once, in order.
+//!
+//! An admitted call reads tokio's clock when it starts (or reuses the instant a
+//! [`TimeoutLayer`](crate::timeout::TimeoutLayer) above it read) and when it ends, and tries the
+//! lock once at its end: the clock reads are most of what the layer costs (see
+//! `benches/limit.rs`).
+//!
+//! # Telemetry
+//!
+//! | kind | name | when | fields / labels |
+//! |---|---|---|---|
+//! | `tracing` event, `DEBUG` | `concurrency limit changed` | the limit moved | `limit.name`, `limit.previous`, `limit.limit`, `limit.rtt_us`, `limit.dropped` |
+//! | `tracing` event, `DEBUG` | `concurrency limit exceeded` | a call is rejected | `limit.name`, `limit.limit`, `limit.in_flight` |
+//! | gauge | `steadfast_limit_limit` | the current limit | `name` |
+//! | gauge | `steadfast_limit_in_flight` | calls admitted and not finished | `name` |
+//! | counter | `steadfast_limit_rejected_total` | calls rejected with [`LimitExceeded`] | `name` |
+//!
+//! Metrics need the `metrics` feature; their handles are registered once, by
+//! [`Builder::build`], with the recorder installed at that time.
+//!
+//! # Readiness
+//!
+//! [`poll_ready`](tower_service::Service::poll_ready) only passes on the inner service's
+//! readiness: the limit never makes it wait and never makes it fail (tower's `Buffer` and
+//! `Balance` treat an error from `poll_ready` as fatal). Admission happens in `call`, which
+//! fails at once with [`LimitExceeded`] when the limit is reached. A slot is therefore held
+//! only by a call in progress, never by a service that is ready but has not called.
+//!
+//! # Cancel safety
+//!
+//! A slot is given back exactly once, however the call ends: when the response future
+//! completes, or when it is dropped before completing.
+//!
+//! # Errors
+//!
+//! The service's error type is [`BoxError`]: a rejection is a [`LimitExceeded`]; errors of the
+//! inner service pass through, boxed but not wrapped, so they downcast to their own type.
+//!
+//! # Differences from Netflix's concurrency-limits
+//!
+//! - Gradient2 as the issue of this crate specifies it: the gradient is
+//!   `rtt_tolerance × long / short` (Netflix's current `Gradient2Limit` dropped the tolerance,
+//!   its earlier versions and `GradientLimit` have it), over two exponential averages.
+//! - Windowed by default, as Netflix recommends using its latency algorithms (its
+//!   `WindowedLimit`, with windows of at least 1 s; 100 ms here, so a limit reacts within a
+//!   second of an overload).
+//! - No blocking or partitioned limiter: a call over the limit fails at once.
+//! - Vegas's alpha, beta and step functions are Netflix's defaults (`log10` of the limit) and are
+//!   not pluggable.
+//!
+//! # Differences from tower-resilience's adaptive limiter
+//!
+//! - Calls over the limit fail at once in `call`; tower-resilience's wait in `poll_ready` for a
+//!   semaphore permit, so a caller queues in front of an overloaded service instead of being shed.
+//! - Admission is one CAS on one word; tower-resilience's takes a semaphore permit, and a mutex
+//!   when the permit is given back.
+//! - Gradient2 (the default), sample windows, a classifier, and local rejections and timeouts
+//!   told apart.
+//!
+//! # Differences from `tower::limit::ConcurrencyLimit`
+//!
+//! - The limit adapts; `ConcurrencyLimit`'s is fixed (a fixed limit here is
+//!   `min_limit == max_limit`).
+//! - `ConcurrencyLimit` waits in `poll_ready` for a permit; this rejects in `call` at once.
+//! - One layer, one limit: every service the layer makes shares it.
+
+mod algorithm;
+mod config;
+pub mod error;
+pub mod future;
+mod layer;
+mod limiter;
+mod state;
+mod window;
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+pub use self::algorithm::{
+    Aimd, Algorithm, DEFAULT_AIMD_TIMEOUT, DEFAULT_BACKOFF_RATIO, DEFAULT_LONG_WINDOW,
+    DEFAULT_PROBE_MULTIPLIER, DEFAULT_QUEUE_SIZE, DEFAULT_RTT_TOLERANCE, DEFAULT_SHORT_WINDOW,
+    DEFAULT_SMOOTHING, DEFAULT_VEGAS_SMOOTHING, Gradient2, Vegas,
+};
+pub use self::config::{
+    Builder, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT, DEFAULT_NAME,
+    DEFAULT_WINDOW, DEFAULT_WINDOW_SAMPLES, LIMIT_LIMIT, MAX_WINDOW_SAMPLES,
+};
+pub use self::error::LimitExceeded;
+pub use self::future::ResponseFuture;
+pub use self::layer::AdaptiveLimitLayer;
+
+use self::future::Slot;
+use self::limiter::Limiter;
+use self::state::{Admission, Snapshot};
+use crate::BoxError;
+use crate::classify::{Classify, ErrorsAsFailures};
+use crate::sync::Arc;
+
+/// Sheds the calls to `S` above an adaptive limit; made by [`AdaptiveLimitLayer`]. See the
+/// [module docs](self).
+///
+/// Cloning gives a service that shares the limit.
+pub struct AdaptiveLimit<S, C = ErrorsAsFailures> {
+    inner: S,
+    limiter: Arc<Limiter<C>>,
+}
+
+impl<S, C> AdaptiveLimit<S, C> {
+    pub(crate) fn new(inner: S, limiter: Arc<Limiter<C>>) -> Self {
+        Self { inner, limiter }
+    }
+
+    /// The current limit of the limiter this service shares.
+    pub fn limit(&self) -> usize {
+        self.limiter.word.load().limit() as usize
+    }
+
+    /// Calls admitted and not finished, in the limiter this service shares.
+    pub fn in_flight(&self) -> usize {
+        self.limiter.word.load().in_flight() as usize
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the service and returns the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Rejects a call: out of line, so the admission path stays small.
+#[cold]
+#[inline(never)]
+fn reject<C>(limiter: &Limiter<C>, seen: Snapshot) -> LimitExceeded {
+    tracing::debug!(
+        limit.name = %limiter.name,
+        limit.limit = seen.limit(),
+        limit.in_flight = seen.in_flight(),
+        "concurrency limit exceeded"
+    );
+    #[cfg(feature = "metrics")]
+    limiter.metrics.rejected.increment(1);
+    LimitExceeded::new(seen.limit() as usize)
+}
+
+impl<S: Clone, C> Clone for AdaptiveLimit<S, C> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), Arc::clone(&self.limiter))
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for AdaptiveLimit<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdaptiveLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
+            .finish()
+    }
+}
+
+impl<S, C, Request> Service<Request> for AdaptiveLimit<S, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError> + 'static,
+    C: Classify<S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.limiter.try_admit() {
+            Admission::Admitted(in_flight) => {
+                let slot = Slot::new(Arc::clone(&self.limiter), in_flight);
+                ResponseFuture::called(self.inner.call(request), slot)
+            }
+            Admission::Refused(seen) => ResponseFuture::rejected(reject(&self.limiter, seen)),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The limit and the calls in flight: one packed atomic word.
+//!
+//! # Bit layout
+//!
+//! ```text
+//!  63                             32 31                              0
+//! +---------------------------------+---------------------------------+
+//! |  limit: calls allowed at once,  |  in_flight: calls admitted and  |
+//! |  min_limit ..= max_limit        |  not finished                   |
+//! +---------------------------------+---------------------------------+
+//! ```
+//!
+//! Invariants: `limit` is in `[1, u32::MAX]`; `in_flight` grows only through
+//! [`LimitWord::try_admit`], which never takes it past `limit`, and shrinks only through
+//! [`LimitWord::release`], once per admitted call, so it never wraps below zero and never carries
+//! into `limit`. A lowered limit may leave `in_flight` above it for a while: calls already
+//! admitted run to their end, and no new call is admitted until enough of them have.
+//!
+//! Both halves in one word make admission one compare-and-swap that reads the limit and the
+//! count *together*: no call is admitted against a limit that was already lowered, and none is
+//! refused against one already raised. The limit is changed only by the thread that holds the
+//! estimator's lock, so [`LimitWord::set_limit`] knows the old limit and can move it with one
+//! `fetch_add` of the difference, which leaves the `in_flight` half as any concurrent admission
+//! or release left it.
+//!
+//! # Memory ordering
+//!
+//! Every operation is a read-modify-write of the one word, so all of them are totally ordered
+//! in its modification order without `SeqCst`. The word guards no other data: `AcqRel` is only
+//! there so that the end of one call happens-before the start of the call that takes its slot,
+//! as users of a semaphore expect. Reads for [`limit`](super::AdaptiveLimitLayer::limit) and
+//! [`in_flight`](super::AdaptiveLimitLayer::in_flight) are `Acquire` loads: a snapshot, stale
+//! as soon as it is read.
+
+use std::fmt;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// One call in the `in_flight` half.
+const CALL: u64 = 1;
+/// Mask of the `in_flight` half.
+const IN_FLIGHT_MASK: u64 = (1 << LIMIT_SHIFT) - 1;
+/// Shift of the `limit` half.
+const LIMIT_SHIFT: u32 = 32;
+
+/// A copy of the word, decoded by its accessors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot(u64);
+
+impl Snapshot {
+    fn new(limit: u32, in_flight: u32) -> Self {
+        Self((u64::from(limit) << LIMIT_SHIFT) | u64::from(in_flight))
+    }
+
+    /// Calls allowed at once.
+    pub(crate) fn limit(self) -> u32 {
+        (self.0 >> LIMIT_SHIFT) as u32
+    }
+
+    /// Calls admitted and not finished.
+    pub(crate) fn in_flight(self) -> u32 {
+        (self.0 & IN_FLIGHT_MASK) as u32
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// What [`LimitWord::try_admit`] decided.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Admitted; the calls in flight, this one included.
+    Admitted(u32),
+    /// Refused: the word as it was (`in_flight >= limit`).
+    Refused(Snapshot),
+}
+
+/// The packed word.
+pub(crate) struct LimitWord {
+    word: AtomicU64,
+}
+
+impl LimitWord {
+    pub(crate) fn new(limit: u32) -> Self {
+        Self {
+            word: AtomicU64::new(Snapshot::new(limit, 0).0),
+        }
+    }
+
+    pub(crate) fn load(&self) -> Snapshot {
+        Snapshot(self.word.load(Ordering::Acquire))
+    }
+
+    /// Admits a call if fewer than `limit` are in flight: one load and one CAS when uncontended.
+    #[inline]
+    pub(crate) fn try_admit(&self) -> Admission {
+        let mut current = self.word.load(Ordering::Relaxed);
+        loop {
+            let snapshot = Snapshot(current);
+            if snapshot.in_flight() >= snapshot.limit() {
+                return Admission::Refused(snapshot);
+            }
+            match self.word.compare_exchange_weak(
+                current,
+                current + CALL,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Admission::Admitted(snapshot.in_flight() + 1),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Ends an admitted call.
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.word.fetch_sub(CALL, Ordering::AcqRel);
+    }
+
+    /// Moves the limit from `old` (which must be the current limit: only the estimator's lock
+    /// holder calls this) to `new`, leaving `in_flight` alone.
+    pub(crate) fn set_limit(&self, old: u32, new: u32) {
+        let delta = u64::from(new.wrapping_sub(old)) << LIMIT_SHIFT;
+        self.word.fetch_add(delta, Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for LimitWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.load().fmt(f)
+    }
+}
+
+#[cfg(all(test, not(steadfast_loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        Admit,
+        Release,
+        SetLimit(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Admit),
+            2 => Just(Op::Release),
+            1 => (1u32..=6).prop_map(Op::SetLimit),
+        ]
+    }
+
+    proptest! {
+        /// The packed word behaves like two plain counters, and admits only below the limit.
+        #[test]
+        fn matches_a_sequential_model(initial in 1u32..=6, ops in proptest::collection::vec(op(), 0..96)) {
+            let word = LimitWord::new(initial);
+            let (mut limit, mut in_flight) = (initial, 0u32);
+            for op in ops {
+                match op {
+                    Op::Admit => match word.try_admit() {
+                        Admission::Admitted(now) => {
+                            prop_assert!(in_flight < limit);
+                            in_flight += 1;
+                            prop_assert_eq!(now, in_flight);
+                            prop_assert!(now <= limit, "in flight {} over limit {}", now, limit);
+                        }
+                        Admission::Refused(seen) => {
+                            prop_assert!(in_flight >= limit);
+                            prop_assert_eq!((seen.limit(), seen.in_flight()), (limit, in_flight));
+                        }
+                    },
+                    Op::Release if in_flight > 0 => { word.release(); in_flight -= 1; }
+                    Op::SetLimit(new) => { word.set_limit(limit, new); limit = new; }
+                    Op::Release => {}
+                }
+                let now = word.load();
+                prop_assert_eq!((now.limit(), now.in_flight()), (limit, in_flight));
+            }
+        }
+    }
+
+    #[test]
+    fn full_width_halves_do_not_overlap() {
+        let word = LimitWord::new(u32::MAX);
+        assert_eq!(word.try_admit(), Admission::Admitted(1));
+        word.set_limit(u32::MAX, 1);
+        assert_eq!((word.load().limit(), word.load().in_flight()), (1, 1));
+        word.set_limit(1, u32::MAX);
+        assert_eq!(
+            (word.load().limit(), word.load().in_flight()),
+            (u32::MAX, 1)
+        );
+        word.release();
+        assert_eq!(
+            (word.load().limit(), word.load().in_flight()),
+            (u32::MAX, 0)
+        );
+    }
+}
+
+/// loom models of the word: `RUSTFLAGS="--cfg steadfast_loom" cargo test --lib loom`.
+#[cfg(all(test, steadfast_loom))]
+mod loom_models {
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Two admissions and a release racing a limit lowered from 2 to 1: each admission is
+    /// decided against the limit its CAS read, the change never loses or invents a call, and a
+    /// call admitted under the old limit keeps its slot until it gives it back.
+    #[test]
+    fn loom_admission_and_release_vs_a_limit_change() {
+        loom::model(|| {
+            let word = Arc::new(LimitWord::new(2));
+            let lowering = {
+                let word = word.clone();
+                loom::thread::spawn(move || word.set_limit(2, 1))
+            };
+            let first = word.try_admit();
+            assert_eq!(first, Admission::Admitted(1), "1 < 1 or 2 either way");
+            let second = word.try_admit();
+            word.release();
+            lowering.join().unwrap();
+            let end = word.load();
+            assert_eq!(end.limit(), 1, "the change is not lost");
+            match second {
+                Admission::Admitted(now) => {
+                    assert_eq!(now, 2);
+                    assert_eq!(end.in_flight(), 1);
+                    word.release();
+                }
+                Admission::Refused(seen) => {
+                    assert_eq!((seen.limit(), seen.in_flight()), (1, 1));
+                    assert_eq!(end.in_flight(), 0);
+                }
+            }
+            assert_eq!(word.load().in_flight(), 0);
+            assert!(matches!(word.try_admit(), Admission::Admitted(1)));
+        });
+    }
+
+    /// With a limit of 1, two callers are never in flight together, and both slots come back.
+    #[test]
+    fn loom_never_more_than_the_limit() {
+        loom::model(|| {
+            let word = Arc::new(LimitWord::new(1));
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let callers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (word, in_flight) = (word.clone(), in_flight.clone());
+                    loom::thread::spawn(move || {
+                        if let Admission::Admitted(now) = word.try_admit() {
+                            assert_eq!(now, 1);
+                            let others = in_flight.fetch_add(1, Ordering::SeqCst);
+                            assert_eq!(others, 0, "two calls in flight under a limit of 1");
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            word.release();
+                        }
+                    })
+                })
+                .collect();
+            for caller in callers {
+                caller.join().unwrap();
+            }
+            assert_eq!(word.load().in_flight(), 0);
+            assert_eq!(word.load().limit(), 1);
+        });
+    }
+}
