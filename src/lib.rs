@@ -129,6 +129,8 @@
 pub mod classify;
 pub mod deadline;
 mod error;
+#[cfg(any(feature = "circuit-breaker", feature = "rate-limit"))]
+mod keyed;
 mod random;
 mod sync;
 
@@ -144,6 +146,8 @@ pub mod fallback;
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(all(

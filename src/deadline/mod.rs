@@ -134,7 +134,11 @@ thread_local! {
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
 }
 
-#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+#[cfg(any(
+    feature = "timeout",
+    feature = "circuit-breaker",
+    feature = "rate-limit"
+))]
 thread_local! {
     // The instant the innermost `Timeout::call` on this thread read, while its inner `call` runs
     // (see `call_scope`); `None` outside one.
@@ -150,7 +154,11 @@ thread_local! {
 /// breaker's slow-call timing below them. What it gets is early by the time the synchronous
 /// `call`s in between take (nanoseconds, for layers that do not block in `call`): a nested
 /// deadline that much earlier, a call timed that much longer; never the other way.
-#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+#[cfg(any(
+    feature = "timeout",
+    feature = "circuit-breaker",
+    feature = "rate-limit"
+))]
 #[inline]
 pub(crate) fn call_now() -> Instant {
     CALL_NOW.get().unwrap_or_else(Instant::now)
