@@ -304,6 +304,7 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
     }
 
     /// Removes `key`; whether it was there.
+    #[allow(dead_code)] // keyed breakers use it, keyed limiters do not
     pub(crate) fn remove(&self, key: &K) -> bool {
         let removed = lock(&self.shards[self.shard_of(key)]).remove(key).is_some();
         if removed {

@@ -142,8 +142,9 @@ impl Builder {
     /// # Errors
     ///
     /// As [`build`](Self::build), and for `max_keys` and `idle_timeout`.
-    pub fn build_keyed<K, F>(self, key: F) -> Result<KeyedRateLimitLayer<K, F>, ConfigError>
+    pub fn build_keyed<Req, K, F>(self, key: F) -> Result<KeyedRateLimitLayer<K, F>, ConfigError>
     where
+        F: Fn(&Req) -> K,
         K: Hash + Eq,
     {
         let bounds = self.bounds.validate()?;
