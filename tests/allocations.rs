@@ -156,4 +156,45 @@ fn main() {
         "the full stack, a clone per call"
     );
     println!("allocations: 11 passed, 0 failed");
+
+    // Keyed breakers: the hit path (8 keys, all made during the warm-up).
+    let keyed = CircuitBreakerLayer::builder()
+        .build_keyed(|n: &u32| n % 8)
+        .unwrap();
+    assert_eq!(
+        allocations(&runtime, keyed.layer(backend())),
+        0,
+        "keyed breakers, 8 keys"
+    );
+    println!("allocations (keyed breakers): 1 passed, 0 failed");
+
+    #[cfg(feature = "rate-limit")]
+    rate_limit(&runtime);
+}
+
+#[cfg(feature = "rate-limit")]
+fn rate_limit(runtime: &tokio::runtime::Runtime) {
+    use steadfast::rate_limit::RateLimitLayer;
+
+    let builder = RateLimitLayer::builder()
+        .limit(1_000_000_000, Duration::from_secs(1))
+        .burst(1_000_000_000);
+    let limit = builder.clone().build().unwrap();
+    assert_eq!(
+        allocations(runtime, limit.layer(backend())),
+        0,
+        "rate limit, admitted"
+    );
+    assert_eq!(
+        allocations_clone_per_call(runtime, limit.layer(backend())),
+        0,
+        "rate limit, a clone per call"
+    );
+    let keyed = builder.build_keyed(|n: &u32| n % 8).unwrap();
+    assert_eq!(
+        allocations(runtime, keyed.layer(backend())),
+        0,
+        "rate limit, keyed, 8 keys"
+    );
+    println!("allocations (rate limit): 3 passed, 0 failed");
 }
