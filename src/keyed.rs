@@ -30,6 +30,10 @@
 //!   debt. Forgetting it would lose a decision (the breaker would close, the debt be forgiven),
 //!   so a busy entry is never swept as idle, and at the cap a busy entry goes only when every
 //!   entry is busy. The cap is a hard bound on memory; it wins over busyness.
+//! - Sweeping and evicting read every entry (an `O(max_keys)` scan, and a sort for eviction)
+//!   under each shard's lock in turn. They run only when a new key arrives and a sweep is due
+//!   or the map is full: choose `max_keys` above the working set, so that a full map is the
+//!   exception (a flood of new keys) rather than the steady state.
 //! - The busy test runs with no shard lock held (it may read the clock and make a breaker's
 //!   time-driven transition, whose listener is user code): candidates are collected under the
 //!   locks, judged outside them, and removed only if they were not used in between.
@@ -210,7 +214,10 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
                     Err(actual) => reserved = actual,
                 }
             } else {
-                self.evict_one(now);
+                if !self.evict_one(now) {
+                    // Every slot is reserved by inserts still in progress: let them finish.
+                    std::thread::yield_now();
+                }
                 reserved = self.len.load(Ordering::Relaxed);
             }
         }
@@ -246,16 +253,20 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
         self.remove_unchanged(&victims);
     }
 
-    /// Removes the least recently used entry, preferring those that are not busy.
-    fn evict_one(&self, now: Instant) {
+    /// Removes the least recently used entry, preferring those that are not busy; whether it
+    /// removed one.
+    fn evict_one(&self, now: Instant) -> bool {
         let mut all = self.collect(|_| true);
         all.sort_unstable_by_key(|candidate| (candidate.last_used, candidate.seq));
         let victim = all
             .iter()
             .find(|candidate| !candidate.value.is_busy(now))
             .or_else(|| all.first());
-        if let Some(victim) = victim {
-            self.remove_unchanged(&[(victim.shard, victim.seq, victim.last_used)]);
+        match victim {
+            Some(victim) => {
+                self.remove_unchanged(&[(victim.shard, victim.seq, victim.last_used)]) > 0
+            }
+            None => false,
         }
     }
 
@@ -276,8 +287,10 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
         out
     }
 
-    /// Removes each `(shard, seq, last_used)` whose entry is still there and unused since.
-    fn remove_unchanged(&self, victims: &[(usize, u64, u64)]) {
+    /// Removes each `(shard, seq, last_used)` whose entry is still there and unused since; how
+    /// many it removed.
+    fn remove_unchanged(&self, victims: &[(usize, u64, u64)]) -> usize {
+        let mut total = 0;
         for (shard, entries) in self.shards.iter().enumerate() {
             let mut mine: Vec<(u64, u64)> = victims
                 .iter()
@@ -293,7 +306,9 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
             entries.retain(|_, entry| mine.binary_search(&(entry.seq, entry.last_used)).is_err());
             let removed = before - entries.len();
             self.len.fetch_sub(removed, Ordering::Relaxed);
+            total += removed;
         }
+        total
     }
 
     /// The value for `key`, if it is in the map; does not count as a use.

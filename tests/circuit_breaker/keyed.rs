@@ -282,3 +282,28 @@ fn bad_bounds_name_their_builder_method() {
         .unwrap_err();
     assert_eq!(err.field(), "failure_rate_threshold");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_may_read_the_layer_while_eviction_judges_a_breaker() {
+    use std::sync::OnceLock;
+
+    // Eviction asks each candidate whether it is open, which can move it to half-open and call
+    // the listener; the listener reads the layer, so no shard lock may be held meanwhile.
+    let cell: Arc<OnceLock<Layered>> = Arc::new(OnceLock::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (reader, log) = (cell.clone(), seen.clone());
+    let layer = build(builder().max_keys(1).on_transition(move |transition| {
+        let state = reader.get().and_then(|layer| layer.state(&1));
+        log.lock().unwrap().push((transition.to(), state));
+    }));
+    cell.set(layer.clone()).unwrap();
+    let mut service = layer.layer(backend(Calls::default()));
+
+    open(&mut service, 1).await;
+    tokio::time::advance(Duration::from_secs(30)).await;
+    call(&mut service, 2, false).await.unwrap();
+    assert_eq!(layer.keys(), [2], "every breaker busy: the oldest went");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].0, State::Open);
+    assert_eq!(seen[1].0, State::HalfOpen);
+}
