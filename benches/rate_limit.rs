@@ -6,6 +6,10 @@
 //! Uncontended: one task on a current-thread runtime. Contended: 2 worker threads, 8 tasks
 //! sharing one limiter (tower's `RateLimit` is not `Clone`, so it is left out there).
 //!
+//! Before the criterion timings, the bench prints an interleaved comparison of the uncontended
+//! cases (alternating blocks of calls, the median of per-block times), so that the load of a
+//! shared machine hits every contender alike: read the ratios from that table.
+//!
 //! `cargo bench --all-features --bench rate_limit -- --warm-up-time 1 --measurement-time 2`
 
 use std::convert::Infallible;
@@ -79,11 +83,104 @@ fn tower_resilience_layer() -> tower_resilience::ratelimiter::RateLimiterLayer {
         .unwrap()
 }
 
-fn uncontended(c: &mut Criterion) {
+/// Nanoseconds per call over one block of calls.
+async fn block<S>(service: &mut S) -> f64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    const BLOCK: u64 = 20_000;
+    let start = Instant::now();
+    for i in 0..BLOCK {
+        let ready = service.ready().await.unwrap();
+        black_box(ready.call(black_box(i)).await.unwrap());
+    }
+    start.elapsed().as_nanos() as f64 / BLOCK as f64
+}
+
+/// A contender of the interleaved comparison: times one block on the runtime.
+type Contender<'a> = (
+    &'static str,
+    Box<dyn FnMut(&tokio::runtime::Runtime) -> f64 + 'a>,
+);
+
+fn contender<'a, S>(name: &'static str, mut service: S) -> Contender<'a>
+where
+    S: Service<u64, Response = u64> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    (name, Box::new(move |rt| rt.block_on(block(&mut service))))
+}
+
+/// Times every contender in alternating blocks and prints the medians, and each one's
+/// overhead over the bare service's.
+fn report_interleaved() {
+    const ROUNDS: usize = 61;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let _runtime = rt.enter(); // tower's `RateLimit` arms a timer when it is made
+    let mut contenders = vec![
+        contender("bare service_fn", bare()),
+        contender(
+            "steadfast RateLimitLayer",
+            steadfast_builder().build().unwrap().layer(bare()),
+        ),
+        contender(
+            "steadfast RateLimitLayer, keyed (16 keys)",
+            steadfast_builder()
+                .build_keyed(|n: &u64| n % 16)
+                .unwrap()
+                .layer(bare()),
+        ),
+        contender(
+            "tower RateLimit",
+            tower::limit::RateLimitLayer::new(1_000_000_000, Duration::from_secs(1)).layer(bare()),
+        ),
+        contender(
+            "tower-resilience rate limiter",
+            tower_resilience_layer().layer(bare()),
+        ),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    for (_, run) in contenders.iter_mut() {
+        run(&rt); // warm-up
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in contenders.iter_mut().enumerate() {
+            times[i].push(run(&rt));
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let bare = medians[0];
+    println!("interleaved, median ns per call ({ROUNDS} rounds of 20 000 calls):");
+    println!(
+        "{:<45} {:>9} {:>9} {:>8}",
+        "case", "ns", "over bare", "× bare"
+    );
+    for ((name, _), median) in contenders.iter().zip(&medians) {
+        println!(
+            "{name:<45} {median:>9.1} {:>9.1} {:>8.2}",
+            median - bare,
+            median / bare
+        );
+    }
+}
+
+fn uncontended(c: &mut Criterion) {
+    report_interleaved();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime = rt.enter(); // tower's `RateLimit` arms a timer when it is made
     let mut group = c.benchmark_group("rate_limit/uncontended");
 
     let mut service = bare();

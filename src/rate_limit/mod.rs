@@ -152,8 +152,8 @@
 //!
 //! tower's `RateLimit` counts calls in fixed windows of `per` (up to `n` at once at the start of
 //! each window, so `2n` can pass across a window's edge), waits in `poll_ready` (so a caller
-//! cannot fail fast, and the wait holds up every request behind it), and its clones each count
-//! on their own. This limiter spreads calls evenly with a separate burst, decides in `call`
+//! cannot fail fast, and the wait holds up every request behind it), and is not `Clone`: each
+//! service it wraps has a limit of its own, and sharing one takes a `Buffer`. This limiter spreads calls evenly with a separate burst, decides in `call`
 //! (reject at once, or wait up to `max_wait` in the future, within the deadline), shares one
 //! limiter across clones, and can be keyed.
 //!
