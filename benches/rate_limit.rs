@@ -121,7 +121,7 @@ fn report_interleaved() {
         .build()
         .unwrap();
     let _runtime = rt.enter(); // tower's `RateLimit` arms a timer when it is made
-    let mut contenders = vec![
+    let mut contenders = [
         contender("bare service_fn", bare()),
         contender(
             "steadfast RateLimitLayer",

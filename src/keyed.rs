@@ -94,9 +94,12 @@ struct Entry<V> {
     seq: u64,
 }
 
+/// One shard: its keys with their entries.
+type Shard<K, V> = HashMap<K, Entry<V>, RandomState>;
+
 /// A bounded map from keys to shared values; see the [module docs](self).
 pub(crate) struct KeyedMap<K, V> {
-    shards: Box<[Mutex<HashMap<K, Entry<V>, RandomState>>]>,
+    shards: Box<[Mutex<Shard<K, V>>]>,
     hasher: RandomState,
     /// Entries in the map plus slots reserved by inserts in progress; at most `max_keys`.
     len: AtomicUsize,
@@ -403,7 +406,7 @@ mod tests {
             }
             if self.entries.len() >= max || now >= self.next_sweep {
                 self.next_sweep = now + idle;
-                self.entries.retain(|e| !(now - e.2 >= idle && !e.4));
+                self.entries.retain(|e| now - e.2 < idle || e.4);
             }
             while self.entries.len() >= max {
                 let oldest = |e: &&(u8, u64, u64, u64, bool)| (e.2, e.3);
