@@ -7,10 +7,13 @@
 //!
 //! # Shape
 //!
-//! [`SHARDS`] shards, each a `Mutex<HashMap<K, Entry>>`; a key's shard is picked by its hash.
-//! A hit locks one shard, stamps the entry with the time of use and clones its `Arc`: no
-//! allocation, and a lock held for a lookup only. Hashing is std's `RandomState` (keyed SipHash):
+//! [`SHARDS`] shards, each a `Mutex<HashMap>`; a key's shard is picked by its hash. A hit locks
+//! one shard, stamps the entry with the time of use and runs the caller's closure on the value
+//! (so a caller that needs no `Arc` of its own takes no reference count): no allocation, and a
+//! lock held for a lookup and the closure only. Hashing is std's `RandomState` (keyed SipHash):
 //! keys often come from clients, and a predictable hash would let one client force collisions.
+//! A key is hashed once: the shard's table stores the hash next to the key and re-hashes
+//! nothing.
 //! No crate was taken for this (dashmap, moka): the map needs an exact global cap, eviction in a
 //! documented order and a busy test per value, which a few dozen lines over std give without a
 //! dependency.
@@ -40,7 +43,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -86,6 +89,60 @@ impl Bounds {
     }
 }
 
+/// A key with its SipHash, which the shard's table uses as is.
+#[derive(Clone)]
+struct Hashed<K> {
+    hash: u64,
+    key: K,
+}
+
+impl<K> Hash for Hashed<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl<K: PartialEq> PartialEq for Hashed<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for Hashed<K> {}
+
+/// The shard tables' hasher: the hash a [`Hashed`] carries, already keyed and uniform.
+#[derive(Debug, Clone, Copy, Default)]
+struct KnownHash;
+
+impl BuildHasher for KnownHash {
+    type Hasher = KnownHasher;
+
+    fn build_hasher(&self) -> KnownHasher {
+        KnownHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct KnownHasher(u64);
+
+impl Hasher for KnownHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `Hashed` is hashed with this hasher, and it writes one u64; fold anything else
+        // rather than panic.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+}
+
 struct Entry<V> {
     value: Arc<V>,
     /// Nanoseconds since the map's epoch of the latest use.
@@ -95,7 +152,7 @@ struct Entry<V> {
 }
 
 /// One shard: its keys with their entries.
-type Shard<K, V> = HashMap<K, Entry<V>, RandomState>;
+type Shard<K, V> = HashMap<Hashed<K>, Entry<V>, KnownHash>;
 
 /// A bounded map from keys to shared values; see the [module docs](self).
 pub(crate) struct KeyedMap<K, V> {
@@ -145,7 +202,7 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
         let per_shard = bounds.max_keys.div_ceil(SHARDS).min(1024);
         Self {
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_capacity_and_hasher(per_shard, hasher.clone())))
+                .map(|_| Mutex::new(HashMap::with_capacity_and_hasher(per_shard, KnownHash)))
                 .collect(),
             hasher,
             len: AtomicUsize::new(0),
@@ -161,9 +218,11 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
         saturating_ns(now.saturating_duration_since(self.epoch))
     }
 
-    fn shard_of(&self, key: &K) -> usize {
-        // The high bits: the shard's own table indexes by the low ones.
-        (self.hasher.hash_one(key) >> 40) as usize % SHARDS
+    fn hashed(&self, key: K) -> (Hashed<K>, usize) {
+        let hash = self.hasher.hash_one(&key);
+        // The high bits: the shard's own table indexes by the low ones, and tags by the top 7.
+        let shard = (hash >> 40) as usize % SHARDS;
+        (Hashed { hash, key }, shard)
     }
 
     /// The value for `key`, made by `make` if the key is new; marks it used at `now`.
@@ -174,23 +233,37 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
         now: Instant,
         make: impl FnOnce() -> V,
     ) -> Arc<V> {
+        self.with(key, now, make, Arc::clone)
+    }
+
+    /// Runs `f` on the value for `key`, made by `make` if the key is new; marks it used at
+    /// `now`. On a hit `f` runs under the shard's lock: keep it short, and never call back
+    /// into the map from it.
+    #[inline]
+    pub(crate) fn with<R>(
+        &self,
+        key: K,
+        now: Instant,
+        make: impl FnOnce() -> V,
+        f: impl FnOnce(&Arc<V>) -> R,
+    ) -> R {
         let now_ns = self.ns(now);
-        let shard = self.shard_of(&key);
+        let (key, shard) = self.hashed(key);
         {
             let mut entries = lock(&self.shards[shard]);
             if let Some(entry) = entries.get_mut(&key) {
                 entry.last_used = entry.last_used.max(now_ns);
-                return Arc::clone(&entry.value);
+                return f(&entry.value);
             }
         }
-        self.insert(key, shard, now, now_ns, make)
+        f(&self.insert(key, shard, now, now_ns, make))
     }
 
     #[cold]
     #[inline(never)]
     fn insert(
         &self,
-        key: K,
+        key: Hashed<K>,
         shard: usize,
         now: Instant,
         now_ns: u64,
@@ -315,16 +388,24 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
     }
 
     /// The value for `key`, if it is in the map; does not count as a use.
-    pub(crate) fn get(&self, key: &K) -> Option<Arc<V>> {
-        lock(&self.shards[self.shard_of(key)])
-            .get(key)
+    pub(crate) fn get(&self, key: &K) -> Option<Arc<V>>
+    where
+        K: Clone,
+    {
+        let (key, shard) = self.hashed(key.clone());
+        lock(&self.shards[shard])
+            .get(&key)
             .map(|entry| Arc::clone(&entry.value))
     }
 
     /// Removes `key`; whether it was there.
     #[allow(dead_code)] // keyed breakers use it, keyed limiters do not
-    pub(crate) fn remove(&self, key: &K) -> bool {
-        let removed = lock(&self.shards[self.shard_of(key)]).remove(key).is_some();
+    pub(crate) fn remove(&self, key: &K) -> bool
+    where
+        K: Clone,
+    {
+        let (key, shard) = self.hashed(key.clone());
+        let removed = lock(&self.shards[shard]).remove(&key).is_some();
         if removed {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
@@ -346,7 +427,7 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
             out.extend(
                 lock(entries)
                     .iter()
-                    .map(|(key, entry)| (key.clone(), Arc::clone(&entry.value))),
+                    .map(|(key, entry)| (key.key.clone(), Arc::clone(&entry.value))),
             );
         }
         out

@@ -110,7 +110,7 @@ impl<C> Builder<C> {
     ) -> Result<KeyedCircuitBreakerLayer<K, F, C>, ConfigError>
     where
         F: Fn(&Req) -> K,
-        K: Hash + Eq,
+        K: Hash + Eq + Clone,
     {
         let (config, classifier, listener, bounds) = self.validate_keyed()?;
         Ok(KeyedCircuitBreakerLayer {
@@ -134,7 +134,7 @@ pub struct KeyedCircuitBreakerLayer<K, F, C = ErrorsAsFailures> {
     keyed: Arc<Keyed<K, F, C>>,
 }
 
-impl<K: Hash + Eq, F, C: Clone> KeyedCircuitBreakerLayer<K, F, C> {
+impl<K: Hash + Eq + Clone, F, C: Clone> KeyedCircuitBreakerLayer<K, F, C> {
     /// `key`'s breaker state, or `None` if the key has no breaker (its next call makes a closed
     /// one). Reading it makes the transitions that time alone makes, as
     /// [`CircuitBreakerLayer::state`](super::CircuitBreakerLayer::state) does.
@@ -148,10 +148,7 @@ impl<K: Hash + Eq, F, C: Clone> KeyedCircuitBreakerLayer<K, F, C> {
     }
 
     /// Every key with a breaker, with its snapshot, in no particular order.
-    pub fn snapshots(&self) -> Vec<(K, Snapshot)>
-    where
-        K: Clone,
-    {
+    pub fn snapshots(&self) -> Vec<(K, Snapshot)> {
         let breakers = self.keyed.breakers.entries();
         breakers
             .into_iter()
@@ -160,10 +157,7 @@ impl<K: Hash + Eq, F, C: Clone> KeyedCircuitBreakerLayer<K, F, C> {
     }
 
     /// The keys that have a breaker now, in no particular order.
-    pub fn keys(&self) -> Vec<K>
-    where
-        K: Clone,
-    {
+    pub fn keys(&self) -> Vec<K> {
         let breakers = self.keyed.breakers.entries();
         breakers.into_iter().map(|(key, _)| key).collect()
     }

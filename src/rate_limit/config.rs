@@ -145,7 +145,7 @@ impl Builder {
     pub fn build_keyed<Req, K, F>(self, key: F) -> Result<KeyedRateLimitLayer<K, F>, ConfigError>
     where
         F: Fn(&Req) -> K,
-        K: Hash + Eq,
+        K: Hash + Eq + Clone,
     {
         let bounds = self.bounds.validate()?;
         Ok(KeyedRateLimitLayer::new(self.policy()?, bounds, key))

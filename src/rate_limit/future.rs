@@ -17,12 +17,47 @@ use super::state::{Decision, Limiter};
 use crate::BoxError;
 use crate::deadline::Deadline;
 
-/// Decides a call on `limiter` and makes its future: the inner call at once, a wait for a
-/// reserved slot, or a rejection.
+/// What the limiter decided for one call; a reservation holds the limiter, to give its slot
+/// back with.
+pub(crate) enum Verdict {
+    Admitted,
+    Rejected {
+        retry_after: u64,
+    },
+    Reserved {
+        wait: u64,
+        tat: u64,
+        limiter: Arc<Limiter>,
+    },
+}
+
+/// Decides a call at `now` on `limiter`. Takes a reference count only for a reservation, so a
+/// keyed limiter can decide under its shard's lock without one.
 #[inline]
-pub(crate) fn decide<S, Req>(
+pub(crate) fn verdict(policy: &Policy, limiter: &Arc<Limiter>, now: Instant) -> Verdict {
+    // With no wait allowed the deadline cannot matter: no thread-local read.
+    let max_wait = if policy.max_wait == 0 {
+        0
+    } else {
+        allowed_wait(policy.max_wait, now)
+    };
+    match limiter.acquire(policy.gcra, limiter.ns_since_epoch(now), max_wait) {
+        Decision::Admitted => Verdict::Admitted,
+        Decision::Rejected { retry_after } => Verdict::Rejected { retry_after },
+        Decision::Reserved { wait, tat } => Verdict::Reserved {
+            wait,
+            tat,
+            limiter: Arc::clone(limiter),
+        },
+    }
+}
+
+/// Makes the future of a decided call: the inner call at once, a wait for its reserved slot,
+/// or a rejection.
+#[inline]
+pub(crate) fn respond<S, Req>(
     policy: &Arc<Policy>,
-    limiter: &Arc<Limiter>,
+    verdict: Verdict,
     now: Instant,
     inner: &mut S,
     request: Req,
@@ -30,27 +65,20 @@ pub(crate) fn decide<S, Req>(
 where
     S: Service<Req> + Clone,
 {
-    let now_ns = limiter.ns_since_epoch(now);
-    // With no wait allowed the deadline cannot matter: no thread-local read.
-    let max_wait = if policy.max_wait == 0 {
-        0
-    } else {
-        allowed_wait(policy.max_wait, now)
-    };
-    match limiter.acquire(policy.gcra, now_ns, max_wait) {
-        Decision::Admitted => {
+    match verdict {
+        Verdict::Admitted => {
             policy.telemetry.admitted();
             ResponseFuture::called(inner.call(request))
         }
-        Decision::Rejected { retry_after } => {
+        Verdict::Rejected { retry_after } => {
             let retry_after = Duration::from_nanos(retry_after);
             policy.telemetry.rejected(retry_after);
             ResponseFuture::rejected(RateLimited::new(retry_after))
         }
-        Decision::Reserved { wait, tat } => {
+        Verdict::Reserved { wait, tat, limiter } => {
             let reservation = Reservation {
                 policy: Arc::clone(policy),
-                limiter: Arc::clone(limiter),
+                limiter,
                 tat,
             };
             ResponseFuture::waiting(reservation, now, Duration::from_nanos(wait), inner, request)

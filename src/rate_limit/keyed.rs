@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::Policy;
-use super::future::{ResponseFuture, decide};
+use super::future::{ResponseFuture, respond, verdict};
 use super::layer::wait_time;
 use super::state::Limiter;
 use crate::BoxError;
@@ -34,7 +34,7 @@ pub struct KeyedRateLimitLayer<K, F> {
     keyed: Arc<Keyed<K, F>>,
 }
 
-impl<K: Hash + Eq, F> KeyedRateLimitLayer<K, F> {
+impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     pub(crate) fn new(policy: Policy, bounds: Bounds, key: F) -> Self {
         Self {
             keyed: Arc::new(Keyed {
@@ -53,10 +53,7 @@ impl<K: Hash + Eq, F> KeyedRateLimitLayer<K, F> {
     }
 
     /// The keys that have a limiter now, in no particular order.
-    pub fn keys(&self) -> Vec<K>
-    where
-        K: Clone,
-    {
+    pub fn keys(&self) -> Vec<K> {
         let limiters = self.keyed.limiters.entries();
         limiters.into_iter().map(|(key, _)| key).collect()
     }
@@ -145,7 +142,7 @@ impl<S, K, F, Req> Service<Req> for KeyedRateLimit<S, K, F>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    K: Hash + Eq,
+    K: Hash + Eq + Clone,
     F: Fn(&Req) -> K,
 {
     type Response = S::Response;
@@ -161,10 +158,15 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let key = (self.keyed.key)(&request);
         let now = crate::deadline::call_now();
-        let limiter = self
-            .keyed
-            .limiters
-            .get_or_insert_with(key, now, || Limiter::new(now));
-        decide(&self.keyed.policy, &limiter, now, &mut self.inner, request)
+        let policy = &self.keyed.policy;
+        // Decided under the shard's lock (one CAS), so a hit takes no reference count; the
+        // inner service is called after the lock is released.
+        let verdict = self.keyed.limiters.with(
+            key,
+            now,
+            || Limiter::new(now),
+            |limiter| verdict(policy, limiter, now),
+        );
+        respond(policy, verdict, now, &mut self.inner, request)
     }
 }
