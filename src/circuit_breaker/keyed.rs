@@ -3,40 +3,6 @@
 //! Each key's breaker is the same [`Breaker`] as the plain layer's, made from the same validated
 //! config on the key's first call, and each call goes through the same [`Guard`] and
 //! [`ResponseFuture`]: a keyed breaker differs only in where its breaker comes from.
-//!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use steadfast::circuit_breaker::{CircuitBreakerLayer, CircuitOpen, State};
-//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! // One breaker per host, each opening on its own.
-//! let breakers = CircuitBreakerLayer::builder()
-//!     .minimum_calls(2)
-//!     .max_keys(1_000)
-//!     .build_keyed(|(host, _): &(&'static str, bool)| *host)?;
-//!
-//! let mut service = ServiceBuilder::new()
-//!     .layer(breakers.clone())
-//!     .service(service_fn(|(_, fail): (&str, bool)| async move {
-//!         if fail { Err("down") } else { Ok("fine") }
-//!     }));
-//!
-//! for _ in 0..2 {
-//!     let _ = service.ready().await?.call(("a.example", true)).await;
-//! }
-//! assert_eq!(breakers.state(&"a.example"), Some(State::Open));
-//! let err = service.ready().await?.call(("a.example", false)).await.unwrap_err();
-//! assert!(err.is::<CircuitOpen>());
-//! // Another host has its own breaker, still closed.
-//! assert_eq!(service.ready().await?.call(("b.example", false)).await?, "fine");
-//! assert_eq!(breakers.state(&"b.example"), Some(State::Closed));
-//! # Ok(())
-//! # }
-//! ```
 
 use std::fmt;
 use std::hash::Hash;
@@ -99,6 +65,39 @@ impl<C> Builder<C> {
     ///
     /// Every key's breaker reports under this builder's [`name`](Self::name), and the
     /// [`on_transition`](Self::on_transition) listener is called for every key.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use steadfast::circuit_breaker::{CircuitBreakerLayer, CircuitOpen, State};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// // One breaker per host, each opening on its own.
+    /// let breakers = CircuitBreakerLayer::builder()
+    ///     .minimum_calls(2)
+    ///     .max_keys(1_000)
+    ///     .build_keyed(|(host, _): &(&'static str, bool)| *host)?;
+    ///
+    /// let mut service = ServiceBuilder::new()
+    ///     .layer(breakers.clone())
+    ///     .service(service_fn(|(_, fail): (&str, bool)| async move {
+    ///         if fail { Err("down") } else { Ok("fine") }
+    ///     }));
+    ///
+    /// for _ in 0..2 {
+    ///     let _ = service.ready().await?.call(("a.example", true)).await;
+    /// }
+    /// assert_eq!(breakers.state(&"a.example"), Some(State::Open));
+    /// let err = service.ready().await?.call(("a.example", false)).await.unwrap_err();
+    /// assert!(err.is::<CircuitOpen>());
+    /// // Another host has its own breaker, still closed.
+    /// assert_eq!(service.ready().await?.call(("b.example", false)).await?, "fine");
+    /// assert_eq!(breakers.state(&"b.example"), Some(State::Closed));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

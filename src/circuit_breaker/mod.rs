@@ -84,17 +84,17 @@
 //!
 //! # Keyed breakers
 //!
-//! [`Builder::build_keyed`] makes a [`KeyedCircuitBreakerLayer`]: one breaker per key computed
-//! from the request (a host, a tenant, a route), each with the same settings, so one failing
-//! host does not shut the others out. Keys are bounded by [`Builder::max_keys`]; a closed
-//! breaker unused for [`Builder::idle_timeout`] is evicted, and open ones are kept while any
-//! closed one can go. Each key's state is readable ([`KeyedCircuitBreakerLayer::state`],
-//! [`KeyedCircuitBreakerLayer::snapshots`]), and each key can be forced open or reset. The key
-//! is known only in `call`, so a keyed breaker decides there, after the inner service's
-//! `poll_ready`; a call costs a shard lock and a hash lookup more than the plain breaker's.
-//! Metrics and events of every key go under the builder's one `name` (a label per key would
-//! have no bound): counters add up over keys, while the state gauge shows the key that changed
-//! last; read per-key state from the layer.
+//! [`Builder::build_keyed`] (with an example) makes a [`KeyedCircuitBreakerLayer`]: one breaker per
+//! key computed from the request (a host, a tenant, a route), each with the same settings, so one
+//! failing host does not shut the others out. Keys are bounded by [`Builder::max_keys`]; a closed
+//! breaker unused for [`Builder::idle_timeout`] is evicted, and open ones are kept while any closed
+//! one can go. Each key's state is readable ([`KeyedCircuitBreakerLayer::state`],
+//! [`KeyedCircuitBreakerLayer::snapshots`]), and each key can be forced open or reset. The key is
+//! known only in `call`, so a keyed breaker decides there, after the inner service's `poll_ready`;
+//! a call costs a shard lock and a hash lookup more than the plain breaker's. Metrics and events of
+//! every key go under the builder's one `name` (a label per key would have no bound): counters add
+//! up over keys, while the state gauge shows the key that changed last; read per-key state from the
+//! layer.
 //!
 //! # Defaults
 //!
