@@ -123,6 +123,14 @@ fn report_interleaved() {
     let _runtime = rt.enter(); // tower's `RateLimit` arms a timer when it is made
     let mut contenders = [
         contender("bare service_fn", bare()),
+        // The floor of any rate limiter: one clock read per call.
+        contender(
+            "bare service_fn + one tokio Instant::now()",
+            service_fn(|x: u64| {
+                black_box(tokio::time::Instant::now());
+                async move { Ok::<_, Infallible>(x) }
+            }),
+        ),
         contender(
             "steadfast RateLimitLayer",
             steadfast_builder().build().unwrap().layer(bare()),
