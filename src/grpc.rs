@@ -146,6 +146,8 @@ fn rejection_status(rejection: Rejection<'_>) -> Option<Status> {
         Rejection::NoEndpointAvailable(none) => Status::unavailable(none.to_string()),
         #[cfg(feature = "limit")]
         Rejection::LimitExceeded(shed) => Status::resource_exhausted(shed.to_string()),
+        #[cfg(feature = "rate-limit")]
+        Rejection::RateLimited(limited) => Status::resource_exhausted(limited.to_string()),
         Rejection::Other(_) => return None,
     };
     if let Some(retry_after) = rejection.retry_after() {

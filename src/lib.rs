@@ -109,6 +109,8 @@ pub mod deadline;
 mod doc_snippets;
 mod error;
 mod field;
+#[cfg(any(feature = "circuit-breaker", feature = "rate-limit"))]
+mod keyed;
 mod random;
 mod rejection;
 mod sync;
@@ -133,6 +135,8 @@ pub mod http;
 pub mod limit;
 #[cfg(feature = "pool")]
 pub mod pool;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(all(

@@ -51,6 +51,8 @@ use crate::deadline::Elapsed;
 use crate::limit::LimitExceeded;
 #[cfg(feature = "pool")]
 use crate::pool::NoEndpointAvailable;
+#[cfg(feature = "rate-limit")]
+use crate::rate_limit::RateLimited;
 
 /// What an error is to this crate: one of its rejections (or a timeout), or another error.
 ///
@@ -74,6 +76,9 @@ pub enum Rejection<'a> {
     /// An adaptive concurrency limit that shed the call.
     #[cfg(feature = "limit")]
     LimitExceeded(&'a LimitExceeded),
+    /// A rate limiter that allows no call now (nor within its `max_wait`).
+    #[cfg(feature = "rate-limit")]
+    RateLimited(&'a RateLimited),
     /// Any other error: the one that was classified (the outermost).
     Other(&'a (dyn Error + 'static)),
 }
@@ -109,6 +114,10 @@ impl<'a> Rejection<'a> {
         if let Some(shed) = error.downcast_ref() {
             return Some(Self::LimitExceeded(shed));
         }
+        #[cfg(feature = "rate-limit")]
+        if let Some(limited) = error.downcast_ref() {
+            return Some(Self::RateLimited(limited));
+        }
         None
     }
 
@@ -125,6 +134,8 @@ impl<'a> Rejection<'a> {
             Self::NoEndpointAvailable(_) => "no_endpoint_available",
             #[cfg(feature = "limit")]
             Self::LimitExceeded(_) => "limit_exceeded",
+            #[cfg(feature = "rate-limit")]
+            Self::RateLimited(_) => "rate_limited",
             Self::Other(_) => "other",
         }
     }
@@ -141,6 +152,8 @@ impl<'a> Rejection<'a> {
             Self::NoEndpointAvailable(none) => none,
             #[cfg(feature = "limit")]
             Self::LimitExceeded(shed) => shed,
+            #[cfg(feature = "rate-limit")]
+            Self::RateLimited(limited) => limited,
             Self::Other(error) => error,
         }
     }
@@ -163,6 +176,8 @@ impl<'a> Rejection<'a> {
             Self::NoEndpointAvailable(_) => true,
             #[cfg(feature = "limit")]
             Self::LimitExceeded(_) => true,
+            #[cfg(feature = "rate-limit")]
+            Self::RateLimited(_) => true,
             Self::Other(_) => false,
         }
     }
@@ -174,11 +189,14 @@ impl<'a> Rejection<'a> {
 
     /// When the rejecting layer expects to let calls through again, where it knows: an open
     /// breaker's [`retry_after`](crate::circuit_breaker::CircuitOpen::retry_after). The source
-    /// of `Retry-After` and `grpc-retry-pushback-ms`.
+    /// of `Retry-After` and `grpc-retry-pushback-ms`; a rate limiter's
+    /// [`retry_after`](crate::rate_limit::RateLimited::retry_after) too.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             #[cfg(feature = "circuit-breaker")]
             Self::CircuitOpen(open) => Some(open.retry_after()),
+            #[cfg(feature = "rate-limit")]
+            Self::RateLimited(limited) => Some(limited.retry_after()),
             _ => None,
         }
     }
@@ -278,6 +296,16 @@ mod tests {
         let rejection = Rejection::classify(&*error);
         assert_eq!(rejection.kind(), "limit_exceeded");
         assert!(rejection.is_local());
+    }
+
+    #[cfg(feature = "rate-limit")]
+    #[test]
+    fn a_rate_limited_call_is_found_with_its_hint() {
+        let error = wrapped(RateLimited::new(Duration::from_millis(1500)));
+        let rejection = Rejection::classify(&*error);
+        assert_eq!(rejection.kind(), "rate_limited");
+        assert!(rejection.is_local());
+        assert_eq!(rejection.retry_after(), Some(Duration::from_millis(1500)));
     }
 
     #[test]

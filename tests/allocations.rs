@@ -226,12 +226,52 @@ fn main() {
             "adaptive limit, Vegas on every call"
         );
     }
-    // Each feature's block above adds its three cases to the eleven of the default features.
+    // Keyed breakers: the hit path (8 keys, all made during the warm-up).
+    let keyed = CircuitBreakerLayer::builder()
+        .build_keyed(|n: &u32| n % 8)
+        .unwrap();
+    assert_eq!(
+        allocations(&runtime, keyed.layer(backend())),
+        0,
+        "keyed breakers, 8 keys"
+    );
+
+    #[cfg(feature = "rate-limit")]
+    rate_limit(&runtime);
+
+    // Each feature's block adds its three cases to the twelve of the default features.
     let features = [
         cfg!(feature = "pool"),
         cfg!(feature = "hedge"),
         cfg!(feature = "limit"),
+        cfg!(feature = "rate-limit"),
     ];
-    let cases = 11 + 3 * features.iter().filter(|&&on| on).count();
+    let cases = 12 + 3 * features.iter().filter(|&&on| on).count();
     println!("allocations: {cases} passed, 0 failed");
+}
+
+#[cfg(feature = "rate-limit")]
+fn rate_limit(runtime: &tokio::runtime::Runtime) {
+    use steadfast::rate_limit::RateLimitLayer;
+
+    let builder = RateLimitLayer::builder()
+        .limit(1_000_000_000, Duration::from_secs(1))
+        .burst(1_000_000_000);
+    let limit = builder.clone().build().unwrap();
+    assert_eq!(
+        allocations(runtime, limit.layer(backend())),
+        0,
+        "rate limit, admitted"
+    );
+    assert_eq!(
+        allocations_clone_per_call(runtime, limit.layer(backend())),
+        0,
+        "rate limit, a clone per call"
+    );
+    let keyed = builder.build_keyed(|n: &u32| n % 8).unwrap();
+    assert_eq!(
+        allocations(runtime, keyed.layer(backend())),
+        0,
+        "rate limit, keyed, 8 keys"
+    );
 }

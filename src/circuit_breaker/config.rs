@@ -15,6 +15,7 @@ use super::{Breaker, State};
 use crate::ConfigError;
 use crate::classify::ErrorsAsFailures;
 use crate::error::{check_fraction, check_range};
+use crate::keyed::Bounds;
 
 /// Defaults to a count window of the last 100 outcomes.
 pub const DEFAULT_SLIDING_WINDOW: SlidingWindow = SlidingWindow::Count(100);
@@ -35,6 +36,10 @@ pub const DEFAULT_MAX_WAIT_IN_HALF_OPEN: Duration = Duration::from_secs(60);
 pub const DEFAULT_BUCKET_WIDTH: Duration = Duration::from_secs(1);
 /// Defaults to `"default"`, the `name` label of metrics and events.
 pub const DEFAULT_NAME: &str = "default";
+/// Defaults to 10 000 keys for keyed breakers ([`Builder::build_keyed`]).
+pub const DEFAULT_MAX_KEYS: usize = 10_000;
+/// Defaults to 10 minutes: a key's breaker unused for that long is evicted (once closed).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The longest `wait_in_open`, `open_backoff` max or `max_wait_in_half_open`: one year.
 const MAX_OPEN_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -92,6 +97,7 @@ pub struct Builder<C = ErrorsAsFailures> {
     config: Config,
     classifier: C,
     listener: Option<Listener>,
+    bounds: Bounds,
 }
 
 impl<C> fmt::Debug for Builder<C> {
@@ -136,6 +142,10 @@ impl Builder {
             },
             classifier: ErrorsAsFailures::new(),
             listener: None,
+            bounds: Bounds {
+                max_keys: DEFAULT_MAX_KEYS,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            },
         }
     }
 }
@@ -315,7 +325,36 @@ impl<C> Builder<C> {
             config: self.config,
             classifier,
             listener: self.listener,
+            bounds: self.bounds,
         }
+    }
+
+    /// The most keys a keyed layer holds a breaker for; see [`build_keyed`](Self::build_keyed).
+    /// In [1, 16 777 216]. Not used by [`build`](Self::build).
+    ///
+    /// Defaults to 10 000.
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.bounds.max_keys = max_keys;
+        self
+    }
+
+    /// How long a key's breaker may go unused before it is evicted, if it is closed or
+    /// disabled. More than zero, at most a year. Not used by [`build`](Self::build).
+    ///
+    /// Defaults to 10 minutes.
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.bounds.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Checks every setting, the keyed bounds too: what
+    /// [`build_keyed`](Self::build_keyed) makes each key's breaker from.
+    pub(super) fn validate_keyed(
+        self,
+    ) -> Result<(Config, C, Option<Listener>, Bounds), ConfigError> {
+        let config = self.config.validate()?;
+        let bounds = self.bounds.validate()?;
+        Ok((config, self.classifier, self.listener, bounds))
     }
 
     /// Checks every setting and builds the layer, with its breaker.

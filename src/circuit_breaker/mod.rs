@@ -82,6 +82,20 @@
 //!   newer half-open.
 //! - Shadow mode ([`Builder::shadow`]) runs the state machine but lets every call through.
 //!
+//! # Keyed breakers
+//!
+//! [`Builder::build_keyed`] (with an example) makes a [`KeyedCircuitBreakerLayer`]: one breaker per
+//! key computed from the request (a host, a tenant, a route), each with the same settings, so one
+//! failing host does not shut the others out. Keys are bounded by [`Builder::max_keys`]; a closed
+//! breaker unused for [`Builder::idle_timeout`] is evicted, and open ones are kept while any closed
+//! one can go. Each key's state is readable ([`KeyedCircuitBreakerLayer::state`],
+//! [`KeyedCircuitBreakerLayer::snapshots`]), and each key can be forced open or reset. The key is
+//! known only in `call`, so a keyed breaker decides there, after the inner service's `poll_ready`;
+//! a call costs a shard lock and a hash lookup more than the plain breaker's. Metrics and events of
+//! every key go under the builder's one `name` (a label per key would have no bound): counters add
+//! up over keys, while the state gauge shows the key that changed last; read per-key state from the
+//! layer.
+//!
 //! # Defaults
 //!
 //! | setting | default |
@@ -99,6 +113,8 @@
 //! | [`max_wait_in_half_open`](Builder::max_wait_in_half_open) | 60 s |
 //! | [`shadow`](Builder::shadow) | off |
 //! | [`classify`](Builder::classify) | [`ErrorsAsFailures`]: `Err` fails, except this crate's rejections |
+//! | [`max_keys`](Builder::max_keys) (keyed) | 10 000 |
+//! | [`idle_timeout`](Builder::idle_timeout) (keyed) | 10 minutes |
 //!
 //! # Telemetry
 //!
@@ -159,6 +175,7 @@ mod breaker;
 mod config;
 pub mod error;
 pub mod future;
+mod keyed;
 mod layer;
 mod snapshot;
 mod state;
@@ -179,7 +196,9 @@ pub use self::config::{
     DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME, DEFAULT_SLIDING_WINDOW,
     DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
 };
+pub use self::config::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_KEYS};
 pub use self::error::CircuitOpen;
+pub use self::keyed::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::snapshot::Snapshot;
 pub use self::telemetry::Transition;

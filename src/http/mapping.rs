@@ -164,6 +164,8 @@ impl<M> RejectionResponses<M> {
             Rejection::NoEndpointAvailable(_) => statuses.no_endpoint,
             #[cfg(feature = "limit")]
             Rejection::LimitExceeded(_) => statuses.limit_exceeded,
+            #[cfg(feature = "rate-limit")]
+            Rejection::RateLimited(_) => statuses.rate_limited,
             Rejection::Other(_) => statuses.other,
         }
     }

@@ -8,6 +8,7 @@ mod support;
 mod availability;
 mod config;
 mod half_open;
+mod keyed;
 mod manual;
 mod model;
 mod service;

@@ -1,0 +1,262 @@
+//! Rate limit overhead per call: `ready().await` + `call().await` over a ready `service_fn`,
+//! bare, behind steadfast's limiter (whole-service and keyed), tower's `RateLimit` and
+//! tower-resilience's rate limiter. Every limit is far above the call rate, so every call is
+//! admitted: this measures the cost of asking.
+//!
+//! Uncontended: one task on a current-thread runtime. Contended: 2 worker threads, 8 tasks
+//! sharing one limiter (tower's `RateLimit` is not `Clone`, so it is left out there).
+//!
+//! Before the criterion timings, the bench prints an interleaved comparison of the uncontended
+//! cases (alternating blocks of calls, the median of per-block times), so that the load of a
+//! shared machine hits every contender alike: read the ratios from that table.
+//!
+//! `cargo bench --all-features --bench rate_limit -- --warm-up-time 1 --measurement-time 2`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+const TASKS: u64 = 8;
+
+fn bare() -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send {
+    service_fn(|x: u64| async move { Ok::<_, Infallible>(x) })
+}
+
+/// Times `iters` calls on a current-thread runtime.
+fn run<S>(rt: &tokio::runtime::Runtime, service: &mut S, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..iters {
+            let ready = service.ready().await.unwrap();
+            black_box(ready.call(black_box(i)).await.unwrap());
+        }
+        start.elapsed()
+    })
+}
+
+/// Times `iters` calls spread over `TASKS` tasks on a 2-thread runtime, each with its own clone.
+fn run_contended<S>(rt: &tokio::runtime::Runtime, service: &S, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+    S::Future: Send,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let mut service = service.clone();
+                tokio::spawn(async move {
+                    for i in 0..iters.div_ceil(TASKS) {
+                        let ready = service.ready().await.unwrap();
+                        black_box(ready.call(black_box(i)).await.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+/// A billion calls per second with a burst of a billion: never limits a benchmark.
+fn steadfast_builder() -> steadfast::rate_limit::Builder {
+    steadfast::rate_limit::RateLimitLayer::builder()
+        .limit(1_000_000_000, Duration::from_secs(1))
+        .burst(1_000_000_000)
+}
+
+fn tower_resilience_layer() -> tower_resilience::ratelimiter::RateLimiterLayer {
+    tower_resilience::ratelimiter::RateLimiterLayer::builder()
+        .limit_for_period(1_000_000_000)
+        .refresh_period(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+/// Nanoseconds per call over one block of calls.
+async fn block<S>(service: &mut S) -> f64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    const BLOCK: u64 = 20_000;
+    let start = Instant::now();
+    for i in 0..BLOCK {
+        let ready = service.ready().await.unwrap();
+        black_box(ready.call(black_box(i)).await.unwrap());
+    }
+    start.elapsed().as_nanos() as f64 / BLOCK as f64
+}
+
+/// A contender of the interleaved comparison: times one block on the runtime.
+type Contender<'a> = (
+    &'static str,
+    Box<dyn FnMut(&tokio::runtime::Runtime) -> f64 + 'a>,
+);
+
+fn contender<'a, S>(name: &'static str, mut service: S) -> Contender<'a>
+where
+    S: Service<u64, Response = u64> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    (name, Box::new(move |rt| rt.block_on(block(&mut service))))
+}
+
+/// Times every contender in alternating blocks and prints the medians, and each one's
+/// overhead over the bare service's.
+fn report_interleaved() {
+    const ROUNDS: usize = 61;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime = rt.enter(); // tower's `RateLimit` arms a timer when it is made
+    let mut contenders = [
+        contender("bare service_fn", bare()),
+        // The floor of any rate limiter: one clock read per call.
+        contender(
+            "bare service_fn + one tokio Instant::now()",
+            service_fn(|x: u64| {
+                black_box(tokio::time::Instant::now());
+                async move { Ok::<_, Infallible>(x) }
+            }),
+        ),
+        contender(
+            "steadfast RateLimitLayer",
+            steadfast_builder().build().unwrap().layer(bare()),
+        ),
+        contender(
+            "steadfast RateLimitLayer, keyed (16 keys)",
+            steadfast_builder()
+                .build_keyed(|n: &u64| n % 16)
+                .unwrap()
+                .layer(bare()),
+        ),
+        contender(
+            "tower RateLimit",
+            tower::limit::RateLimitLayer::new(1_000_000_000, Duration::from_secs(1)).layer(bare()),
+        ),
+        contender(
+            "tower-resilience rate limiter",
+            tower_resilience_layer().layer(bare()),
+        ),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    for (_, run) in contenders.iter_mut() {
+        run(&rt); // warm-up
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in contenders.iter_mut().enumerate() {
+            times[i].push(run(&rt));
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let bare = medians[0];
+    println!("interleaved, median ns per call ({ROUNDS} rounds of 20 000 calls):");
+    println!(
+        "{:<45} {:>9} {:>9} {:>8}",
+        "case", "ns", "over bare", "× bare"
+    );
+    for ((name, _), median) in contenders.iter().zip(&medians) {
+        println!(
+            "{name:<45} {median:>9.1} {:>9.1} {:>8.2}",
+            median - bare,
+            median / bare
+        );
+    }
+}
+
+fn uncontended(c: &mut Criterion) {
+    report_interleaved();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime = rt.enter(); // tower's `RateLimit` arms a timer when it is made
+    let mut group = c.benchmark_group("rate_limit/uncontended");
+
+    let mut service = bare();
+    group.bench_function("bare service_fn", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
+    let mut service = steadfast_builder().build().unwrap().layer(bare());
+    group.bench_function("steadfast RateLimitLayer", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
+    // 16 keys, all in the map after the first calls: the hit path of a keyed limiter.
+    let mut service = steadfast_builder()
+        .build_keyed(|n: &u64| n % 16)
+        .unwrap()
+        .layer(bare());
+    group.bench_function("steadfast RateLimitLayer, keyed (16 keys)", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
+    let mut service =
+        tower::limit::RateLimitLayer::new(1_000_000_000, Duration::from_secs(1)).layer(bare());
+    group.bench_function("tower RateLimit", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
+    let mut service = tower_resilience_layer().layer(bare());
+    group.bench_function("tower-resilience rate limiter", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
+    });
+
+    group.finish();
+}
+
+fn contended(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("rate_limit/contended");
+
+    let service = bare();
+    group.bench_function("bare service_fn", |b| {
+        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+    });
+
+    let service = steadfast_builder().build().unwrap().layer(bare());
+    group.bench_function("steadfast RateLimitLayer", |b| {
+        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+    });
+
+    let service = steadfast_builder()
+        .build_keyed(|n: &u64| n % 16)
+        .unwrap()
+        .layer(bare());
+    group.bench_function("steadfast RateLimitLayer, keyed (16 keys)", |b| {
+        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+    });
+
+    let service = tower_resilience_layer().layer(bare());
+    group.bench_function("tower-resilience rate limiter", |b| {
+        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, uncontended, contended);
+criterion_main!(benches);
