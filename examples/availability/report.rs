@@ -311,7 +311,7 @@ impl ReplicaRow {
 /// Prints what the pool did with each replica.
 pub(crate) fn print_replicas(rows: &[ReplicaRow]) {
     println!(
-        "{:<8} {:<12} {:>10} {:>14} {:>10} {:>12} {:>16}",
+        "{:<8} {:<12} {:>10} {:>14} {:>10} {:>12} {:>18}",
         "replica",
         "role",
         "calls sent",
@@ -320,11 +320,11 @@ pub(crate) fn print_replicas(rows: &[ReplicaRow]) {
         "state at end",
         "back after outage"
     );
-    println!("{}", "-".repeat(88));
+    println!("{}", "-".repeat(90));
     for row in rows {
         let dash = || "-".to_owned();
         println!(
-            "{:<8} {:<12} {:>10} {:>14} {:>10} {:>12} {:>16}",
+            "{:<8} {:<12} {:>10} {:>14} {:>10} {:>12} {:>18}",
             row.faults.name,
             row.faults.role,
             row.sent,

@@ -3,8 +3,8 @@
 //! `tonic-health`'s client (feature `tonic`).
 //!
 //! Each is a function of the endpoint's key that answers whether the endpoint is healthy. A probe
-//! fails, rather than stalls, when its endpoint does not answer within its
-//! [`timeout`](HttpGet::timeout) (1 s by default; the health check also fails any probe that
+//! fails, rather than stalls, when its endpoint does not answer within its `timeout`
+//! ([`DEFAULT_PROBE_TIMEOUT`], 1 s, by default; the health check also fails any probe that
 //! outlasts its interval, so the effective bound is the shorter of the two). Why a probe failed
 //! (the status, the error, the timeout) is a `debug!` event, target `steadfast::pool::probe`:
 //!
@@ -52,7 +52,7 @@
 //! #     .block_on(example::run()).unwrap();
 //! ```
 //!
-//! For gRPC, [`grpc_health`] asks each replica's `grpc.health.v1.Health/Check` over a tonic
+//! For gRPC, `grpc_health` asks each replica's `grpc.health.v1.Health/Check` over a tonic
 //! `Channel` (see `docs/recipes.md`, "A tonic `Channel` per replica").
 //!
 //! # Allocation
@@ -71,8 +71,8 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
-/// Default for [`HttpGet::timeout`] and [`GrpcHealth::timeout`]: a probe with no answer after
-/// 1 s has failed.
+/// Default for the `timeout` of the ready-made probes (`HttpGet::timeout`,
+/// `GrpcHealth::timeout`): a probe with no answer after 1 s has failed.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shortest probe timeout a builder accepts.
