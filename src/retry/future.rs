@@ -89,9 +89,11 @@ impl<S, K> Retrying<S, K> {
         }
     }
 
+    /// The replicas the first attempt went to (see `crate::tried`).
     #[cfg(feature = "pool")]
-    pub(crate) fn set_tried(&mut self, tried: u64) {
+    pub(crate) fn with_tried(mut self, tried: u64) -> Self {
         self.tried = tried;
+        self
     }
 }
 

@@ -244,15 +244,14 @@ where
             // The first attempt goes to the service that was polled ready; a retry, to a clone
             // of the replica, made when it is due.
             #[cfg(not(feature = "pool"))]
-            let future = self.inner.call(sent);
-            // Note which replica the first attempt went to, so a retry avoids it.
+            let (future, retrying) = (self.inner.call(sent), Retrying::new(kept));
             #[cfg(feature = "pool")]
-            let mut tried = 0;
-            #[cfg(feature = "pool")]
-            let future = crate::tried::scope(&mut tried, || self.inner.call(sent));
-            let mut retrying = Retrying::new(kept);
-            #[cfg(feature = "pool")]
-            retrying.set_tried(tried);
+            let (future, retrying) = {
+                // Note which replica the first attempt went to, so a retry avoids it.
+                let mut tried = 0;
+                let future = crate::tried::scope(&mut tried, || self.inner.call(sent));
+                (future, Retrying::new(kept).with_tried(tried))
+            };
             ResponseFuture::new(future, Some(retrying), Arc::clone(&self.shared))
         } else {
             let future = self.inner.call(shared.resend.once(request));
