@@ -127,6 +127,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod classify;
+#[cfg(feature = "serde")]
+pub mod config;
 pub mod deadline;
 mod error;
 mod random;

@@ -116,6 +116,8 @@
 //! - [`available_permits`](BulkheadLayer::available_permits), tracing events and metrics.
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod layer;
@@ -134,6 +136,8 @@ pub use self::config::{
     Builder, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_WAIT, DEFAULT_NAME,
     MAX_CONCURRENT_CALLS_LIMIT,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::Config;
 pub use self::error::BulkheadFull;
 pub use self::future::ResponseFuture;
 pub use self::layer::BulkheadLayer;

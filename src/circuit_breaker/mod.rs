@@ -157,6 +157,8 @@
 
 mod breaker;
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod layer;
@@ -179,6 +181,8 @@ pub use self::config::{
     DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME, DEFAULT_SLIDING_WINDOW,
     DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::{Config, OpenBackoffConfig};
 pub use self::error::CircuitOpen;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::snapshot::Snapshot;

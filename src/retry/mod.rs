@@ -129,6 +129,8 @@ use tower_service::Service;
 mod backoff;
 mod budget;
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod future;
 #[cfg(feature = "http")]
 mod http;
@@ -144,6 +146,8 @@ pub use self::config::{
     Builder, DEFAULT_BACKOFF, DEFAULT_BUDGET, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY,
     DEFAULT_MIN_ATTEMPT_TIME, DEFAULT_NAME, MAX_MAX_ATTEMPTS,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::Config;
 #[cfg(feature = "http")]
 pub use self::http::{
     DEFAULT_RETRY_GRPC_CODES, DEFAULT_RETRY_STATUSES, GrpcPolicy, HttpPolicy, Pushback,

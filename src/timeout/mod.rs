@@ -112,11 +112,15 @@ use crate::BoxError;
 use crate::deadline::Deadline;
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod layer;
 
 pub use config::{Builder, DEFAULT_NAME, DEFAULT_TIMEOUT};
+#[cfg(feature = "serde")]
+pub use config_file::Config;
 pub use error::{Elapsed, ElapsedKind};
 pub use layer::TimeoutLayer;
 

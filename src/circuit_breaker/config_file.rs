@@ -1,0 +1,264 @@
+//! The breaker's settings as read from a file (feature `serde`): [`Config`].
+
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::config::{
+    Builder, DEFAULT_BUCKET_WIDTH, DEFAULT_FAILURE_RATE_THRESHOLD, DEFAULT_HALF_OPEN_CALLS,
+    DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME, DEFAULT_SLIDING_WINDOW,
+    DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
+};
+use super::{CircuitBreakerLayer, State};
+use crate::ConfigError;
+use crate::config::{duration_field, optional_duration_field};
+
+/// A circuit breaker's settings, as read from a configuration file: one field per
+/// [`Builder`] method, named as the method.
+///
+/// Every field is optional in the file; a missing one has the builder's default, so
+/// `Config::default()` builds the same breaker as `CircuitBreakerLayer::builder().build()`.
+/// Unknown fields are errors. The classifier and the transition listener are code, not
+/// configuration: set them on [`to_builder`](Self::to_builder)'s builder.
+///
+/// ```toml
+/// name = "payments"
+/// failure_rate_threshold = 0.5
+/// slow_call_rate_threshold = 1.0
+/// slow_call_duration = "2s"          # absent: slow-call detection off
+/// sliding_window = { count = 100 }   # or { time = "60s" }
+/// bucket_width = "1s"
+/// minimum_calls = 20
+/// consecutive_failures = 5           # absent: off
+/// wait_in_open = "30s"
+/// open_backoff = { multiplier = 2.0, max = "5m" }   # absent: off
+/// open_jitter = 0.0
+/// half_open_calls = 5
+/// max_wait_in_half_open = "60s"
+/// shadow = false
+/// initial_state = "closed"           # or "forced_open", "disabled"
+/// seed = 42                          # absent: drawn once per breaker
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// [`Builder::name`].
+    pub name: String,
+    /// [`Builder::failure_rate_threshold`].
+    pub failure_rate_threshold: f64,
+    /// [`Builder::slow_call_rate_threshold`].
+    pub slow_call_rate_threshold: f64,
+    /// [`Builder::slow_call_duration`]; `None` (absent) leaves slow-call detection off.
+    #[serde(with = "slow_call_duration", skip_serializing_if = "Option::is_none")]
+    pub slow_call_duration: Option<Duration>,
+    /// [`Builder::sliding_window`]: `{ count = 100 }` or `{ time = "60s" }`.
+    pub sliding_window: SlidingWindow,
+    /// [`Builder::bucket_width`].
+    #[serde(with = "bucket_width")]
+    pub bucket_width: Duration,
+    /// [`Builder::minimum_calls`].
+    pub minimum_calls: u32,
+    /// [`Builder::consecutive_failures`]; `None` (absent) leaves it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// [`Builder::wait_in_open`].
+    #[serde(with = "wait_in_open")]
+    pub wait_in_open: Duration,
+    /// [`Builder::open_backoff`]; `None` (absent) leaves it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_backoff: Option<OpenBackoffConfig>,
+    /// [`Builder::open_jitter`].
+    pub open_jitter: f64,
+    /// [`Builder::half_open_calls`].
+    pub half_open_calls: u32,
+    /// [`Builder::max_wait_in_half_open`].
+    #[serde(with = "max_wait_in_half_open")]
+    pub max_wait_in_half_open: Duration,
+    /// [`Builder::shadow`].
+    pub shadow: bool,
+    /// [`Builder::initial_state`]: `"closed"`, `"forced_open"` or `"disabled"`.
+    #[serde(with = "initial_state")]
+    pub initial_state: State,
+    /// [`Builder::seed`]; `None` (absent) draws one per breaker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// The two arguments of [`Builder::open_backoff`]: `{ multiplier = 2.0, max = "5m" }`, both
+/// required.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBackoffConfig {
+    /// How much each re-open in a row multiplies the open interval by; at least 1.
+    pub multiplier: f64,
+    /// The longest open interval; at least `wait_in_open`.
+    #[serde(with = "open_backoff_max")]
+    pub max: Duration,
+}
+
+duration_field!(bucket_width, "bucket_width");
+duration_field!(wait_in_open, "wait_in_open");
+duration_field!(max_wait_in_half_open, "max_wait_in_half_open");
+duration_field!(open_backoff_max, "open_backoff.max");
+optional_duration_field!(slow_call_duration, "slow_call_duration");
+optional_duration_field!(sliding_window_time, "sliding_window.time");
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_NAME.to_owned(),
+            failure_rate_threshold: DEFAULT_FAILURE_RATE_THRESHOLD,
+            slow_call_rate_threshold: DEFAULT_SLOW_CALL_RATE_THRESHOLD,
+            slow_call_duration: None,
+            sliding_window: DEFAULT_SLIDING_WINDOW,
+            bucket_width: DEFAULT_BUCKET_WIDTH,
+            minimum_calls: DEFAULT_MINIMUM_CALLS,
+            consecutive_failures: None,
+            wait_in_open: DEFAULT_WAIT_IN_OPEN,
+            open_backoff: None,
+            open_jitter: 0.0,
+            half_open_calls: DEFAULT_HALF_OPEN_CALLS,
+            max_wait_in_half_open: DEFAULT_MAX_WAIT_IN_HALF_OPEN,
+            shadow: false,
+            initial_state: State::Closed,
+            seed: None,
+        }
+    }
+}
+
+impl Config {
+    /// A builder set to this config, to add what a file cannot say (a classifier, a transition
+    /// listener) before [`build`](Builder::build), which checks every value.
+    pub fn to_builder(&self) -> Builder {
+        let mut builder = CircuitBreakerLayer::builder()
+            .name(self.name.clone())
+            .failure_rate_threshold(self.failure_rate_threshold)
+            .slow_call_rate_threshold(self.slow_call_rate_threshold)
+            .sliding_window(self.sliding_window)
+            .bucket_width(self.bucket_width)
+            .minimum_calls(self.minimum_calls)
+            .wait_in_open(self.wait_in_open)
+            .open_jitter(self.open_jitter)
+            .half_open_calls(self.half_open_calls)
+            .max_wait_in_half_open(self.max_wait_in_half_open)
+            .shadow(self.shadow)
+            .initial_state(self.initial_state);
+        if let Some(duration) = self.slow_call_duration {
+            builder = builder.slow_call_duration(duration);
+        }
+        if let Some(failures) = self.consecutive_failures {
+            builder = builder.consecutive_failures(failures);
+        }
+        if let Some(backoff) = self.open_backoff {
+            builder = builder.open_backoff(backoff.multiplier, backoff.max);
+        }
+        if let Some(seed) = self.seed {
+            builder = builder.seed(seed);
+        }
+        builder
+    }
+}
+
+impl CircuitBreakerLayer {
+    /// Builds a breaker from a [`Config`] read from a file, with the default classifier
+    /// (`Err` is a failure). For another classifier, use [`Config::to_builder`].
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] that [`Builder::build`] gives: it names the field as written in the
+    /// file, since the file's fields are the builder's methods.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        config.to_builder().build()
+    }
+}
+
+/// `sliding_window` in a file: `{ count = 100 }` or `{ time = "60s" }`. A table of two
+/// optional fields rather than an enum, so that it reads the same in every format (YAML would
+/// want a tag for an enum).
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowTable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u32>,
+    #[serde(
+        default,
+        with = "sliding_window_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    time: Option<Duration>,
+}
+
+impl Serialize for SlidingWindow {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            SlidingWindow::Count(n) => WindowTable {
+                count: Some(n),
+                time: None,
+            },
+            SlidingWindow::Time(d) => WindowTable {
+                count: None,
+                time: Some(d),
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SlidingWindow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match WindowTable::deserialize(d)? {
+            WindowTable {
+                count: Some(n),
+                time: None,
+            } => Ok(SlidingWindow::Count(n)),
+            WindowTable {
+                count: None,
+                time: Some(d),
+            } => Ok(SlidingWindow::Time(d)),
+            _ => Err(D::Error::custom(
+                "`sliding_window` needs exactly one of `count` or `time`",
+            )),
+        }
+    }
+}
+
+/// `initial_state` in a file: `"closed"`, `"forced_open"` or `"disabled"`. `"open"` and
+/// `"half_open"` read too, and the builder refuses them as it does in code.
+mod initial_state {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::State;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Name {
+        Closed,
+        Open,
+        HalfOpen,
+        ForcedOpen,
+        Disabled,
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<State, D::Error> {
+        Ok(match Name::deserialize(d)? {
+            Name::Closed => State::Closed,
+            Name::Open => State::Open,
+            Name::HalfOpen => State::HalfOpen,
+            Name::ForcedOpen => State::ForcedOpen,
+            Name::Disabled => State::Disabled,
+        })
+    }
+
+    pub(super) fn serialize<S: Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
+        match state {
+            State::Closed => Name::Closed,
+            State::Open => Name::Open,
+            State::HalfOpen => Name::HalfOpen,
+            State::ForcedOpen => Name::ForcedOpen,
+            State::Disabled => Name::Disabled,
+        }
+        .serialize(s)
+    }
+}
