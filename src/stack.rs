@@ -389,7 +389,7 @@ pub trait IntoTimeoutLayer: sealed::Sealed {
 impl IntoTimeoutLayer for Duration {
     fn into_timeout_layer(self, name: &'static str) -> TimeoutLayer {
         // As `TimeoutLayer::new`, which takes any duration (zero: every call fails at once).
-        TimeoutLayer::from_parts(self, name)
+        TimeoutLayer::from_parts(crate::timeout::Timing::Fixed(self), name)
     }
 }
 

@@ -67,3 +67,34 @@ impl BulkheadLayer {
         config.to_builder().build()
     }
 }
+
+impl BulkheadLayer {
+    /// Applies a new config to this running bulkhead, shared by every clone and every service
+    /// it made.
+    ///
+    /// - `max_concurrent_calls`: a higher limit admits more calls at once, and wakes the calls
+    ///   waiting for a permit. A lower one lets the calls in flight finish: none is cut, and no
+    ///   new call is admitted until fewer than the new limit are in flight
+    ///   ([`available_permits`](Self::available_permits) reads zero until then).
+    /// - `max_wait`: for the waits that start from now on.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes, when the config is one [`from_config`] refuses,
+    /// or when it renames the bulkhead (`name`: the metrics label stays).
+    ///
+    /// [`from_config`]: Self::from_config
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let max = self.check_reconfigure(config)?;
+        self.shared.set_max_wait(config.max_wait);
+        self.shared.resize(max);
+        Ok(())
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`: the new limit if so.
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<u32, ConfigError> {
+        let max = config.to_builder().check()?;
+        crate::config::check_same_name(&self.shared.name, &config.name)?;
+        Ok(max)
+    }
+}

@@ -44,7 +44,7 @@
 //!
 //! | setter | default | allowed |
 //! |---|---|---|
-//! | [`max_concurrent_calls`](Builder::max_concurrent_calls) | [25](DEFAULT_MAX_CONCURRENT_CALLS) | `[1, 4294967295]` |
+//! | [`max_concurrent_calls`](Builder::max_concurrent_calls) | [25](DEFAULT_MAX_CONCURRENT_CALLS) | `[1, 2147483647]` |
 //! | [`max_wait`](Builder::max_wait) | [zero](DEFAULT_MAX_WAIT): fail fast | any |
 //! | [`name`](Builder::name) | [`"default"`](DEFAULT_NAME) | non-empty |
 //!
@@ -56,7 +56,7 @@
 //! | `tracing` event, `TRACE` | `bulkhead waiting for a permit` | a call starts to wait | `bulkhead.name`, `bulkhead.max_wait_ms` |
 //! | gauge | `steadfast_bulkhead_in_flight` | permits held (calls admitted and not finished) | `name` |
 //! | counter | `steadfast_bulkhead_rejected_total` | calls rejected with [`BulkheadFull`] | `name` |
-//! | gauge | `steadfast_bulkhead_max_concurrent_calls` | set once when the layer is built | `name` |
+//! | gauge | `steadfast_bulkhead_max_concurrent_calls` | set when the layer is built and when `reconfigure` changes it | `name` |
 //!
 //! Metrics need the `metrics` feature; their handles are registered once, by
 //! [`Builder::build`], with the recorder installed at that time.
@@ -205,14 +205,14 @@ impl<S> Bulkhead<S> {
         let shared = &*self.shared;
         tracing::debug!(
             bulkhead.name = %shared.name,
-            bulkhead.max_concurrent_calls = shared.max_concurrent_calls,
+            bulkhead.max_concurrent_calls = shared.max_concurrent_calls(),
             bulkhead.waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
             "bulkhead full"
         );
         #[cfg(feature = "metrics")]
         shared.metrics.rejected.increment(1);
         ResponseFuture::rejected(BulkheadFull::new(
-            shared.max_concurrent_calls as usize,
+            shared.max_concurrent_calls() as usize,
             waited,
         ))
     }
@@ -221,7 +221,7 @@ impl<S> Bulkhead<S> {
     fn start_wait(&mut self) {
         tracing::trace!(
             bulkhead.name = %self.shared.name,
-            bulkhead.max_wait_ms = u64::try_from(self.shared.max_wait.as_millis()).unwrap_or(u64::MAX),
+            bulkhead.max_wait_ms = u64::try_from(self.shared.max_wait().as_millis()).unwrap_or(u64::MAX),
             "bulkhead waiting for a permit"
         );
         match &mut self.wait {
@@ -244,7 +244,7 @@ impl<S> Bulkhead<S> {
                 Admission::Idle => {
                     if self.shared.permits.try_acquire() {
                         self.admission = Admission::Admitted(Permit::taken(&self.shared));
-                    } else if self.shared.max_wait.is_zero() {
+                    } else if self.shared.max_wait().is_zero() {
                         self.admission = Admission::Rejected(Duration::ZERO);
                     } else {
                         self.start_wait();

@@ -103,7 +103,7 @@ impl Registration {
 fn deadline(shared: &Shared) -> (Instant, Instant) {
     let started = Instant::now();
     let deadline = started
-        .checked_add(shared.max_wait)
+        .checked_add(shared.max_wait())
         .unwrap_or_else(|| started + FAR_FUTURE);
     (started, deadline)
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::{Config, SlidingWindow};
+use super::live::Live;
 use super::state::{
     Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
     StateWord,
@@ -164,6 +165,7 @@ pub(crate) struct Breaker {
     shadow: AtomicBool,
     rng: AtomicSplitMix64,
     epoch: Instant,
+    live: Live,
     config: Config,
     telemetry: Telemetry,
 }
@@ -204,12 +206,18 @@ impl Breaker {
             rng: AtomicSplitMix64::new(seed),
             epoch,
             telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
+            live: Live::new(&config),
             config,
         }
     }
 
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The settings a running breaker can change (`reconfigure`).
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {
@@ -219,7 +227,7 @@ impl Breaker {
     /// `wait_in_open` in ms, the hint of a forced-open or full half-open rejection.
     #[inline]
     fn wait_in_open_ms(&self) -> u64 {
-        u64::try_from(self.config.wait_in_open.as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.live.wait_in_open().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether a finished call needs the clock: to time it (slow calls) or to find its bucket.
@@ -293,7 +301,7 @@ impl Breaker {
                 }
                 _ => {
                     // Half-open: take a free probe slot, if any.
-                    let cap = self.config.half_open_calls;
+                    let cap = self.live.half_open_calls();
                     match self.state.transition(word, |w| {
                         let same = w.kind() == KIND_HALF_OPEN && w.generation() == generation;
                         (same && w.in_flight() + w.completed() < cap).then(|| {
@@ -341,7 +349,7 @@ impl Breaker {
     /// Half-open has been waiting for its probes longer than `max_wait_in_half_open`.
     fn half_open_expired(&self, word: Packed, now_ms: u64) -> bool {
         if word.kind() != KIND_HALF_OPEN
-            || word.in_flight() + word.completed() < self.config.half_open_calls
+            || word.in_flight() + word.completed() < self.live.half_open_calls()
         {
             return false;
         }
@@ -350,7 +358,7 @@ impl Breaker {
             // Its start is still being written: it has only just begun.
             return false;
         }
-        let max_wait = self.config.max_wait_in_half_open.as_millis() as u64;
+        let max_wait = self.live.max_wait_in_half_open_ms();
         now_ms.saturating_sub(since & SINCE_MS_MASK) >= max_wait
     }
 
@@ -428,8 +436,9 @@ impl Breaker {
         if word.kind() != KIND_CLOSED || word.generation() != generation {
             return; // admitted before a transition: stale
         }
-        if let Some((limit, run)) = &self.consecutive {
-            if run.record(generation, failure).is_some_and(|n| n >= *limit) {
+        if let Some((_, run)) = &self.consecutive {
+            let limit = self.live.consecutive_failures();
+            if run.record(generation, failure).is_some_and(|n| n >= limit) {
                 self.trip(word, end);
                 return;
             }
@@ -443,7 +452,7 @@ impl Breaker {
             }
         };
         if let Recorded::Counted(totals) = recorded {
-            if self.exceeds_thresholds(totals, self.config.minimum_calls) {
+            if self.exceeds_thresholds(totals, self.live.minimum_calls()) {
                 self.trip(word, end);
             }
         }
@@ -457,9 +466,9 @@ impl Breaker {
         let calls = f64::from(totals.calls);
         // Divide rather than multiply the threshold: `3.0 / 10.0 == 0.3` holds in floating
         // point, `0.3 * 10.0 == 3.0` does not, and the threshold is inclusive.
-        f64::from(totals.failures) / calls >= self.config.failure_rate_threshold
+        f64::from(totals.failures) / calls >= self.live.failure_rate_threshold()
             || (self.config.slow_call_duration.is_some()
-                && f64::from(totals.slow) / calls >= self.config.slow_call_rate_threshold)
+                && f64::from(totals.slow) / calls >= self.live.slow_call_rate_threshold())
     }
 
     /// Closed → Open, if the breaker is still closed in the generation that judged it.
@@ -481,7 +490,7 @@ impl Breaker {
         slow: bool,
         end: Option<Instant>,
     ) {
-        let cap = self.config.half_open_calls;
+        let cap = self.live.half_open_calls();
         let judged = self.state.transition(self.state.load(), |w| {
             if w.kind() != KIND_HALF_OPEN || w.generation() != generation || w.in_flight() == 0 {
                 return None; // stale: this half-open is over
@@ -546,17 +555,17 @@ impl Breaker {
 
     /// How long the next open interval lasts, in ms: `wait_in_open`, grown on re-opens, jittered.
     fn open_wait_ms(&self, reopening: bool) -> u64 {
-        let base = self.config.wait_in_open.as_secs_f64();
-        let backoff = self.config.open_backoff;
+        let base = self.live.wait_in_open().as_secs_f64();
+        let (multiplier, max, jitter) = self.live.open_backoff();
         let mut wait = base;
-        if reopening && backoff.multiplier > 1.0 {
+        if reopening && multiplier > 1.0 {
             let reopens = self.reopens.load(Ordering::Acquire).saturating_add(1);
-            let grown = base * backoff.multiplier.powi(reopens.min(1024) as i32);
-            wait = grown.min(backoff.max.as_secs_f64());
+            let grown = base * multiplier.powi(reopens.min(1024) as i32);
+            wait = grown.min(max.as_secs_f64());
         }
-        if backoff.jitter > 0.0 {
+        if jitter > 0.0 {
             let unit = self.next_random() * 2.0 - 1.0; // [-1, 1)
-            wait *= 1.0 + backoff.jitter * unit;
+            wait *= 1.0 + jitter * unit;
         }
         (wait * 1000.0).ceil().max(1.0) as u64
     }

@@ -309,6 +309,13 @@ impl<C> Builder<C> {
         }
     }
 
+    /// The validation of [`build`](Self::build), shared with `reconfigure`: the settings a
+    /// breaker would run with.
+    #[cfg(feature = "serde")]
+    pub(crate) fn settings(self) -> Result<Config, ConfigError> {
+        self.config.validate()
+    }
+
     /// Checks every setting and builds the layer, with its breaker.
     ///
     /// # Errors

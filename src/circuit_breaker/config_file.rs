@@ -6,9 +6,9 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::config::{
-    Builder, DEFAULT_BUCKET_WIDTH, DEFAULT_FAILURE_RATE_THRESHOLD, DEFAULT_HALF_OPEN_CALLS,
-    DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME, DEFAULT_SLIDING_WINDOW,
-    DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
+    Builder, Config as Settings, DEFAULT_BUCKET_WIDTH, DEFAULT_FAILURE_RATE_THRESHOLD,
+    DEFAULT_HALF_OPEN_CALLS, DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME,
+    DEFAULT_SLIDING_WINDOW, DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
 };
 use super::{CircuitBreakerLayer, State};
 use crate::ConfigError;
@@ -171,6 +171,84 @@ impl CircuitBreakerLayer {
     /// file, since the file's fields are the builder's methods.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         config.to_builder().build()
+    }
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    /// Applies a new config to this running breaker, shared by every clone and every service it
+    /// made, keeping its state and its window.
+    ///
+    /// Changed at once: `failure_rate_threshold`, `slow_call_rate_threshold`,
+    /// `slow_call_duration` (its value), `minimum_calls`, `consecutive_failures` (its value),
+    /// `wait_in_open`, `open_backoff`, `open_jitter`, `half_open_calls`,
+    /// `max_wait_in_half_open` and `shadow`. A new threshold applies to the window as it is: the
+    /// next outcome recorded is judged by it (a breaker already open keeps its interval; the
+    /// next one is the new `wait_in_open`). A lower `half_open_calls` admits no more probes and
+    /// judges those in once that many have finished; a probe past it finishes uncounted.
+    ///
+    /// The window's shape is fixed when the breaker is built: `sliding_window`, `bucket_width`
+    /// (of a time window), and whether slow-call detection and the failure run are on at all,
+    /// as is `initial_state`. A config that changes one of them is refused; build a new layer
+    /// for a new window. `seed` is used when the breaker is built; a reload ignores it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field, and nothing changes, when the config is one
+    /// [`from_config`](CircuitBreakerLayer::from_config) refuses, when it renames the breaker
+    /// (`name`: the metrics label stays), or when it changes a fixed field.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let new = self.check_reconfigure(config)?;
+        self.breaker().live().store(&new);
+        self.set_shadow(new.shadow);
+        Ok(())
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`: the settings to apply
+    /// if so.
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Settings, ConfigError> {
+        let new = config.to_builder().settings()?;
+        let built = self.breaker().config();
+        crate::config::check_same_name(&built.name, &new.name)?;
+        let fixed = |field: &'static str, same: bool, value: &dyn std::fmt::Debug| {
+            if same {
+                Ok(())
+            } else {
+                Err(ConfigError::new(
+                    field,
+                    "as the breaker was built (it fixes the window's layout or the breaker's \
+                     start): build a new layer to change it",
+                    value,
+                ))
+            }
+        };
+        fixed(
+            "sliding_window",
+            built.window == new.window,
+            &config.sliding_window,
+        )?;
+        if matches!(built.window, SlidingWindow::Time(_)) {
+            fixed(
+                "bucket_width",
+                built.bucket_width == new.bucket_width,
+                &config.bucket_width,
+            )?;
+        }
+        fixed(
+            "slow_call_duration",
+            built.slow_call_duration.is_some() == new.slow_call_duration.is_some(),
+            &config.slow_call_duration,
+        )?;
+        fixed(
+            "consecutive_failures",
+            built.consecutive_failures.is_some() == new.consecutive_failures.is_some(),
+            &config.consecutive_failures,
+        )?;
+        fixed(
+            "initial_state",
+            built.initial_state == new.initial_state,
+            &config.initial_state,
+        )?;
+        Ok(new)
     }
 }
 

@@ -37,7 +37,7 @@ impl<C> CircuitBreakerLayer<C> {
         }
     }
 
-    #[cfg(all(test, steadfast_loom))]
+    #[cfg(any(feature = "serde", all(test, steadfast_loom)))]
     pub(crate) fn breaker(&self) -> &Arc<Breaker> {
         &self.breaker
     }

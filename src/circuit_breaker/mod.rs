@@ -162,6 +162,7 @@ mod config_file;
 pub mod error;
 pub mod future;
 mod layer;
+mod live;
 mod snapshot;
 mod state;
 mod telemetry;

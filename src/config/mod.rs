@@ -62,3 +62,18 @@ pub use self::optional::{Optional, OptionalFuture, OptionalLayer};
     feature = "bulkhead"
 ))]
 pub use self::stack::{ConfiguredStack, StackConfig, StackLayers};
+
+/// A running layer keeps the name it was built with: it labels the metric handles registered
+/// then. `reconfigure` refuses a config that renames it, before it changes anything.
+#[allow(dead_code)] // used by the reconfigurable layers, whichever features are on
+pub(crate) fn check_same_name(built: &str, new: &str) -> Result<(), crate::ConfigError> {
+    if built == new {
+        Ok(())
+    } else {
+        Err(crate::ConfigError::new(
+            "name",
+            &format!("the name the layer was built with, {built:?} (it labels its metrics)"),
+            new,
+        ))
+    }
+}

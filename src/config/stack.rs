@@ -204,6 +204,64 @@ impl StackLayers {
         })
     }
 
+    /// Applies a new [`StackConfig`] to these running layers, each keeping its state (see each
+    /// layer's `reconfigure`).
+    ///
+    /// All or nothing: every section is checked first, and if one is refused nothing changes.
+    /// A section can change, not appear or disappear: the stack's layers are fixed when it is
+    /// built. Named instances are not part of the stack: reconfigure the layers built from
+    /// them with [`StackConfig::breaker`] and the like.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`], naming the field as written in the file; a section added or
+    /// removed is one naming the section (`circuit_breaker`, say).
+    pub fn reconfigure(&self, config: &StackConfig) -> Result<(), ConfigError> {
+        let (overall, attempt) = config.timeouts_named();
+        // Check everything before changing anything.
+        let retry = same_shape("retry", &self.retry, &config.retry)?;
+        let overall = same_shape("overall_timeout", &self.overall_timeout, &overall)?;
+        let breaker = same_shape(
+            "circuit_breaker",
+            &self.circuit_breaker,
+            &config.circuit_breaker,
+        )?;
+        let bulkhead = same_shape("bulkhead", &self.bulkhead, &config.bulkhead)?;
+        let attempt = same_shape("attempt_timeout", &self.attempt_timeout, &attempt)?;
+        if let Some((layer, new)) = &retry {
+            layer.check_reconfigure(new)?;
+        }
+        if let Some((layer, new)) = &overall {
+            layer.check_reconfigure(new)?;
+        }
+        if let Some((layer, new)) = &breaker {
+            layer.check_reconfigure(new)?;
+        }
+        if let Some((layer, new)) = &bulkhead {
+            layer.check_reconfigure(new)?;
+        }
+        if let Some((layer, new)) = &attempt {
+            layer.check_reconfigure(new)?;
+        }
+        // Checked: each apply below succeeds.
+        if let Some((layer, new)) = retry {
+            layer.reconfigure(new)?;
+        }
+        if let Some((layer, new)) = overall {
+            layer.reconfigure(new)?;
+        }
+        if let Some((layer, new)) = breaker {
+            layer.reconfigure(new)?;
+        }
+        if let Some((layer, new)) = bulkhead {
+            layer.reconfigure(new)?;
+        }
+        if let Some((layer, new)) = attempt {
+            layer.reconfigure(new)?;
+        }
+        Ok(())
+    }
+
     /// The stack of these layers, in the recommended order, sharing their state. Add a
     /// fallback with [`ResilienceStack::fallback`].
     pub fn stack(&self) -> ConfiguredStack {
@@ -214,6 +272,29 @@ impl StackLayers {
             OptionalLayer::new(self.bulkhead.clone()),
             OptionalLayer::new(self.attempt_timeout.clone()),
         )
+    }
+}
+
+/// The layer and its new config, when both are present; an error naming `section` when only
+/// one is.
+fn same_shape<'a, L, C>(
+    section: &'static str,
+    layer: &'a Option<L>,
+    config: &'a Option<C>,
+) -> Result<Option<(&'a L, &'a C)>, ConfigError> {
+    match (layer, config) {
+        (Some(layer), Some(config)) => Ok(Some((layer, config))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::new(
+            section,
+            "present, as when the stack was built (a running stack cannot drop a layer)",
+            "absent",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            section,
+            "absent, as when the stack was built (a running stack cannot add a layer)",
+            "present",
+        )),
     }
 }
 

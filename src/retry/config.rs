@@ -18,7 +18,7 @@ use super::replay::CloneRequest;
 use super::state::BudgetState;
 use crate::ConfigError;
 use crate::error::check_range;
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Attempts per call, the first included: 3 attempts = 2 retries.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -199,21 +199,18 @@ impl<P, H, M> Builder<P, H, M> {
     /// a multiplier that is NaN, infinite or below 1, or a jitter percent above 100; `budget`
     /// with a ratio outside `[0, 1000]` (or NaN) or a ttl outside `[1 s, 60 s]`.
     pub fn build(self) -> Result<RetryLayer<P, H, M>, ConfigError> {
-        check_range("max_attempts", self.max_attempts, 1, MAX_MAX_ATTEMPTS)?;
-        self.backoff.validate()?;
-        self.budget.validate()?;
+        self.check()?;
         let seed = self
             .seed
             .unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::register(&self.name);
         Ok(RetryLayer::from_shared(Arc::new(Shared {
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            min_attempt_time: self.min_attempt_time,
-            retry_rejections: self.retry_rejections,
+            max_attempts: AtomicU32::new(self.max_attempts),
+            min_attempt_time_nanos: AtomicU64::new(nanos(self.min_attempt_time)),
+            retry_rejections: AtomicBool::new(self.retry_rejections),
             budget: Arc::new(BudgetState::new(&self.budget)),
-            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            backoff: Mutex::new((self.backoff, SmallRng::seed_from_u64(seed))),
             name: self.name,
             policy: self.policy,
             on_retry: self.on_retry,
@@ -224,14 +221,30 @@ impl<P, H, M> Builder<P, H, M> {
     }
 }
 
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<P, H, M> Builder<P, H, M> {
+    /// The validation of [`build`](Self::build), shared with `reconfigure`.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        check_range("max_attempts", self.max_attempts, 1, MAX_MAX_ATTEMPTS)?;
+        self.backoff.validate()?;
+        self.budget.validate()
+    }
+}
+
 /// What every clone of a layer and every service it makes share.
+///
+/// The settings `reconfigure` changes are atomics (`Relaxed`: each is a setting on its own, and
+/// a call that races a change may see either value) or, for the backoff, behind the mutex of
+/// the jitter's generator, which only the retry path takes.
 pub(crate) struct Shared<P, H, M> {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) min_attempt_time: Duration,
-    pub(crate) retry_rejections: bool,
+    max_attempts: AtomicU32,
+    min_attempt_time_nanos: AtomicU64,
+    retry_rejections: AtomicBool,
     pub(crate) budget: Arc<BudgetState>,
-    rng: Mutex<SmallRng>,
+    backoff: Mutex<(Backoff, SmallRng)>,
     pub(crate) name: Cow<'static, str>,
     pub(crate) policy: P,
     pub(crate) on_retry: H,
@@ -241,15 +254,59 @@ pub(crate) struct Shared<P, H, M> {
 }
 
 impl<P, H, M> Shared<P, H, M> {
+    fn lock_backoff(&self) -> MutexGuard<'_, (Backoff, SmallRng)> {
+        // Both halves stay consistent whatever a panicking holder did: each is replaced whole.
+        self.backoff.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The delay before retry number `retry` (1 for the first).
     pub(crate) fn backoff_delay(&self, retry: u32, previous: Duration) -> Duration {
-        if self.backoff.is_random() {
-            let mut rng: MutexGuard<'_, SmallRng> =
-                self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            self.backoff.delay(retry, previous, &mut Some(&mut *rng))
+        let mut guard = self.lock_backoff();
+        let (backoff, rng) = &mut *guard;
+        if backoff.is_random() {
+            backoff.delay(retry, previous, &mut Some(rng))
         } else {
-            self.backoff.delay(retry, previous, &mut None)
+            backoff.delay(retry, previous, &mut None)
         }
+    }
+
+    /// The backoff now.
+    pub(crate) fn backoff(&self) -> Backoff {
+        self.lock_backoff().0
+    }
+
+    /// Attempts per call now, the first included.
+    #[inline]
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.max_attempts.load(Ordering::Relaxed)
+    }
+
+    /// The least time a retry needs before the deadline, now.
+    pub(crate) fn min_attempt_time(&self) -> Duration {
+        Duration::from_nanos(self.min_attempt_time_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Whether local rejections are retried, now.
+    pub(crate) fn retry_rejections(&self) -> bool {
+        self.retry_rejections.load(Ordering::Relaxed)
+    }
+
+    /// Applies settings already checked by [`Builder::check`]; the budget's are applied by the
+    /// caller, first, since only they can still be refused.
+    #[cfg(feature = "serde")]
+    pub(crate) fn store(
+        &self,
+        max_attempts: u32,
+        backoff: Backoff,
+        min_attempt_time: Duration,
+        retry_rejections: bool,
+    ) {
+        self.max_attempts.store(max_attempts, Ordering::Relaxed);
+        self.lock_backoff().0 = backoff;
+        self.min_attempt_time_nanos
+            .store(nanos(min_attempt_time), Ordering::Relaxed);
+        self.retry_rejections
+            .store(retry_rejections, Ordering::Relaxed);
     }
 }
 
@@ -257,10 +314,10 @@ impl<P, H, M> fmt::Debug for Shared<P, H, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("name", &self.name)
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("min_attempt_time", &self.min_attempt_time)
-            .field("retry_rejections", &self.retry_rejections)
+            .field("max_attempts", &self.max_attempts())
+            .field("backoff", &self.backoff())
+            .field("min_attempt_time", &self.min_attempt_time())
+            .field("retry_rejections", &self.retry_rejections())
             .field("budget", &self.budget)
             .finish_non_exhaustive()
     }

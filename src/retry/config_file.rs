@@ -106,6 +106,46 @@ impl RetryLayer {
     }
 }
 
+impl<P, H, M> RetryLayer<P, H, M> {
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`.
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        config.to_builder().check()?;
+        let shared = self.shared();
+        crate::config::check_same_name(&shared.name, &config.name)?;
+        shared.budget.check_reconfigure(&config.budget)
+    }
+
+    /// Applies a new config to this running layer, shared by every clone and every service it
+    /// made: `max_attempts`, `backoff`, `min_attempt_time` and `retry_rejections` for the
+    /// retries decided from now on, and the `budget`, which keeps its window (see below).
+    ///
+    /// The budget keeps what it holds: requests not yet credited are credited at the old ratio,
+    /// then the new `ratio` and `min_per_sec` apply at once; a new `ttl` starts a new window
+    /// that holds the old window's net balance, which expires after the new `ttl`.
+    ///
+    /// The policy, the hook and the replay buffer are code, and stay. `seed` is used when the
+    /// layer is built; a reload ignores it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field, and nothing changes, when the config is one
+    /// [`from_config`](RetryLayer::from_config) refuses, when it renames the layer (`name`: the
+    /// metrics label stays), or when it changes the budget from limited to unlimited or back
+    /// (`budget`).
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        self.check_reconfigure(config)?;
+        let shared = self.shared();
+        shared.budget.reconfigure(&config.budget)?;
+        shared.store(
+            config.max_attempts,
+            config.backoff,
+            config.min_attempt_time,
+            config.retry_rejections,
+        );
+        Ok(())
+    }
+}
+
 duration_field!(min_attempt_time, "min_attempt_time");
 optional_duration_field!(backoff_constant, "backoff.constant");
 optional_duration_field!(backoff_exponential, "backoff.exponential");

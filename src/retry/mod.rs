@@ -243,7 +243,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = self.shared.config();
         shared.budget.deposit();
-        if shared.max_attempts > 1 && shared.policy.is_retryable_request(&request) {
+        if shared.max_attempts() > 1 && shared.policy.is_retryable_request(&request) {
             let (sent, kept) = shared.resend.first(request);
             // The first attempt goes to the service that was polled ready; a retry, to a clone
             // of the replica, made when it is due.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::TimeoutLayer;
 use super::error::ElapsedKind;
+use super::state::Timing;
 use crate::error::ConfigError;
 
 /// The timeout of [`Builder::timeout`] when none is set: 30 seconds (Polly's default).
@@ -54,6 +55,15 @@ impl Builder {
     /// A [`ConfigError`] naming `timeout` if the timeout is zero (every call would fail without
     /// reaching the service).
     pub fn build(self) -> Result<TimeoutLayer, ConfigError> {
+        self.check()?;
+        Ok(TimeoutLayer::from_parts(
+            Timing::live(self.timeout),
+            &self.name,
+        ))
+    }
+
+    /// The validation of [`build`](Self::build), shared with `reconfigure`.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if self.timeout.is_zero() {
             return Err(ConfigError::new(
                 "timeout",
@@ -61,7 +71,7 @@ impl Builder {
                 self.timeout,
             ));
         }
-        Ok(TimeoutLayer::from_parts(self.timeout, &self.name))
+        Ok(())
     }
 }
 

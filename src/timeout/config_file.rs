@@ -61,3 +61,37 @@ impl TimeoutLayer {
         config.to_builder().build()
     }
 }
+
+impl TimeoutLayer {
+    /// Applies a new config to this running layer, every clone and every service it made: the
+    /// calls made from now on get the new `timeout`; calls in flight keep their deadline.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes, when the config is one [`from_config`] refuses,
+    /// when it renames the layer (`name`: the metrics label stays), or when the layer was made
+    /// by [`TimeoutLayer::new`], whose timeout is fixed (`timeout`; see
+    /// [`is_reconfigurable`](Self::is_reconfigurable)).
+    ///
+    /// [`from_config`]: Self::from_config
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        self.check_reconfigure(config)?;
+        self.set_timeout(config.timeout);
+        Ok(())
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`.
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        config.to_builder().check()?;
+        crate::config::check_same_name(self.name(), &config.name)?;
+        if !self.is_reconfigurable() {
+            return Err(ConfigError::new(
+                "timeout",
+                "changed only on a layer built by `TimeoutLayer::builder()` or `from_config` \
+                 (a `TimeoutLayer::new` layer's timeout is fixed)",
+                config.timeout,
+            ));
+        }
+        Ok(())
+    }
+}

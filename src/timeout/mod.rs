@@ -117,6 +117,7 @@ mod config_file;
 pub mod error;
 pub mod future;
 mod layer;
+mod state;
 
 pub use config::{Builder, DEFAULT_NAME, DEFAULT_TIMEOUT};
 #[cfg(feature = "serde")]
@@ -126,6 +127,7 @@ pub use layer::TimeoutLayer;
 
 use config::Telemetry;
 use future::ResponseFuture;
+pub(crate) use state::Timing;
 
 /// Fails calls to `S` that are not answered within a timeout; see the [module docs](self).
 ///
@@ -133,17 +135,17 @@ use future::ResponseFuture;
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
     inner: S,
-    timeout: Duration,
+    timeout: Timing,
     telemetry: Telemetry,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner` with `timeout`. Same as `TimeoutLayer::new(timeout).layer(inner)`.
     pub fn new(inner: S, timeout: Duration) -> Self {
-        Self::from_parts(inner, timeout, Telemetry::new(DEFAULT_NAME))
+        Self::from_parts(inner, Timing::Fixed(timeout), Telemetry::new(DEFAULT_NAME))
     }
 
-    pub(crate) fn from_parts(inner: S, timeout: Duration, telemetry: Telemetry) -> Self {
+    pub(crate) fn from_parts(inner: S, timeout: Timing, telemetry: Telemetry) -> Self {
         Self {
             inner,
             timeout,
@@ -151,9 +153,10 @@ impl<S> Timeout<S> {
         }
     }
 
-    /// The timeout each call gets.
+    /// The timeout each call gets (now: a layer's
+    /// [`reconfigure`](TimeoutLayer::reconfigure) changes it).
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.timeout.get()
     }
 
     /// A reference to the inner service.
@@ -191,7 +194,7 @@ where
         // One clock read per call: the own deadline, and whether the effective one has passed.
         // Below another timeout's `call`, its read is reused (see `call_now`).
         let now = crate::deadline::call_now();
-        let own = Deadline::at(crate::deadline::saturating_add(now, self.timeout));
+        let own = Deadline::at(crate::deadline::saturating_add(now, self.timeout.get()));
         let (deadline, kind) = match Deadline::current() {
             Some(inherited) if inherited < own => (inherited, ElapsedKind::InheritedDeadline),
             _ => (own, ElapsedKind::Timeout),

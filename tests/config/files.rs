@@ -1,6 +1,6 @@
-//! Configuration from files (feature `serde`): every field of every `Config` reads, writes back
-//! unchanged, and sets what its builder method sets; unknown fields, bad durations and values
-//! out of range are errors that name the field as written in the file.
+//! Every field of every `Config` reads, writes back unchanged, and sets what its builder method
+//! sets; unknown fields, bad durations and values out of range are errors that name the field as
+//! written in the file.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use steadfast::timeout::{self, Elapsed, TimeoutLayer};
 use steadfast::{BoxError, ConfigError};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-fn toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+pub(crate) fn toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     toml::from_str(text).map_err(|e| e.to_string())
 }
 
@@ -600,7 +600,7 @@ async fn chaos_from_config_behaves_as_its_builder() {
     assert_eq!(service.oneshot(1).await.unwrap(), 1);
 }
 
-const STACK_TOML: &str = r#"
+pub(crate) const STACK_TOML: &str = r#"
 [retry]
 max_attempts = 2
 backoff = { exponential = "50ms", jitter = "full", max_delay = "2s" }
