@@ -754,3 +754,40 @@ async fn a_stack_from_config_has_the_layers_of_its_sections() {
     ));
     assert_eq!(service.oneshot(4).await.unwrap(), 4);
 }
+
+#[test]
+fn the_sample_file_is_every_default() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/steadfast.toml"
+    ))
+    .expect("examples/steadfast.toml");
+    let config: StackConfig = toml(&text).unwrap_or_else(|e| panic!("{e}"));
+    let mut defaults = StackConfig::default();
+    defaults.retry = Some(retry::Config::default());
+    defaults.overall_timeout = Some(timeout::Config::default());
+    defaults.circuit_breaker = Some(circuit_breaker::Config::default());
+    defaults.bulkhead = Some(bulkhead::Config::default());
+    defaults.attempt_timeout = Some(timeout::Config::default());
+    assert_eq!(config, defaults);
+    // Its commented-out lines are valid too, once uncommented.
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if is_setting(rest) => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let all: StackConfig = toml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert!(all.breaker("payments").is_some());
+    StackLayers::from_config(&all).unwrap();
+}
+
+/// `[section]` or `key = value`: a setting the sample file shows commented out.
+fn is_setting(line: &str) -> bool {
+    line.starts_with('[')
+        || line.split_once(" = ").is_some_and(|(key, _)| {
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+}
