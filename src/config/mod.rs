@@ -5,7 +5,9 @@
 //! # Example
 //!
 //! ```
-//! use steadfast::config::StackConfig;
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::CircuitBreakerLayer;
+//! use steadfast::config::{StackConfig, StackLayers};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let file = r#"
@@ -17,10 +19,30 @@
 //!     failure_rate_threshold = 0.25
 //!     sliding_window = { time = "60s" }
 //!
+//!     [bulkhead]
+//!     max_concurrent_calls = 64
+//!
 //!     [breakers.payments]
 //!     wait_in_open = "1m30s"
 //! "#;
-//! # let _ = file;
+//! let config: StackConfig = toml::from_str(file)?;
+//! // The layers of the stack's sections, and the stack of them.
+//! let layers = StackLayers::from_config(&config)?;
+//! let stack = layers.stack();
+//! # let _ = stack;
+//! // A named instance, for another dependency.
+//! let payments = CircuitBreakerLayer::from_config(&config.breaker("payments").unwrap())?;
+//! assert_eq!(payments.name(), "payments");
+//!
+//! // Later, the file changed: the running layers take it, keeping their state.
+//! let config: StackConfig = toml::from_str(&file.replace("64", "32"))?;
+//! layers.reconfigure(&config)?;
+//! assert_eq!(layers.bulkhead.as_ref().unwrap().max_concurrent_calls(), 32);
+//!
+//! // A typo is an error that names it.
+//! let typo = toml::from_str::<StackConfig>("[bulkhead]\nmax_concurent_calls = 1");
+//! assert!(typo.unwrap_err().to_string().contains("max_concurent_calls"));
+//! # let _ = Duration::ZERO;
 //! # Ok(())
 //! # }
 //! ```
@@ -38,7 +60,25 @@
 //! - Values out of range are the builder's [`ConfigError`](crate::ConfigError), naming the field
 //!   as written in the file: the file and the builder share one validation.
 //! - `Serialize` writes the same format, so a written config reads back unchanged.
+//!
+//! # Reload
+//!
+//! `reconfigure(&Config)` on a running layer (or [`StackLayers::reconfigure`] on a whole stack)
+//! applies new settings to it, every clone and every service it made, keeping its state; a
+//! config it refuses changes nothing. What each layer can change is on its `reconfigure`; the
+//! guide (`docs/guide.md`, section 9) has the table, and `examples/config_reload.rs` the reload
+//! loop.
 
+// Adding a layer (pool, hedge, limit, rate_limit, ...): a `config_file.rs` in its module, behind
+// `serde`, with a `Config` of one field per builder method (`#[serde(default,
+// deny_unknown_fields)]`, `Default` from the builder's `DEFAULT_*` constants, durations through
+// `duration_field!`/`optional_duration_field!` so that errors name the field), `to_builder()`,
+// and `XLayer::from_config` = `to_builder().build()`. For reload: a `check_reconfigure` that
+// runs the builder's validation (split `build` into a `check` and the construction) and checks
+// the name, and a `reconfigure` that calls it and then stores the new settings in the layer's
+// shared state (atomics read where the layer decides, not on its healthy path). Then a section
+// in `StackConfig` (a stack layer) or a map of named instances, a row in `tests/config/files.rs`
+// per field, the defaults in `examples/steadfast.toml`, and a row in the guide's table.
 mod duration;
 mod optional;
 #[cfg(all(
