@@ -88,6 +88,12 @@ impl BulkheadLayer {
         let max = self.check_reconfigure(config)?;
         self.shared.set_max_wait(config.max_wait);
         self.shared.resize(max);
+        tracing::info!(
+            bulkhead.name = %self.shared.name,
+            bulkhead.max_concurrent_calls = max,
+            bulkhead.max_wait_ms = u64::try_from(config.max_wait.as_millis()).unwrap_or(u64::MAX),
+            "bulkhead reconfigured"
+        );
         Ok(())
     }
 

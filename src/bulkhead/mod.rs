@@ -54,6 +54,7 @@
 //! |---|---|---|---|
 //! | `tracing` event, `DEBUG` | `bulkhead full` | a call is rejected | `bulkhead.name`, `bulkhead.max_concurrent_calls`, `bulkhead.waited_ms` |
 //! | `tracing` event, `TRACE` | `bulkhead waiting for a permit` | a call starts to wait | `bulkhead.name`, `bulkhead.max_wait_ms` |
+//! | `tracing` event, `INFO` | `bulkhead reconfigured` | `reconfigure` applied a config (feature `serde`) | `bulkhead.name`, `bulkhead.max_concurrent_calls`, `bulkhead.max_wait_ms` |
 //! | gauge | `steadfast_bulkhead_in_flight` | permits held (calls admitted and not finished) | `name` |
 //! | counter | `steadfast_bulkhead_rejected_total` | calls rejected with [`BulkheadFull`] | `name` |
 //! | gauge | `steadfast_bulkhead_max_concurrent_calls` | set when the layer is built and when `reconfigure` changes it | `name` |

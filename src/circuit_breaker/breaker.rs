@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::{Config, SlidingWindow};
-use super::live::Live;
+use super::live::{Fixed, Live};
 use super::state::{
     Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
     StateWord,
@@ -166,7 +166,7 @@ pub(crate) struct Breaker {
     rng: AtomicSplitMix64,
     epoch: Instant,
     live: Live,
-    config: Config,
+    fixed: Fixed,
     telemetry: Telemetry,
 }
 
@@ -207,12 +207,13 @@ impl Breaker {
             epoch,
             telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
             live: Live::new(&config),
-            config,
+            fixed: Fixed::of(&config),
         }
     }
 
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
+    /// The settings a running breaker cannot change.
+    pub(crate) fn fixed(&self) -> &Fixed {
+        &self.fixed
     }
 
     /// The settings a running breaker can change (`reconfigure`).
@@ -233,7 +234,7 @@ impl Breaker {
     /// Whether a finished call needs the clock: to time it (slow calls) or to find its bucket.
     #[inline]
     pub(crate) fn needs_end_time(&self) -> bool {
-        self.config.slow_call_duration.is_some() || matches!(self.window, Window::Time(_))
+        self.fixed.slow_calls || matches!(self.window, Window::Time(_))
     }
 
     /// Milliseconds since the breaker's epoch, rounded up, so that `until` compares equal at the
@@ -467,7 +468,7 @@ impl Breaker {
         // Divide rather than multiply the threshold: `3.0 / 10.0 == 0.3` holds in floating
         // point, `0.3 * 10.0 == 3.0` does not, and the threshold is inclusive.
         f64::from(totals.failures) / calls >= self.live.failure_rate_threshold()
-            || (self.config.slow_call_duration.is_some()
+            || (self.fixed.slow_calls
                 && f64::from(totals.slow) / calls >= self.live.slow_call_rate_threshold())
     }
 

@@ -200,6 +200,13 @@ impl<C> CircuitBreakerLayer<C> {
         let new = self.check_reconfigure(config)?;
         self.breaker().live().store(&new);
         self.set_shadow(new.shadow);
+        tracing::info!(
+            circuit_breaker.name = self.name(),
+            circuit_breaker.failure_rate_threshold = new.failure_rate_threshold,
+            circuit_breaker.minimum_calls = new.minimum_calls,
+            circuit_breaker.half_open_calls = new.half_open_calls,
+            "circuit breaker reconfigured"
+        );
         Ok(())
     }
 
@@ -207,8 +214,8 @@ impl<C> CircuitBreakerLayer<C> {
     /// if so.
     pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Settings, ConfigError> {
         let new = config.to_builder().settings()?;
-        let built = self.breaker().config();
-        crate::config::check_same_name(&built.name, &new.name)?;
+        crate::config::check_same_name(self.name(), &new.name)?;
+        let built = self.breaker().fixed();
         let fixed = |field: &'static str, same: bool, value: &dyn std::fmt::Debug| {
             if same {
                 Ok(())
@@ -235,12 +242,12 @@ impl<C> CircuitBreakerLayer<C> {
         }
         fixed(
             "slow_call_duration",
-            built.slow_call_duration.is_some() == new.slow_call_duration.is_some(),
+            built.slow_calls == new.slow_call_duration.is_some(),
             &config.slow_call_duration,
         )?;
         fixed(
             "consecutive_failures",
-            built.consecutive_failures.is_some() == new.consecutive_failures.is_some(),
+            built.consecutive_failures == new.consecutive_failures.is_some(),
             &config.consecutive_failures,
         )?;
         fixed(

@@ -29,7 +29,7 @@ pub(crate) struct Shared<C> {
 impl<C> Shared<C> {
     pub(crate) fn new(breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
-            times_calls: breaker.config().slow_call_duration.is_some(),
+            times_calls: breaker.fixed().slow_calls,
             breaker,
             classifier,
         }

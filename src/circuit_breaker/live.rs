@@ -21,7 +21,8 @@
 
 use std::time::Duration;
 
-use super::config::{Config as Settings, OpenBackoff};
+use super::State;
+use super::config::{Config as Settings, OpenBackoff, SlidingWindow};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The changeable settings of one breaker.
@@ -144,5 +145,31 @@ impl Live {
 
     pub(crate) fn max_wait_in_half_open_ms(&self) -> u64 {
         self.max_wait_in_half_open_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// The settings a running breaker cannot change: the layout of its window, whether it times
+/// calls, and how it started. Kept instead of the whole of its settings, whose other values
+/// live in [`Live`] (a breaker of a 100-call window fits in 1 KiB).
+#[derive(Debug)]
+pub(crate) struct Fixed {
+    pub(crate) window: SlidingWindow,
+    pub(crate) bucket_width: Duration,
+    /// Slow-call detection is on: calls are timed.
+    pub(crate) slow_calls: bool,
+    /// The run of consecutive failures is counted.
+    pub(crate) consecutive_failures: bool,
+    pub(crate) initial_state: State,
+}
+
+impl Fixed {
+    pub(crate) fn of(settings: &Settings) -> Self {
+        Self {
+            window: settings.window,
+            bucket_width: settings.bucket_width,
+            slow_calls: settings.slow_call_duration.is_some(),
+            consecutive_failures: settings.consecutive_failures.is_some(),
+            initial_state: settings.initial_state,
+        }
     }
 }

@@ -108,6 +108,7 @@
 //! | event `info` | "circuit breaker closed" | same | to closed |
 //! | event `info` | "circuit breaker changed state" | same | to half-open or disabled |
 //! | event `debug` | "circuit breaker rejected a call" | `.name`, `.state`, `.retry_after_ms`, `.shadow` | each rejection |
+//! | event `info` | "circuit breaker reconfigured" | `.name`, `.failure_rate_threshold`, `.minimum_calls`, `.half_open_calls` | `reconfigure` applied a config (feature `serde`) |
 //! | gauge | `steadfast_circuit_breaker_state` | `name` | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled |
 //! | counter | `steadfast_circuit_breaker_calls_total` | `name`, `outcome` = `success`, `failure`, `slow_success`, `slow_failure`, `ignored` | each permitted call that finished |
 //! | counter | `steadfast_circuit_breaker_not_permitted_total` | `name` | each rejection |

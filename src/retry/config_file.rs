@@ -142,6 +142,11 @@ impl<P, H, M> RetryLayer<P, H, M> {
             config.min_attempt_time,
             config.retry_rejections,
         );
+        tracing::info!(
+            retry.name = %shared.name,
+            retry.max_attempts = config.max_attempts,
+            "retry reconfigured"
+        );
         Ok(())
     }
 }

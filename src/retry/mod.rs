@@ -69,6 +69,7 @@
 //! | `debug!` event | `retrying` | `retry.name`, `retry.attempt` (the attempt about to be made), `retry.max_attempts`, `retry.delay_ms`, `retry.cause` (`error` or `response`) | a retry is scheduled |
 //! | `debug!` event | `retry skipped: …` | `retry.name`, `retry.attempt`, `retry.outcome` (`deadline` or `budget_exhausted`), `retry.delay_ms`, `retry.remaining_ms` | the deadline or the budget stopped a retry when it was to be scheduled |
 //! | `debug!` event | `retry abandoned: …` | `retry.name`, `retry.attempt`, `retry.remaining_ms` | after the backoff, the deadline came too close or the body can no longer be replayed |
+//! | `info!` event | `retry reconfigured` | `retry.name`, `retry.max_attempts` | `reconfigure` applied a config (feature `serde`) |
 //! | counter | `steadfast_retry_attempts_total` | `name`, `outcome` = `accepted`, `retried`, `exhausted`, `budget_exhausted`, `deadline`, `not_retryable` | each attempt, when judged |
 //! | counter | `steadfast_retry_budget_exhausted_total` | `name` | a retry refused by the budget |
 //! | hook | [`OnRetry`] | attempt, delay, cause | a retry is scheduled |

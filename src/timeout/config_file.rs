@@ -77,6 +77,11 @@ impl TimeoutLayer {
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
         self.check_reconfigure(config)?;
         self.set_timeout(config.timeout);
+        tracing::info!(
+            timeout.name = self.name(),
+            timeout.timeout_ms = u64::try_from(config.timeout.as_millis()).unwrap_or(u64::MAX),
+            "timeout reconfigured"
+        );
         Ok(())
     }
 

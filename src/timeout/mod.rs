@@ -56,6 +56,7 @@
 //! | kind | name | level / type | fields / labels |
 //! |---|---|---|---|
 //! | event | `call failed: deadline passed` | `debug` | `timeout.name`, `timeout.kind` (`"timeout"` or `"deadline"`), `timeout.before_call` (the inner service was not called) |
+//! | event | `timeout reconfigured` | `info` | `timeout.name`, `timeout.timeout_ms` (feature `serde`) |
 //! | metric | `steadfast_timeout_elapsed_total` | counter | `name`, `kind` (`"timeout"` or `"deadline"`) |
 //!
 //! Events have the target `steadfast::timeout`. The metric needs the `metrics` feature. The name and the metric handles are registered once
