@@ -39,6 +39,7 @@ use crate::config::{duration_field, optional_duration_field};
 /// shadow = false
 /// initial_state = "closed"           # or "forced_open", "disabled"
 /// seed = 42                          # absent: drawn once per breaker
+/// classify = "errors"                # or "http_5xx", "grpc" (feature `http`)
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,6 +85,30 @@ pub struct Config {
     /// [`Builder::seed`]; `None` (absent) draws one per breaker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// [`Builder::classify`], by name: one of the ready-made classifiers.
+    pub classify: ClassifierName,
+}
+
+/// Which ready-made classifier a breaker from a file uses: `classify = "errors"` (the
+/// default), `"http_5xx"` or `"grpc"`.
+///
+/// `"errors"` counts every `Err` as a failure ([`ErrorsAsFailures`](crate::classify::ErrorsAsFailures)),
+/// for any service: [`CircuitBreakerLayer::from_config`]. The other two judge HTTP responses
+/// (feature `http`): `"http_5xx"` counts 5xx responses as failures too (tower-http's
+/// `ServerErrorsAsFailures`), `"grpc"` the gRPC status codes of a failure (tower-http's
+/// `GrpcErrorsAsFailures`); a breaker with them is built by `CircuitBreakerLayer::from_http_config`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClassifierName {
+    /// Every `Err` is a failure, except this crate's own rejections.
+    #[default]
+    Errors,
+    /// 5xx responses and `Err`s are failures.
+    #[serde(rename = "http_5xx")]
+    Http5xx,
+    /// gRPC failure codes (in the response head) and `Err`s are failures.
+    Grpc,
 }
 
 /// The two arguments of [`Builder::open_backoff`]: `{ multiplier = 2.0, max = "5m" }`, both
@@ -124,13 +149,15 @@ impl Default for Config {
             shadow: false,
             initial_state: State::Closed,
             seed: None,
+            classify: ClassifierName::Errors,
         }
     }
 }
 
 impl Config {
-    /// A builder set to this config, to add what a file cannot say (a classifier, a transition
-    /// listener) before [`build`](Builder::build), which checks every value.
+    /// A builder set to this config, to add what a file cannot say (a classifier of your own, a
+    /// transition listener) before [`build`](Builder::build), which checks every value. Its
+    /// classifier is the default, whatever `classify` says.
     pub fn to_builder(&self) -> Builder {
         let mut builder = CircuitBreakerLayer::builder()
             .name(self.name.clone())
@@ -169,8 +196,84 @@ impl CircuitBreakerLayer {
     ///
     /// The [`ConfigError`] that [`Builder::build`] gives: it names the field as written in the
     /// file, since the file's fields are the builder's methods.
+    ///
+    /// A config whose `classify` is not `"errors"` is refused (field `classify`): `"http_5xx"`
+    /// and `"grpc"` judge HTTP responses, see `CircuitBreakerLayer::from_http_config`.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        if config.classify != ClassifierName::Errors {
+            return Err(ConfigError::new(
+                "classify",
+                "\"errors\" for `from_config` (\"http_5xx\" and \"grpc\" judge HTTP responses: \
+                 `from_http_config`, feature `http`)",
+                config.classify,
+            ));
+        }
         config.to_builder().build()
+    }
+}
+
+#[cfg(feature = "http")]
+pub use self::http_classify::NamedClassifier;
+
+#[cfg(feature = "http")]
+mod http_classify {
+    use tower_http::classify::{GrpcErrorsAsFailures, ServerErrorsAsFailures};
+
+    use super::{CircuitBreakerLayer, ClassifierName, Config};
+    use crate::ConfigError;
+    use crate::classify::{Classify, ErrorsAsFailures, Outcome};
+
+    /// The classifier a [`ClassifierName`] names, for a breaker over an HTTP service: made by
+    /// [`CircuitBreakerLayer::from_http_config`].
+    #[derive(Debug, Clone)]
+    pub struct NamedClassifier {
+        kind: Kind,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Kind {
+        Errors(ErrorsAsFailures),
+        Http5xx(ServerErrorsAsFailures),
+        Grpc(GrpcErrorsAsFailures),
+    }
+
+    impl NamedClassifier {
+        /// The classifier `name` names.
+        pub fn new(name: ClassifierName) -> Self {
+            let kind = match name {
+                ClassifierName::Http5xx => Kind::Http5xx(ServerErrorsAsFailures::new()),
+                ClassifierName::Grpc => Kind::Grpc(GrpcErrorsAsFailures::new()),
+                ClassifierName::Errors => Kind::Errors(ErrorsAsFailures::new()),
+            };
+            Self { kind }
+        }
+    }
+
+    impl<B, E: 'static> Classify<http::Response<B>, E> for NamedClassifier {
+        #[inline]
+        fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+            match &self.kind {
+                Kind::Errors(classifier) => classifier.classify(result),
+                Kind::Http5xx(classifier) => classifier.classify(result),
+                Kind::Grpc(classifier) => classifier.classify(result),
+            }
+        }
+    }
+
+    impl CircuitBreakerLayer<NamedClassifier> {
+        /// Builds a breaker over an HTTP service from a [`Config`] read from a file, with the
+        /// classifier its `classify` names (`"errors"`, `"http_5xx"` or `"grpc"`).
+        ///
+        /// # Errors
+        ///
+        /// The [`ConfigError`] that [`Builder::build`](super::Builder::build) gives, naming the
+        /// field as written in the file.
+        pub fn from_http_config(config: &Config) -> Result<Self, ConfigError> {
+            config
+                .to_builder()
+                .classify(NamedClassifier::new(config.classify))
+                .build()
+        }
     }
 }
 
@@ -189,7 +292,8 @@ impl<C> CircuitBreakerLayer<C> {
     /// The window's shape is fixed when the breaker is built: `sliding_window`, `bucket_width`
     /// (of a time window), and whether slow-call detection and the failure run are on at all,
     /// as is `initial_state`. A config that changes one of them is refused; build a new layer
-    /// for a new window. `seed` is used when the breaker is built; a reload ignores it.
+    /// for a new window. `seed` and `classify` are used when the breaker is built (the
+    /// classifier is part of the layer's type); a reload ignores them.
     ///
     /// # Errors
     ///

@@ -183,8 +183,10 @@ pub use self::config::{
     DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME, DEFAULT_SLIDING_WINDOW,
     DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
 };
+#[cfg(all(feature = "serde", feature = "http"))]
+pub use self::config_file::NamedClassifier;
 #[cfg(feature = "serde")]
-pub use self::config_file::{Config, OpenBackoffConfig};
+pub use self::config_file::{ClassifierName, Config, OpenBackoffConfig};
 pub use self::error::CircuitOpen;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::snapshot::Snapshot;

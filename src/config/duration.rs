@@ -7,6 +7,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserializer, Serializer};
 
 /// Reads a duration string with a unit for `field`, naming the field in every error.
+#[allow(dead_code)] // used by the layers' configs, whichever features are on
 pub(crate) fn deserialize_duration<'de, D>(field: &'static str, d: D) -> Result<Duration, D::Error>
 where
     D: Deserializer<'de>,
@@ -15,6 +16,7 @@ where
 }
 
 /// Writes a duration as `humantime` formats it (`"1m 30s"`, `"500ms"`), which reads back.
+#[allow(dead_code)] // used by the layers' configs, whichever features are on
 pub(crate) fn serialize_duration<S>(duration: &Duration, s: S) -> Result<S::Ok, S::Error>
 where
     S: Serializer,
@@ -22,6 +24,7 @@ where
     s.collect_str(&humantime::format_duration(*duration))
 }
 
+#[allow(dead_code)] // used by the layers' configs, whichever features are on
 struct DurationVisitor {
     field: &'static str,
 }
@@ -50,6 +53,7 @@ impl Visitor<'_> for DurationVisitor {
 
 /// Defines `mod $module` with `serialize` and `deserialize` for a `Duration` field, for
 /// `#[serde(with = "...")]`, whose errors name the field `$field` as written in the file.
+#[allow(unused_macros)] // used by the layers' configs, whichever features are on
 macro_rules! duration_field {
     ($module:ident, $field:literal) => {
         pub(crate) mod $module {
@@ -74,6 +78,7 @@ macro_rules! duration_field {
 
 /// As [`duration_field!`], for an `Option<Duration>` field (with `#[serde(default)]` and
 /// `skip_serializing_if = "Option::is_none"`: absent is `None`).
+#[allow(unused_macros)] // used by the layers' configs, whichever features are on
 macro_rules! optional_duration_field {
     ($module:ident, $field:literal) => {
         pub(crate) mod $module {

@@ -90,6 +90,7 @@ mod optional;
 ))]
 mod stack;
 
+#[allow(unused_imports)] // used by the layers' configs, whichever features are on
 pub(crate) use self::duration::{
     deserialize_duration, duration_field, optional_duration_field, serialize_duration,
 };

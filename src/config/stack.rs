@@ -41,6 +41,10 @@ use crate::timeout::{self, TimeoutLayer};
 /// The fallback has no section: its function is code. A named instance whose `name` is not set
 /// takes its key as its name (the `name` label of its metrics).
 ///
+/// The stack's breaker ([`StackLayers`]) counts `Err`s as failures; a `[circuit_breaker]` whose
+/// `classify` names an HTTP classifier is refused there: build that breaker with
+/// `CircuitBreakerLayer::from_http_config` and stack it by hand.
+///
 /// The sections' names are [`ResilienceStack`]'s setters. Unknown sections are errors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

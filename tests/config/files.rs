@@ -791,3 +791,65 @@ fn is_setting(line: &str) -> bool {
             !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
         })
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_names_its_classifier() {
+    use circuit_breaker::ClassifierName;
+
+    let config: circuit_breaker::Config = toml(r#"classify = "http_5xx""#).unwrap();
+    assert_eq!(config.classify, ClassifierName::Http5xx);
+    round_trips(&config);
+    assert_eq!(
+        toml::<circuit_breaker::Config>(r#"classify = "grpc""#)
+            .unwrap()
+            .classify,
+        ClassifierName::Grpc
+    );
+    assert_eq!(
+        circuit_breaker::Config::default().classify,
+        ClassifierName::Errors
+    );
+    let typo = error_of::<circuit_breaker::Config>(r#"classify = "http5xx""#);
+    assert!(
+        typo.contains("http5xx") && typo.contains("http_5xx"),
+        "{typo}"
+    );
+    // An `Err`-only breaker cannot judge responses: refused, naming the field.
+    let refused = CircuitBreakerLayer::from_config(&config).unwrap_err();
+    assert_eq!(refused.field(), "classify");
+
+    // Over HTTP, the named classifier counts 500s as failures.
+    let config: circuit_breaker::Config =
+        toml("classify = \"http_5xx\"\nminimum_calls = 2\nsliding_window = { count = 2 }").unwrap();
+    let breaker = CircuitBreakerLayer::from_http_config(&config).unwrap();
+    let mut service = breaker.layer(service_fn(|_: u32| async {
+        Ok::<_, BoxError>(
+            axum::http::Response::builder()
+                .status(500)
+                .body(())
+                .unwrap(),
+        )
+    }));
+    for _ in 0..2 {
+        let response = service.ready().await.unwrap().call(1).await.unwrap();
+        assert_eq!(response.status(), 500);
+    }
+    assert_eq!(breaker.state(), State::Open);
+    // "errors" over HTTP: a 500 is a success.
+    let errors = CircuitBreakerLayer::from_http_config(
+        &toml("minimum_calls = 2\nsliding_window = { count = 2 }").unwrap(),
+    )
+    .unwrap();
+    let mut service = errors.layer(service_fn(|_: u32| async {
+        Ok::<_, BoxError>(
+            axum::http::Response::builder()
+                .status(500)
+                .body(())
+                .unwrap(),
+        )
+    }));
+    for _ in 0..2 {
+        service.ready().await.unwrap().call(1).await.unwrap();
+    }
+    assert_eq!(errors.state(), State::Closed);
+}
