@@ -127,17 +127,42 @@ fn changes(old: &StackConfig, new: &StackConfig) -> Vec<String> {
         out
     };
     let (old, new) = (settings(old), settings(new));
+    // A section or a named instance that appears or goes is one line, not one per field.
+    let table = |key: &str| -> String {
+        let parts: Vec<&str> = key.split('.').collect();
+        let depth = if matches!(parts[0], "breakers" | "retries" | "timeouts" | "bulkheads") {
+            2
+        } else {
+            1
+        };
+        parts[..depth.min(parts.len())].join(".")
+    };
+    let has_table =
+        |map: &BTreeMap<String, String>, name: &str| map.keys().any(|key| table(key) == name);
     let mut lines = Vec::new();
     for (key, value) in &new {
         match old.get(key) {
             Some(before) if before == value => {}
             Some(before) => lines.push(format!("{key}: {before} -> {value}")),
+            None if !has_table(&old, &table(key)) => {
+                let line = format!("{}: added", table(key));
+                if !lines.contains(&line) {
+                    lines.push(line);
+                }
+            }
             None => lines.push(format!("{key}: (default) -> {value}")),
         }
     }
     for (key, value) in &old {
         if !new.contains_key(key) {
-            lines.push(format!("{key}: {value} -> (default)"));
+            if has_table(&new, &table(key)) {
+                lines.push(format!("{key}: {value} -> (default)"));
+            } else {
+                let line = format!("{}: removed", table(key));
+                if !lines.contains(&line) {
+                    lines.push(line);
+                }
+            }
         }
     }
     lines
