@@ -312,6 +312,13 @@ impl Breaker {
                         Ok(_) => return permit(PermitKind::Probe),
                         Err(current) if current.generation() != generation => word = current,
                         Err(current) => {
+                            if current.in_flight() == 0 && current.completed() >= cap {
+                                // `reconfigure` lowered the cap below the probes already in:
+                                // judge them now, as the last of them would have.
+                                self.judge_probes(current, now_ms);
+                                word = self.state.load();
+                                continue;
+                            }
                             if self.half_open_expired(current, now_ms) {
                                 self.reopen(current, now_ms);
                                 word = self.state.load();
@@ -361,6 +368,25 @@ impl Breaker {
         }
         let max_wait = self.live.max_wait_in_half_open_ms();
         now_ms.saturating_sub(since & SINCE_MS_MASK) >= max_wait
+    }
+
+    /// Closes or reopens a half-open breaker whose probes are all in and none out: the state a
+    /// lowered `half_open_calls` can leave (see `live.rs`).
+    #[cold]
+    fn judge_probes(&self, word: Packed, now_ms: u64) {
+        let probes = Totals {
+            calls: word.completed(),
+            failures: word.failed(),
+            slow: word.slow(),
+        };
+        let next = if self.exceeds_thresholds(probes, 1) {
+            word.to_open(now_ms.saturating_add(self.open_wait_ms(true)))
+        } else {
+            word.to_closed()
+        };
+        if let Ok((old, new)) = self.state.transition(word, |w| (w == word).then_some(next)) {
+            self.entered(old, new, now_ms);
+        }
     }
 
     /// Moves a half-open breaker back to open (its probes failed or never finished).

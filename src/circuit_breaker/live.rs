@@ -17,7 +17,10 @@
 //! asked for, and the next judgement uses the new ones. No setting guards other data, and the
 //! state word's invariants hold for any value of them: `half_open_calls` only bounds how many
 //! probes are admitted (a lowered cap judges the probes once that many are in; the rest finish
-//! stale and are ignored, giving their slots back with the half-open they belonged to).
+//! stale and are ignored, giving their slots back with the half-open they belonged to). A probe
+//! that finished under the old, higher cap was not the last one then; if the lowered cap makes
+//! the probes already in enough, with none out, the next caller judges them in the admission
+//! path (`Breaker::judge_probes`), so a reload never leaves a half-open that nobody judges.
 
 use std::time::Duration;
 

@@ -257,6 +257,29 @@ async fn a_lower_probe_count_loses_no_probe_slot() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cap_lowered_below_the_probes_in_judges_them_at_the_next_call() {
+    let config = "half_open_calls = 3\nwait_in_open = \"1s\"";
+    let breaker = CircuitBreakerLayer::from_config(&breaker_config(config)).unwrap();
+    calls(&mut breaker.layer(failing()), 4).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    // One probe of three succeeds: not enough to judge under the cap of 3.
+    calls(&mut breaker.layer(ok_service()), 1).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    assert_eq!(breaker.snapshot().probes_in_flight(), 0);
+
+    // Down to one probe: the one in is enough, and the next call judges it (a success).
+    breaker
+        .reconfigure(&breaker_config(
+            "half_open_calls = 1\nwait_in_open = \"1s\"",
+        ))
+        .unwrap();
+    let mut next = breaker.layer(ok_service());
+    assert_eq!(next.ready().await.unwrap().call(7).await.unwrap(), 7);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_breaker_refuses_what_it_cannot_change_and_changes_nothing() {
     let breaker = CircuitBreakerLayer::from_config(&breaker_config("")).unwrap();
     let cases = [
