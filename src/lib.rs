@@ -104,6 +104,8 @@
 pub mod classify;
 mod clock;
 mod completion;
+#[cfg(feature = "serde")]
+pub mod config;
 pub mod deadline;
 #[cfg(doctest)]
 mod doc_snippets;

@@ -362,6 +362,29 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
     }
 }
 
+impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
+    /// Replaces every layer but the fallback at once: for a stack whose layers are chosen at run
+    /// time, from a configuration file's sections.
+    #[cfg(feature = "serde")]
+    pub(crate) fn with_parts<R2, O2, C2, B2, A2>(
+        self,
+        retry: R2,
+        overall_timeout: O2,
+        circuit_breaker: C2,
+        bulkhead: B2,
+        attempt_timeout: A2,
+    ) -> ResilienceStack<F, R2, O2, C2, B2, A2> {
+        ResilienceStack {
+            fallback: self.fallback,
+            retry,
+            overall_timeout,
+            circuit_breaker,
+            bulkhead,
+            attempt_timeout,
+        }
+    }
+}
+
 impl<S, F, R, O, C, B, A> Layer<S> for ResilienceStack<F, R, O, C, B, A>
 where
     A: Layer<S>,
@@ -418,7 +441,7 @@ pub trait IntoTimeoutLayer: sealed::Sealed {
 impl IntoTimeoutLayer for Duration {
     fn into_timeout_layer(self, name: &'static str) -> TimeoutLayer {
         // As `TimeoutLayer::new`, which takes any duration (zero: every call fails at once).
-        TimeoutLayer::from_parts(self, name)
+        TimeoutLayer::from_parts(self, false, name)
     }
 }
 

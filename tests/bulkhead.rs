@@ -104,7 +104,7 @@ fn zero_max_concurrent_calls_is_rejected() {
     assert_eq!(error.field(), "max_concurrent_calls");
     let message = error.to_string();
     assert!(message.contains("max_concurrent_calls"), "{message}");
-    assert!(message.contains("[1, 4294967295]"), "{message}");
+    assert!(message.contains("[1, 2147483647]"), "{message}");
     assert!(message.contains("got 0"), "{message}");
 }
 
@@ -116,7 +116,7 @@ fn too_many_max_concurrent_calls_is_rejected() {
         .build()
         .unwrap_err();
     assert_eq!(error.field(), "max_concurrent_calls");
-    assert!(error.to_string().contains("4294967296"));
+    assert!(error.to_string().contains("2147483648"));
 
     let largest = BulkheadLayer::builder()
         .max_concurrent_calls(MAX_CONCURRENT_CALLS_LIMIT)

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use super::BulkheadLayer;
 use super::state::{Permits, Semaphore};
 use crate::error::{ConfigError, check_range};
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicU32, AtomicU64};
 
 /// Default for [`Builder::max_concurrent_calls`]: 25 calls in flight, as in Resilience4j.
 pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 25;
@@ -19,8 +19,10 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::ZERO;
 /// Default for [`Builder::name`]: `"default"`.
 pub const DEFAULT_NAME: &str = "default";
 
-/// The largest [`Builder::max_concurrent_calls`] accepted: the permits are a 32-bit count.
-pub const MAX_CONCURRENT_CALLS_LIMIT: usize = u32::MAX as usize;
+/// The largest [`Builder::max_concurrent_calls`] accepted, `i32::MAX`: the free permits are a
+/// signed 32-bit count, so that a lowered limit can leave them below zero while the calls in
+/// flight finish.
+pub const MAX_CONCURRENT_CALLS_LIMIT: usize = i32::MAX as usize;
 
 /// Configures a [`BulkheadLayer`]; made by [`BulkheadLayer::builder`].
 #[derive(Debug, Clone)]
@@ -42,7 +44,7 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// How many calls may be in flight at once, in `[1, 4294967295]`.
+    /// How many calls may be in flight at once, in `[1, 2147483647]`.
     ///
     /// Defaults to [`DEFAULT_MAX_CONCURRENT_CALLS`] (25).
     pub fn max_concurrent_calls(mut self, n: usize) -> Self {
@@ -76,9 +78,32 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming `max_concurrent_calls` if it is not in `[1, 4294967295]`, or
+    /// A [`ConfigError`] naming `max_concurrent_calls` if it is not in `[1, 2147483647]`, or
     /// `name` if it is empty.
     pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
+        let max = self.check()?;
+
+        #[cfg(feature = "metrics")]
+        let metrics = super::telemetry::Metrics::register(&self.name, max);
+
+        Ok(BulkheadLayer {
+            shared: Arc::new(Semaphore {
+                permits: Permits::new(max),
+                notify: std::sync::Arc::new(Notify::new()),
+                max_concurrent_calls: AtomicU32::new(max),
+                max_wait_nanos: AtomicU64::new(
+                    u64::try_from(self.max_wait.as_nanos()).unwrap_or(u64::MAX),
+                ),
+                name: self.name,
+                #[cfg(feature = "metrics")]
+                metrics,
+            }),
+        })
+    }
+
+    /// The validation of [`build`](Self::build), shared with `reconfigure`: the limit, as the
+    /// permit word holds it.
+    pub(crate) fn check(&self) -> Result<u32, ConfigError> {
         check_range(
             "max_concurrent_calls",
             self.max_concurrent_calls,
@@ -88,27 +113,12 @@ impl Builder {
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "a non-empty string", &*self.name));
         }
-        let max = u32::try_from(self.max_concurrent_calls).map_err(|_| {
+        u32::try_from(self.max_concurrent_calls).map_err(|_| {
             ConfigError::new(
                 "max_concurrent_calls",
-                "in [1, 4294967295]",
+                "in [1, 2147483647]",
                 self.max_concurrent_calls,
             )
-        })?;
-
-        #[cfg(feature = "metrics")]
-        let metrics = super::telemetry::Metrics::register(&self.name, max);
-
-        Ok(BulkheadLayer {
-            shared: Arc::new(Semaphore {
-                permits: Permits::new(max),
-                notify: std::sync::Arc::new(Notify::new()),
-                max_concurrent_calls: max,
-                max_wait: self.max_wait,
-                name: self.name,
-                #[cfg(feature = "metrics")]
-                metrics,
-            }),
         })
     }
 }

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use tower_layer::Layer;
 
 use super::Bulkhead;
@@ -24,13 +26,21 @@ impl BulkheadLayer {
 
     /// Permits free right now: `max_concurrent_calls` minus the calls in flight (including
     /// services that took a permit in `poll_ready` and have not called yet).
+    ///
+    /// Zero while more calls are in flight than a lowered limit allows (see
+    /// [`reconfigure`](Self::reconfigure)).
     pub fn available_permits(&self) -> usize {
-        self.shared.permits.load().available() as usize
+        usize::try_from(self.shared.permits.load().available()).unwrap_or(0)
     }
 
-    /// The configured limit of concurrent calls.
+    /// The limit of concurrent calls, as built or last reconfigured.
     pub fn max_concurrent_calls(&self) -> usize {
-        self.shared.max_concurrent_calls as usize
+        self.shared.max_concurrent_calls() as usize
+    }
+
+    /// How long a call may wait for a permit, as built or last reconfigured.
+    pub fn max_wait(&self) -> Duration {
+        self.shared.max_wait()
     }
 }
 

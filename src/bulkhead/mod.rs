@@ -44,7 +44,7 @@
 //!
 //! | setter | default | allowed |
 //! |---|---|---|
-//! | [`max_concurrent_calls`](Builder::max_concurrent_calls) | [25](DEFAULT_MAX_CONCURRENT_CALLS) | `[1, 4294967295]` |
+//! | [`max_concurrent_calls`](Builder::max_concurrent_calls) | [25](DEFAULT_MAX_CONCURRENT_CALLS) | `[1, 2147483647]` |
 //! | [`max_wait`](Builder::max_wait) | [zero](DEFAULT_MAX_WAIT): fail fast | any |
 //! | [`name`](Builder::name) | [`"default"`](DEFAULT_NAME) | non-empty |
 //!
@@ -54,9 +54,10 @@
 //! |---|---|---|---|
 //! | `tracing` event, `DEBUG` | `bulkhead full` | a call is rejected | `bulkhead.name`, `bulkhead.max_concurrent_calls`, `bulkhead.waited_ms` |
 //! | `tracing` event, `TRACE` | `bulkhead waiting for a permit` | a call starts to wait | `bulkhead.name`, `bulkhead.max_wait_ms` |
+//! | `tracing` event, `INFO` | `bulkhead reconfigured` | `reconfigure` applied a config (feature `serde`) | `bulkhead.name`, `bulkhead.max_concurrent_calls`, `bulkhead.max_wait_ms` |
 //! | gauge | `steadfast_bulkhead_in_flight` | permits held (calls admitted and not finished) | `name` |
 //! | counter | `steadfast_bulkhead_rejected_total` | calls rejected with [`BulkheadFull`] | `name` |
-//! | gauge | `steadfast_bulkhead_max_concurrent_calls` | set once when the layer is built | `name` |
+//! | gauge | `steadfast_bulkhead_max_concurrent_calls` | set when the layer is built and when `reconfigure` changes it | `name` |
 //!
 //! Metrics need the `metrics` feature; their handles are registered once, by
 //! [`Builder::build`], with the recorder installed at that time.
@@ -116,6 +117,8 @@
 //! - [`available_permits`](BulkheadLayer::available_permits), tracing events and metrics.
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod layer;
@@ -136,6 +139,8 @@ pub use self::config::{
     Builder, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_WAIT, DEFAULT_NAME,
     MAX_CONCURRENT_CALLS_LIMIT,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::Config;
 pub use self::error::BulkheadFull;
 pub use self::future::ResponseFuture;
 pub use self::layer::BulkheadLayer;
@@ -203,14 +208,14 @@ impl<S> Bulkhead<S> {
         let shared = &*self.shared;
         tracing::debug!(
             bulkhead.name = %shared.name,
-            bulkhead.max_concurrent_calls = shared.max_concurrent_calls,
+            bulkhead.max_concurrent_calls = shared.max_concurrent_calls(),
             bulkhead.waited_ms = crate::clock::millis(waited),
             "bulkhead full"
         );
         #[cfg(feature = "metrics")]
         shared.metrics.rejected.increment(1);
         ResponseFuture::rejected(BulkheadFull::new(
-            shared.max_concurrent_calls as usize,
+            shared.max_concurrent_calls() as usize,
             waited,
         ))
     }
@@ -219,7 +224,7 @@ impl<S> Bulkhead<S> {
     fn start_wait(&mut self) {
         tracing::trace!(
             bulkhead.name = %self.shared.name,
-            bulkhead.max_wait_ms = crate::clock::millis(self.shared.max_wait),
+            bulkhead.max_wait_ms = crate::clock::millis(self.shared.max_wait()),
             "bulkhead waiting for a permit"
         );
         match &mut self.wait {
@@ -242,7 +247,7 @@ impl<S> Bulkhead<S> {
                 Admission::Idle => {
                     if self.shared.permits.try_acquire() {
                         self.admission = Admission::Admitted(Permit::taken(&self.shared));
-                    } else if self.shared.max_wait.is_zero() {
+                    } else if self.shared.max_wait().is_zero() {
                         self.admission = Admission::Rejected(Duration::ZERO);
                     } else {
                         self.start_wait();

@@ -6,6 +6,8 @@
 pub(crate) struct Metrics {
     pub(crate) in_flight: metrics::Gauge,
     pub(crate) rejected: metrics::Counter,
+    /// Set at build and by every resize.
+    pub(crate) max_concurrent_calls: metrics::Gauge,
 }
 
 impl Metrics {
@@ -14,11 +16,12 @@ impl Metrics {
     pub(crate) fn register(name: &str, max_concurrent_calls: u32) -> Self {
         describe();
         let labels = [("name", name.to_owned())];
-        metrics::gauge!("steadfast_bulkhead_max_concurrent_calls", &labels)
-            .set(f64::from(max_concurrent_calls));
+        let max_gauge = metrics::gauge!("steadfast_bulkhead_max_concurrent_calls", &labels);
+        max_gauge.set(f64::from(max_concurrent_calls));
         Self {
             in_flight: metrics::gauge!("steadfast_bulkhead_in_flight", &labels),
             rejected: metrics::counter!("steadfast_bulkhead_rejected_total", &labels),
+            max_concurrent_calls: max_gauge,
         }
     }
 }

@@ -99,7 +99,7 @@ impl Registration {
 
 fn deadline(shared: &Semaphore) -> (Instant, Instant) {
     let started = Instant::now();
-    let deadline = crate::clock::saturating_add(started, shared.max_wait);
+    let deadline = crate::clock::saturating_add(started, shared.max_wait());
     (started, deadline)
 }
 

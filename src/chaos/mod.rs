@@ -133,6 +133,8 @@
 //! stack through its handle.
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod handle;
@@ -147,6 +149,8 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 pub use self::config::{Builder, DEFAULT_ENABLED, DEFAULT_ERROR_RATE, DEFAULT_NAME, MAX_LATENCY};
+#[cfg(feature = "serde")]
+pub use self::config_file::{Config, LatencyConfig, LatencyRangeConfig, OutageConfig};
 pub use self::error::{FaultKind, InjectedFault};
 pub use self::handle::{ChaosHandle, Counts};
 pub use self::layer::ChaosLayer;

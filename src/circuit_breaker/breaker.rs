@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::{Config, MIN_WAIT_IN_OPEN, SlidingWindow};
+use super::live::{Fixed, Live};
 use super::state::{
     Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
     StateWord,
@@ -170,7 +171,8 @@ pub(crate) struct Breaker {
     shadow: AtomicBool,
     rng: AtomicSplitMix64,
     epoch: Instant,
-    config: Config,
+    live: Live,
+    fixed: Fixed,
     telemetry: Telemetry,
 }
 
@@ -210,12 +212,19 @@ impl Breaker {
             rng: AtomicSplitMix64::new(seed),
             epoch,
             telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
-            config,
+            live: Live::new(&config),
+            fixed: Fixed::of(&config),
         }
     }
 
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
+    /// The settings a running breaker cannot change.
+    pub(crate) fn fixed(&self) -> &Fixed {
+        &self.fixed
+    }
+
+    /// The settings a running breaker can change (`reconfigure`).
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {
@@ -225,13 +234,13 @@ impl Breaker {
     /// `wait_in_open` in ms, the hint of a forced-open or full half-open rejection.
     #[inline]
     fn wait_in_open_ms(&self) -> u64 {
-        crate::clock::millis(self.config.wait_in_open)
+        crate::clock::millis(self.live.wait_in_open())
     }
 
     /// Whether a finished call needs the clock: to time it (slow calls) or to find its bucket.
     #[inline]
     pub(crate) fn needs_end_time(&self) -> bool {
-        self.config.slow_call_duration.is_some() || matches!(self.window, Window::Time(_))
+        self.fixed.slow_calls || matches!(self.window, Window::Time(_))
     }
 
     /// Milliseconds since the breaker's epoch, rounded up, so that `until` compares equal at the
@@ -297,7 +306,7 @@ impl Breaker {
                 }
                 _ => {
                     // Half-open: take a free probe slot, if any.
-                    let cap = self.config.half_open_calls;
+                    let cap = self.live.half_open_calls();
                     match self.state.transition(word, |w| {
                         let same = w.kind() == KIND_HALF_OPEN && w.generation() == generation;
                         (same && w.in_flight() + w.completed() < cap).then(|| {
@@ -307,6 +316,13 @@ impl Breaker {
                         Ok(_) => return permit(PermissionKind::Probe),
                         Err(current) if current.generation() != generation => word = current,
                         Err(current) => {
+                            if current.in_flight() == 0 && current.completed() >= cap {
+                                // `reconfigure` lowered the cap below the probes already in:
+                                // judge them now, as the last of them would have.
+                                self.judge_probes(current, now_ms);
+                                word = self.state.load();
+                                continue;
+                            }
                             if self.half_open_expired(current, now_ms) {
                                 self.reopen(current, now_ms);
                                 word = self.state.load();
@@ -345,7 +361,7 @@ impl Breaker {
     /// Half-open has been waiting for its probes longer than `max_wait_in_half_open`.
     fn half_open_expired(&self, word: Packed, now_ms: u64) -> bool {
         if word.kind() != KIND_HALF_OPEN
-            || word.in_flight() + word.completed() < self.config.half_open_calls
+            || word.in_flight() + word.completed() < self.live.half_open_calls()
         {
             return false;
         }
@@ -354,8 +370,27 @@ impl Breaker {
             // Its start is still being written: it has only just begun.
             return false;
         }
-        let max_wait = crate::clock::millis(self.config.max_wait_in_half_open);
+        let max_wait = self.live.max_wait_in_half_open_ms();
         now_ms.saturating_sub(SINCE_MS.get(since)) >= max_wait
+    }
+
+    /// Closes or reopens a half-open breaker whose probes are all in and none out: the state a
+    /// lowered `half_open_calls` can leave (see `live.rs`).
+    #[cold]
+    fn judge_probes(&self, word: Packed, now_ms: u64) {
+        let probes = Totals {
+            calls: u64::from(word.completed()),
+            failures: u64::from(word.failed()),
+            slow: u64::from(word.slow()),
+        };
+        let next = if self.exceeds_thresholds(probes, 1) {
+            word.to_open(now_ms.saturating_add(self.open_wait_ms(true)))
+        } else {
+            word.to_closed()
+        };
+        if let Ok((old, new)) = self.state.transition(word, |w| (w == word).then_some(next)) {
+            self.entered(old, new, now_ms);
+        }
     }
 
     /// Moves a half-open breaker back to open (its probes failed or never finished).
@@ -432,8 +467,9 @@ impl Breaker {
         if word.kind() != KIND_CLOSED || word.generation() != generation {
             return; // admitted before a transition: stale
         }
-        if let Some((limit, run)) = &self.consecutive {
-            if run.record(generation, failure).is_some_and(|n| n >= *limit) {
+        if let Some((_, run)) = &self.consecutive {
+            let limit = self.live.consecutive_failures();
+            if run.record(generation, failure).is_some_and(|n| n >= limit) {
                 self.trip(word, end);
                 return;
             }
@@ -447,7 +483,7 @@ impl Breaker {
             }
         };
         if let WindowUpdate::Counted(totals) = recorded {
-            if self.exceeds_thresholds(totals, self.config.minimum_calls) {
+            if self.exceeds_thresholds(totals, self.live.minimum_calls()) {
                 self.trip(word, end);
             }
         }
@@ -461,9 +497,9 @@ impl Breaker {
         let calls = totals.calls as f64;
         // Divide rather than multiply the threshold: `3.0 / 10.0 == 0.3` holds in floating
         // point, `0.3 * 10.0 == 3.0` does not, and the threshold is inclusive.
-        totals.failures as f64 / calls >= self.config.failure_rate_threshold
-            || (self.config.slow_call_duration.is_some()
-                && totals.slow as f64 / calls >= self.config.slow_call_rate_threshold)
+        totals.failures as f64 / calls >= self.live.failure_rate_threshold()
+            || (self.fixed.slow_calls
+                && totals.slow as f64 / calls >= self.live.slow_call_rate_threshold())
     }
 
     /// Closed → Open, if the breaker is still closed in the generation that judged it.
@@ -485,9 +521,11 @@ impl Breaker {
         slow: bool,
         end: Option<Instant>,
     ) {
+        // Read once, like the clock and the jitter: the compare-and-swap may run again.
+        let cap = self.live.half_open_calls();
         let mut reopen_until = None;
         let judged = self.state.transition(self.state.load(), |w| {
-            self.judge_probe(w, generation, outcome, slow, || {
+            self.judge_probe(w, generation, outcome, slow, cap, || {
                 *reopen_until.get_or_insert_with(|| self.reopen_until_ms(end))
             })
         });
@@ -516,6 +554,7 @@ impl Breaker {
         generation: Generation,
         outcome: Outcome,
         slow: bool,
+        cap: u32,
         reopen_until: impl FnOnce() -> u64,
     ) -> Option<Packed> {
         if w.kind() != KIND_HALF_OPEN || w.generation() != generation || w.in_flight() == 0 {
@@ -528,7 +567,7 @@ impl Breaker {
         let completed = w.completed() + 1;
         let failed = w.failed() + u32::from(outcome == Outcome::Failure);
         let slow = w.slow() + u32::from(slow);
-        if completed < self.config.half_open_calls {
+        if completed < cap {
             return Some(w.with_probes(in_flight, completed, failed, slow));
         }
         // Every probe is in: judge them as a fresh window.
@@ -574,17 +613,17 @@ impl Breaker {
 
     /// How long the next open interval lasts, in ms: `wait_in_open`, grown on re-opens, jittered.
     fn open_wait_ms(&self, reopening: bool) -> u64 {
-        let base = self.config.wait_in_open.as_secs_f64();
-        let backoff = self.config.open_backoff;
+        let base = self.live.wait_in_open().as_secs_f64();
+        let (multiplier, max, jitter) = self.live.open_backoff();
         let mut wait = base;
-        if reopening && backoff.multiplier > 1.0 {
+        if reopening && multiplier > 1.0 {
             let reopens = self.reopens.load(Ordering::Acquire).saturating_add(1);
-            let grown = base * backoff.multiplier.powi(reopens.min(1024) as i32);
-            wait = grown.min(backoff.max.as_secs_f64());
+            let grown = base * multiplier.powi(reopens.min(1024) as i32);
+            wait = grown.min(max.as_secs_f64());
         }
-        if backoff.jitter > 0.0 {
+        if jitter > 0.0 {
             let unit = self.next_random() * 2.0 - 1.0; // [-1, 1)
-            wait *= 1.0 + backoff.jitter * unit;
+            wait *= 1.0 + jitter * unit;
         }
         // The floor keeps the generation's reuse bound (`state.rs`) under any jitter.
         (wait * 1000.0)
@@ -748,9 +787,14 @@ mod tests {
         // What `record_probe` hands the compare-and-swap loop; a failed CAS runs it again.
         let mut reopen_until = None;
         let mut judge = |w| {
-            breaker.judge_probe(w, probe.generation, Outcome::Failure, false, || {
-                *reopen_until.get_or_insert_with(|| breaker.reopen_until_ms(Some(end)))
-            })
+            breaker.judge_probe(
+                w,
+                probe.generation,
+                Outcome::Failure,
+                false,
+                breaker.live.half_open_calls(),
+                || *reopen_until.get_or_insert_with(|| breaker.reopen_until_ms(Some(end))),
+            )
         };
         let first = judge(word).expect("the probe is current");
         let again = judge(word).expect("still current");

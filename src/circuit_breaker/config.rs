@@ -357,6 +357,13 @@ impl<C> Builder<C> {
         Ok((config, self.classifier, self.listener, bounds))
     }
 
+    /// The validation of [`build`](Self::build), shared with `reconfigure`: the settings a
+    /// breaker would run with.
+    #[cfg(feature = "serde")]
+    pub(crate) fn settings(self) -> Result<Config, ConfigError> {
+        self.config.validate()
+    }
+
     /// Checks every setting and builds the layer, with its breaker.
     ///
     /// # Errors

@@ -31,7 +31,7 @@ pub(crate) struct Judge<C> {
 impl<C> Judge<C> {
     pub(crate) fn new(breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
-            times_calls: breaker.config().slow_call_duration.is_some(),
+            times_calls: breaker.fixed().slow_calls,
             breaker,
             classifier,
         }
@@ -78,8 +78,11 @@ impl<C> Guard<C> {
             generation: self.permit.generation,
         };
         let end = breaker.needs_end_time().then(Instant::now);
-        let slow = match (self.start, end, breaker.config().slow_call_duration) {
-            (Some(start), Some(end), Some(limit)) => end.saturating_duration_since(start) >= limit,
+        // `start` is set only when calls are timed, so the live duration is read only then.
+        let slow = match (self.start, end) {
+            (Some(start), Some(end)) => {
+                end.saturating_duration_since(start) >= breaker.live().slow_call_duration()
+            }
             _ => false,
         };
         if outcome == Outcome::Success && !slow && breaker.absorbs_success(permit) {

@@ -37,7 +37,7 @@ impl<C> CircuitBreakerLayer<C> {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "serde"))]
     pub(crate) fn breaker(&self) -> &Arc<Breaker> {
         &self.breaker
     }

@@ -317,3 +317,62 @@ fn loom_consecutive_failures_trip_once() {
         assert_eq!(breaker.state(), State::Open);
     });
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn loom_reload_of_the_probe_cap_loses_no_slot() {
+    // A reload stores every live word, each a scheduling point: bound the preemptions so that
+    // the model stays small (the races it is about need two).
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        let breaker = breaker(2, None);
+        breaker.enter_half_open_for_test();
+        let lower = CircuitBreakerLayer::builder()
+            .sliding_window(SlidingWindow::Count(1))
+            .minimum_calls(1)
+            .wait_in_open(Duration::from_secs(3600))
+            .half_open_calls(1)
+            .settings()
+            .unwrap();
+        let reloader = {
+            let breaker = breaker.clone();
+            thread::spawn(move || breaker.live().store(&lower))
+        };
+        let prober = {
+            let breaker = breaker.clone();
+            thread::spawn(move || {
+                let probe = permit(breaker.admit());
+                if let Some(probe) = probe {
+                    breaker.record(probe, Outcome::Success, false, None);
+                }
+                probe.is_some()
+            })
+        };
+        let mine = permit(breaker.admit());
+        if let Some(probe) = mine {
+            breaker.record(probe, Outcome::Success, false, None);
+        }
+        reloader.join().unwrap();
+        let theirs = prober.join().unwrap();
+        assert!(
+            mine.is_some() || theirs,
+            "a probe slot was free to one of them"
+        );
+        assert_eq!(breaker.snapshot().probes_in_flight(), 0);
+        match breaker.state() {
+            State::Closed => {}
+            State::HalfOpen => {
+                // Not judged yet: a probe finished under the old cap of 2, and the cap of 1
+                // makes it enough. The next caller judges it (a success: closed) and goes
+                // through.
+                let snapshot = breaker.snapshot();
+                assert_eq!(snapshot.probes_in_flight(), 0);
+                let next = permit(breaker.admit()).expect("the half-open is judged, not stuck");
+                assert_eq!(next.kind, PermissionKind::Normal);
+                assert_eq!(breaker.state(), State::Closed);
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -124,6 +124,7 @@
 //! | event `info` | "circuit breaker closed" | same | to closed |
 //! | event `info` | "circuit breaker changed state" | same | to half-open or disabled |
 //! | event `debug` | "circuit breaker rejected a call" | `.name`, `.state`, `.retry_after_ms`, `.shadow` | each rejection |
+//! | event `info` | "circuit breaker reconfigured" | `.name`, `.failure_rate_threshold`, `.minimum_calls`, `.half_open_calls` | `reconfigure` applied a config (feature `serde`) |
 //! | gauge | `steadfast_circuit_breaker_state` | `name` | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled |
 //! | counter | `steadfast_circuit_breaker_calls_total` | `name`, `outcome` = `success`, `failure`, `slow_success`, `slow_failure`, `ignored` | each permitted call that finished |
 //! | counter | `steadfast_circuit_breaker_not_permitted_total` | `name` | each rejection |
@@ -173,10 +174,13 @@
 
 mod breaker;
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod keyed;
 mod layer;
+mod live;
 mod snapshot;
 mod state;
 mod telemetry;
@@ -197,6 +201,10 @@ pub use self::config::{
     DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
 };
 pub use self::config::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_KEYS};
+#[cfg(all(feature = "serde", feature = "http"))]
+pub use self::config_file::NamedClassifier;
+#[cfg(feature = "serde")]
+pub use self::config_file::{ClassifierName, Config, OpenBackoffConfig};
 pub use self::error::CircuitOpen;
 pub use self::keyed::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
 pub use self::layer::CircuitBreakerLayer;

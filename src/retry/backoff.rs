@@ -43,13 +43,13 @@ const CEILING_NANOS: u64 = u64::MAX;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    curve: Curve,
-    jitter: Jitter,
-    max_delay: Duration,
+    pub(super) curve: Curve,
+    pub(super) jitter: Jitter,
+    pub(super) max_delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Curve {
+pub(super) enum Curve {
     Constant(Duration),
     Exponential { base: Duration, multiplier: f64 },
     Decorrelated(Duration),

@@ -13,7 +13,7 @@ use super::state::BudgetState;
 use crate::ConfigError;
 use crate::error::check_range;
 use crate::random::{AtomicSplitMix64, random_seed};
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Attempts per call, the first included: 3 attempts = 2 retries.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -209,17 +209,10 @@ impl<P, H, M> Builder<P, H, M> {
     /// a multiplier that is NaN, infinite or below 1, or a jitter percent above 100; `budget`
     /// with a ratio outside `[0, 1000]` (or NaN) or a ttl outside `[1 s, 60 s]`.
     pub fn build(self) -> Result<RetryLayer<P, H, M>, ConfigError> {
-        check_range("max_attempts", self.max_attempts, 1, MAX_MAX_ATTEMPTS)?;
-        self.backoff.validate()?;
+        self.check()?;
         let budget = match &self.shared_budget {
-            Some(shared) => {
-                shared.validate()?;
-                Arc::clone(shared.state())
-            }
-            None => {
-                self.budget.validate()?;
-                Arc::new(BudgetState::new(&self.budget))
-            }
+            Some(shared) => Arc::clone(shared.state()),
+            None => Arc::new(BudgetState::new(&self.budget)),
         };
         let seed = self
             .seed
@@ -227,11 +220,11 @@ impl<P, H, M> Builder<P, H, M> {
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::register(&self.name);
         Ok(RetryLayer::from_shared(Arc::new(RetryCore {
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            min_attempt_time: self.min_attempt_time,
-            retry_rejections: self.retry_rejections,
+            max_attempts: AtomicU32::new(self.max_attempts),
+            min_attempt_time_nanos: AtomicU64::new(nanos(self.min_attempt_time)),
+            retry_rejections: AtomicBool::new(self.retry_rejections),
             budget,
+            backoff: Mutex::new(self.backoff),
             rng: AtomicSplitMix64::new(seed),
             name: self.name,
             policy: self.policy,
@@ -243,13 +236,33 @@ impl<P, H, M> Builder<P, H, M> {
     }
 }
 
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<P, H, M> Builder<P, H, M> {
+    /// The validation of [`build`](Self::build), shared with `reconfigure`.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        check_range("max_attempts", self.max_attempts, 1, MAX_MAX_ATTEMPTS)?;
+        self.backoff.validate()?;
+        match &self.shared_budget {
+            Some(shared) => shared.validate(),
+            None => self.budget.validate(),
+        }
+    }
+}
+
 /// What every clone of a layer and every service it makes share.
+///
+/// The settings `reconfigure` changes are atomics (`Relaxed`: each is a setting on its own, and
+/// a call that races a change may see either value) or, for the backoff, behind a mutex that
+/// only the retry path takes (the healthy path never reads the backoff).
 pub(crate) struct RetryCore<P, H, M> {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) min_attempt_time: Duration,
-    pub(crate) retry_rejections: bool,
+    max_attempts: AtomicU32,
+    min_attempt_time_nanos: AtomicU64,
+    retry_rejections: AtomicBool,
     pub(crate) budget: Arc<BudgetState>,
+    backoff: Mutex<Backoff>,
     /// The jitter's generator: one `fetch_add` per draw, no lock.
     rng: AtomicSplitMix64,
     pub(crate) name: Cow<'static, str>,
@@ -261,10 +274,57 @@ pub(crate) struct RetryCore<P, H, M> {
 }
 
 impl<P, H, M> RetryCore<P, H, M> {
+    fn lock_backoff(&self) -> MutexGuard<'_, Backoff> {
+        // A `Backoff` is replaced whole, so a panicking holder leaves no half-written one.
+        self.backoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The delay before retry number `retry` (1 for the first).
     pub(crate) fn backoff_delay(&self, retry: u32, previous: Duration) -> Duration {
-        let rng = self.backoff.is_random().then_some(&self.rng);
-        self.backoff.delay(retry, previous, rng)
+        let backoff = self.backoff();
+        let rng = backoff.is_random().then_some(&self.rng);
+        backoff.delay(retry, previous, rng)
+    }
+
+    /// The backoff now.
+    pub(crate) fn backoff(&self) -> Backoff {
+        *self.lock_backoff()
+    }
+
+    /// Attempts per call now, the first included.
+    #[inline]
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.max_attempts.load(Ordering::Relaxed)
+    }
+
+    /// The least time a retry needs before the deadline, now.
+    pub(crate) fn min_attempt_time(&self) -> Duration {
+        Duration::from_nanos(self.min_attempt_time_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Whether local rejections are retried, now.
+    pub(crate) fn retry_rejections(&self) -> bool {
+        self.retry_rejections.load(Ordering::Relaxed)
+    }
+
+    /// Applies settings already checked by [`Builder::check`]; the budget's are applied by the
+    /// caller, first, since only they can still be refused.
+    #[cfg(feature = "serde")]
+    pub(crate) fn store(
+        &self,
+        max_attempts: u32,
+        backoff: Backoff,
+        min_attempt_time: Duration,
+        retry_rejections: bool,
+    ) {
+        self.max_attempts.store(max_attempts, Ordering::Relaxed);
+        *self.lock_backoff() = backoff;
+        self.min_attempt_time_nanos
+            .store(nanos(min_attempt_time), Ordering::Relaxed);
+        self.retry_rejections
+            .store(retry_rejections, Ordering::Relaxed);
     }
 }
 
@@ -272,10 +332,10 @@ impl<P, H, M> fmt::Debug for RetryCore<P, H, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryCore")
             .field("name", &self.name)
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("min_attempt_time", &self.min_attempt_time)
-            .field("retry_rejections", &self.retry_rejections)
+            .field("max_attempts", &self.max_attempts())
+            .field("backoff", &self.backoff())
+            .field("min_attempt_time", &self.min_attempt_time())
+            .field("retry_rejections", &self.retry_rejections())
             .field("budget", &self.budget)
             .finish_non_exhaustive()
     }

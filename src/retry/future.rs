@@ -203,14 +203,14 @@ where
     };
 
     let rejection = matches!(&result, Err(error) if is_local_rejection(error));
-    if rejection && !shared.retry_rejections {
+    if rejection && !shared.retry_rejections() {
         return stop(AttemptEnd::NotRetryable, result);
     }
     let decision = shared.policy.decide(&result);
     if decision == Decision::Accept {
         return stop(AttemptEnd::Accepted, result);
     }
-    if attempt >= shared.max_attempts {
+    if attempt >= shared.max_attempts() {
         return stop(AttemptEnd::Exhausted, result);
     }
     let Some(retrying) = retry else {
@@ -221,7 +221,7 @@ where
     }
 
     let delay = match decision {
-        Decision::RetryAfter(pushback) => pushback.min(shared.backoff.cap()),
+        Decision::RetryAfter(pushback) => pushback.min(shared.backoff().cap()),
         _ => shared.backoff_delay(attempt, *previous_delay),
     };
 
@@ -229,7 +229,7 @@ where
         let remaining = deadline.remaining();
         let fits = remaining
             .checked_sub(delay)
-            .is_some_and(|left| !left.is_zero() && left >= shared.min_attempt_time);
+            .is_some_and(|left| !left.is_zero() && left >= shared.min_attempt_time());
         if !fits {
             tracing::debug!(
                 retry.name = %shared.name,
@@ -262,7 +262,7 @@ where
     tracing::debug!(
         retry.name = %shared.name,
         retry.attempt = attempt + 1,
-        retry.max_attempts = shared.max_attempts,
+        retry.max_attempts = shared.max_attempts(),
         retry.delay_ms = crate::clock::millis(delay),
         retry.cause = cause(&result),
         "retrying"
@@ -334,7 +334,7 @@ where
                     if let Some(deadline) = Deadline::current() {
                         let remaining = deadline.remaining();
                         let shared = this.shared.config();
-                        if remaining.is_zero() || remaining < shared.min_attempt_time {
+                        if remaining.is_zero() || remaining < shared.min_attempt_time() {
                             tracing::debug!(
                                 retry.name = %shared.name,
                                 retry.attempt = *this.attempt + 1,

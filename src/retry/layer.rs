@@ -30,15 +30,20 @@ impl<P, H, M> RetryLayer<P, H, M> {
         Self { shared }
     }
 
+    #[cfg(feature = "serde")]
+    pub(crate) fn shared(&self) -> &RetryCore<P, H, M> {
+        &self.shared
+    }
+
     /// How many retries the shared budget allows right now (`u64::MAX` with
     /// [`RetryBudget::unlimited`](super::RetryBudget::unlimited)).
     pub fn budget_remaining(&self) -> u64 {
         self.shared.budget.remaining()
     }
 
-    /// The configured attempts per call, the first included.
+    /// The attempts per call, the first included, as built or last reconfigured.
     pub fn max_attempts(&self) -> u32 {
-        self.shared.max_attempts
+        self.shared.max_attempts()
     }
 }
 

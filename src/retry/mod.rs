@@ -69,6 +69,7 @@
 //! | `debug!` event | `retrying` | `retry.name`, `retry.attempt` (the attempt about to be made), `retry.max_attempts`, `retry.delay_ms`, `retry.cause` (`error` or `response`) | a retry is scheduled |
 //! | `debug!` event | `retry skipped: …` | `retry.name`, `retry.attempt`, `retry.outcome` (`deadline` or `budget_exhausted`), `retry.delay_ms`, `retry.remaining_ms` | the deadline or the budget stopped a retry when it was to be scheduled |
 //! | `debug!` event | `retry abandoned: …` | `retry.name`, `retry.attempt`, `retry.remaining_ms` | after the backoff, the deadline came too close or the body can no longer be replayed |
+//! | `info!` event | `retry reconfigured` | `retry.name`, `retry.max_attempts` | `reconfigure` applied a config (feature `serde`) |
 //! | counter | `steadfast_retry_attempts_total` | `name`, `outcome` = `accepted`, `retried`, `exhausted`, `budget_exhausted`, `deadline`, `not_retryable` | each attempt, when judged |
 //! | counter | `steadfast_retry_budget_exhausted_total` | `name` | a retry refused by the budget |
 //! | hook | [`OnRetry`] | attempt, delay, cause | a retry is scheduled |
@@ -129,6 +130,8 @@ use tower_service::Service;
 mod backoff;
 mod budget;
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod future;
 #[cfg(feature = "http")]
 mod http;
@@ -144,6 +147,8 @@ pub use self::config::{
     Builder, DEFAULT_BACKOFF, DEFAULT_BUDGET, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY,
     DEFAULT_MIN_ATTEMPT_TIME, DEFAULT_NAME, MAX_MAX_ATTEMPTS,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::Config;
 #[cfg(feature = "http")]
 pub use self::http::{
     DEFAULT_RETRY_GRPC_CODES, DEFAULT_RETRY_STATUSES, GrpcPolicy, HttpPolicy, Pushback,
@@ -239,7 +244,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = self.shared.config();
         shared.budget.deposit();
-        if shared.max_attempts > 1 && shared.policy.is_retryable_request(&request) {
+        if shared.max_attempts() > 1 && shared.policy.is_retryable_request(&request) {
             let (sent, kept) = shared.resend.first(request);
             // The first attempt goes to the service that was polled ready; a retry, to a clone
             // of the replica, made when it is due.

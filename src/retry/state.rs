@@ -13,7 +13,8 @@
 //!
 //! # Memory ordering
 //!
-//! The healthy path is one `fetch_add(1, Relaxed)` on `pending`: no clock read, no lock. The
+//! The healthy path is one `Relaxed` load of `depositing` and one `fetch_add(1, Relaxed)` on
+//! `pending`: no clock read, no lock. The
 //! counter publishes no other data, so `Relaxed` suffices; it is drained with a `swap(0)`
 //! while the window's mutex is held, so each deposit is folded exactly once. Deposits made
 //! since the previous fold are credited to the current slot; if the previous fold is older
@@ -28,7 +29,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::budget::{Kind, RetryBudget};
-use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// One retry, in budget units.
 const UNIT: i64 = 1_000_000;
@@ -45,21 +46,33 @@ pub(crate) struct BudgetState {
 struct Tps {
     /// Requests not yet folded into the window.
     pending: AtomicU64,
+    /// Whether requests deposit at all (a ratio above zero): the healthy path skips the
+    /// counter when they do not. `Relaxed`: a request that races a reconfiguration may deposit
+    /// under either ratio.
+    depositing: AtomicBool,
+    window: Mutex<Window>,
+}
+
+/// The window, and the budget's settings, which `reconfigure` changes under the same lock.
+#[derive(Debug)]
+struct Window {
     /// Units deposited per request.
     deposit: i64,
     /// The floor: units always available within the window.
     reserve: i64,
     slot_nanos: u128,
     ttl: Duration,
-    window: Mutex<Window>,
-}
-
-#[derive(Debug)]
-struct Window {
     base: Instant,
     head: u64,
     slots: [i64; SLOTS],
     last_fold: Instant,
+}
+
+/// A budget's settings in budget units.
+fn amounts(ratio: f64, min_per_sec: u32, ttl: Duration) -> (i64, i64, u128) {
+    let deposit = (ratio * UNIT as f64).round() as i64;
+    let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * UNIT as f64) as i64;
+    (deposit, reserve, (ttl.as_nanos() / SLOTS as u128).max(1))
 }
 
 /// A retry paid for. Dropping it without [`spend`](Withdrawal::spend) (the retry was abandoned:
@@ -107,16 +120,16 @@ impl BudgetState {
                 min_per_sec,
                 ttl,
             } => {
-                let deposit = (ratio * UNIT as f64).round() as i64;
-                let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * UNIT as f64) as i64;
+                let (deposit, reserve, slot_nanos) = amounts(ratio, min_per_sec, ttl);
                 let now = Instant::now();
                 Some(Tps {
                     pending: AtomicU64::new(0),
-                    deposit,
-                    reserve,
-                    slot_nanos: (ttl.as_nanos() / SLOTS as u128).max(1),
-                    ttl,
+                    depositing: AtomicBool::new(deposit > 0),
                     window: Mutex::new(Window {
+                        deposit,
+                        reserve,
+                        slot_nanos,
+                        ttl,
                         base: now,
                         head: 0,
                         slots: [0; SLOTS],
@@ -132,7 +145,7 @@ impl BudgetState {
     #[inline]
     pub(crate) fn deposit(&self) {
         if let Some(tps) = &self.tps {
-            if tps.deposit > 0 {
+            if tps.depositing.load(Ordering::Relaxed) {
                 tps.pending.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -145,7 +158,7 @@ impl BudgetState {
         };
         let mut window = tps.lock();
         tps.fold(&mut window, Instant::now());
-        if window.balance(tps.reserve) >= UNIT {
+        if window.balance() >= UNIT {
             let head = window.head;
             window.slots[slot_index(head)] -= UNIT;
             Withdraw::Paid(Withdrawal {
@@ -165,7 +178,67 @@ impl BudgetState {
         };
         let mut window = tps.lock();
         tps.fold(&mut window, Instant::now());
-        u64::try_from(window.balance(tps.reserve) / UNIT).unwrap_or(0)
+        u64::try_from(window.balance() / UNIT).unwrap_or(0)
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `budget`.
+    #[cfg(feature = "serde")]
+    pub(crate) fn check_reconfigure(&self, budget: &RetryBudget) -> Result<(), crate::ConfigError> {
+        budget.validate()?;
+        if self.tps.is_some() == matches!(budget.kind, Kind::Tps { .. }) {
+            Ok(())
+        } else {
+            Err(crate::ConfigError::new(
+                "budget",
+                "limited or unlimited as the layer was built: build a new layer to change that",
+                budget,
+            ))
+        }
+    }
+
+    /// Applies a new budget, already validated, keeping what the window holds: the requests
+    /// not yet credited are credited at the old ratio first, the floor and the ratio change
+    /// at once, and a new `ttl` starts a new ring of slots with the net balance of the old
+    /// window in its first slot (it expires after the new `ttl`).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `budget`, and nothing changes, when the new budget is unlimited
+    /// and this one is not, or the other way round: an unlimited budget keeps no window.
+    #[cfg(feature = "serde")]
+    pub(crate) fn reconfigure(&self, budget: &RetryBudget) -> Result<(), crate::ConfigError> {
+        self.check_reconfigure(budget)?;
+        let (
+            Some(tps),
+            Kind::Tps {
+                ratio,
+                min_per_sec,
+                ttl,
+            },
+        ) = (&self.tps, budget.kind)
+        else {
+            return Ok(()); // unlimited, and stays so
+        };
+        let (deposit, reserve, slot_nanos) = amounts(ratio, min_per_sec, ttl);
+        let mut window = tps.lock();
+        let now = Instant::now();
+        tps.fold(&mut window, now);
+        window.deposit = deposit;
+        window.reserve = reserve;
+        tps.depositing.store(deposit > 0, Ordering::Relaxed);
+        if window.ttl != ttl {
+            let net = window
+                .slots
+                .iter()
+                .fold(0i64, |sum, slot| sum.saturating_add(*slot));
+            window.ttl = ttl;
+            window.slot_nanos = slot_nanos;
+            window.base = now;
+            window.head = 0;
+            window.slots = [0; SLOTS];
+            window.slots[0] = net;
+        }
+        Ok(())
     }
 
     fn refund(&self, slot: u64) {
@@ -190,7 +263,7 @@ impl Tps {
     /// Advances the window to `now` and credits the pending deposits.
     fn fold(&self, window: &mut Window, now: Instant) {
         let since_base = now.saturating_duration_since(window.base).as_nanos();
-        let head = u64::try_from(since_base / self.slot_nanos).unwrap_or(u64::MAX);
+        let head = u64::try_from(since_base / window.slot_nanos).unwrap_or(u64::MAX);
         if head > window.head {
             let steps = (head - window.head).min(SLOTS as u64);
             for step in 1..=steps {
@@ -201,10 +274,10 @@ impl Tps {
 
         let pending = self.pending.swap(0, Ordering::Relaxed);
         if pending > 0 {
-            let mut credit = i128::from(pending) * i128::from(self.deposit);
+            let mut credit = i128::from(pending) * i128::from(window.deposit);
             let elapsed = now.saturating_duration_since(window.last_fold);
-            if elapsed > self.ttl {
-                credit = credit * self.ttl.as_nanos() as i128 / elapsed.as_nanos() as i128;
+            if elapsed > window.ttl {
+                credit = credit * window.ttl.as_nanos() as i128 / elapsed.as_nanos() as i128;
             }
             let credit = i64::try_from(credit).unwrap_or(i64::MAX);
             let slot = &mut window.slots[slot_index(window.head)];
@@ -215,10 +288,10 @@ impl Tps {
 }
 
 impl Window {
-    fn balance(&self, reserve: i64) -> i64 {
+    fn balance(&self) -> i64 {
         self.slots
             .iter()
-            .fold(reserve, |sum, slot| sum.saturating_add(*slot))
+            .fold(self.reserve, |sum, slot| sum.saturating_add(*slot))
     }
 }
 

@@ -53,6 +53,12 @@ impl Builder {
     /// A [`ConfigError`] naming `timeout` if the timeout is zero (every call would fail without
     /// reaching the service).
     pub fn build(self) -> Result<TimeoutLayer, ConfigError> {
+        self.check()?;
+        Ok(TimeoutLayer::from_parts(self.timeout, true, &self.name))
+    }
+
+    /// The validation of [`build`](Self::build), shared with `reconfigure`.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if self.timeout.is_zero() {
             return Err(ConfigError::new(
                 "timeout",
@@ -60,6 +66,6 @@ impl Builder {
                 self.timeout,
             ));
         }
-        Ok(TimeoutLayer::from_parts(self.timeout, &self.name))
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@ use tower_layer::Layer;
 
 use super::Timeout;
 use super::config::{Builder, DEFAULT_NAME};
+use super::state::Timing;
 use super::telemetry::Telemetry;
 
 /// Applies a [`Timeout`] to a service: each call fails with [`Elapsed`](super::Elapsed) once its
@@ -18,7 +19,7 @@ use super::telemetry::Telemetry;
 /// [`Deadline::current`]: crate::deadline::Deadline::current
 #[derive(Debug, Clone)]
 pub struct TimeoutLayer {
-    timeout: Duration,
+    timeout: Timing,
     telemetry: Telemetry,
 }
 
@@ -28,7 +29,7 @@ impl TimeoutLayer {
     /// Unlike [`builder`](Self::builder), this does not reject a zero timeout: with one, every
     /// call fails at once without reaching the service.
     pub fn new(timeout: Duration) -> Self {
-        Self::from_parts(timeout, DEFAULT_NAME)
+        Self::from_parts(timeout, false, DEFAULT_NAME)
     }
 
     /// A builder, to set the metrics `name` label as well as the timeout.
@@ -36,16 +37,38 @@ impl TimeoutLayer {
         Builder::default()
     }
 
-    pub(crate) fn from_parts(timeout: Duration, name: &str) -> Self {
-        Self {
-            timeout,
-            telemetry: Telemetry::new(name),
-        }
+    /// A layer of `timeout`, reconfigurable if `live`, registered as `name`.
+    pub(crate) fn from_parts(timeout: Duration, live: bool, name: &str) -> Self {
+        let telemetry = Telemetry::new(name);
+        let timeout = if live {
+            telemetry.set_live_timeout(timeout);
+            Timing::Live
+        } else {
+            Timing::Fixed(timeout)
+        };
+        Self { timeout, telemetry }
     }
 
-    /// The timeout each call gets.
+    /// The timeout each call gets (now: [`reconfigure`](Self::reconfigure) changes it).
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.timeout.get(&self.telemetry)
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) can change this layer's timeout: true for a
+    /// layer built by [`builder`](Self::builder) or `from_config`, false for one made by
+    /// [`new`](Self::new), whose timeout is fixed.
+    pub fn is_reconfigurable(&self) -> bool {
+        matches!(self.timeout, Timing::Live)
+    }
+
+    /// Applies `timeout` to every service of this layer and every clone, for the calls made
+    /// from now on; calls in flight keep the deadline they started with.
+    pub(crate) fn set_timeout(&self, timeout: Duration) -> bool {
+        let live = self.is_reconfigurable();
+        if live {
+            self.telemetry.set_live_timeout(timeout);
+        }
+        live
     }
 
     /// The instance name: the `name` label of the metrics and the `timeout.name` event field.

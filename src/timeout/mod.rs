@@ -56,6 +56,7 @@
 //! | kind | name | level / type | fields / labels |
 //! |---|---|---|---|
 //! | event | `call failed: deadline passed` | `debug` | `timeout.name`, `timeout.kind` (`"timeout"` or `"deadline"`), `timeout.before_call` (the inner service was not called) |
+//! | event | `timeout reconfigured` | `info` | `timeout.name`, `timeout.timeout_ms` (feature `serde`) |
 //! | metric | `steadfast_timeout_elapsed_total` | counter | `name`, `kind` (`"timeout"` or `"deadline"`) |
 //!
 //! Events have the target `steadfast::timeout`. The metric needs the `metrics` feature. Its
@@ -117,15 +118,21 @@ pub mod error {
     //! belongs to and re-exported here.
     pub use crate::deadline::{Elapsed, ElapsedKind};
 }
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod future;
 mod layer;
+mod state;
 mod telemetry;
 
 pub use config::{Builder, DEFAULT_NAME, DEFAULT_TIMEOUT};
+#[cfg(feature = "serde")]
+pub use config_file::Config;
 pub use error::{Elapsed, ElapsedKind};
 pub use layer::TimeoutLayer;
 
 use future::ResponseFuture;
+use state::Timing;
 use telemetry::Telemetry;
 
 /// Fails calls to `S` that are not answered within a timeout; see the [module docs](self).
@@ -134,17 +141,17 @@ use telemetry::Telemetry;
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
     inner: S,
-    timeout: Duration,
+    timeout: Timing,
     telemetry: Telemetry,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner` with `timeout`. Same as `TimeoutLayer::new(timeout).layer(inner)`.
     pub fn new(inner: S, timeout: Duration) -> Self {
-        Self::from_parts(inner, timeout, Telemetry::new(DEFAULT_NAME))
+        Self::from_parts(inner, Timing::Fixed(timeout), Telemetry::new(DEFAULT_NAME))
     }
 
-    pub(crate) fn from_parts(inner: S, timeout: Duration, telemetry: Telemetry) -> Self {
+    pub(crate) fn from_parts(inner: S, timeout: Timing, telemetry: Telemetry) -> Self {
         Self {
             inner,
             timeout,
@@ -152,9 +159,10 @@ impl<S> Timeout<S> {
         }
     }
 
-    /// The timeout each call gets.
+    /// The timeout each call gets (now: a layer's
+    /// [`reconfigure`](TimeoutLayer::reconfigure) changes it).
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.timeout.get(&self.telemetry)
     }
 
     /// A reference to the inner service.
@@ -192,7 +200,8 @@ where
         // One clock read per call: the own deadline, and whether the effective one has passed.
         // Below another timeout's `call`, its read is reused (see `call_now`).
         let now = crate::clock::call_now();
-        let own = Deadline::at(crate::clock::saturating_add(now, self.timeout));
+        let timeout = self.timeout.get(&self.telemetry);
+        let own = Deadline::at(crate::clock::saturating_add(now, timeout));
         let (deadline, kind) = match Deadline::current() {
             Some(inherited) if inherited < own => (inherited, ElapsedKind::InheritedDeadline),
             _ => (own, ElapsedKind::Timeout),

@@ -2,6 +2,8 @@
 //! the `metrics` feature, a counter per kind of deadline.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::deadline::ElapsedKind;
 
@@ -23,6 +25,10 @@ pub(crate) struct Telemetry(Arc<Instance>);
 #[derive(Debug)]
 struct Instance {
     name: Box<str>,
+    /// The live timeout of a reconfigurable layer, in ns (see `state.rs`). `Relaxed` both ways:
+    /// it guards no other data, and a call that starts as a new timeout is stored may take the
+    /// old one or the new one, either a timeout the operator asked for.
+    live_nanos: AtomicU64,
     #[cfg(feature = "metrics")]
     timeout: metrics::Counter,
     #[cfg(feature = "metrics")]
@@ -30,12 +36,25 @@ struct Instance {
 }
 
 impl Telemetry {
+    /// The live timeout (see `state.rs`).
+    #[inline]
+    pub(crate) fn live_timeout(&self) -> Duration {
+        Duration::from_nanos(self.0.live_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Sets the live timeout, saturating at `u64::MAX` ns (584 years).
+    pub(crate) fn set_live_timeout(&self, timeout: Duration) {
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.0.live_nanos.store(nanos, Ordering::Relaxed);
+    }
+
     /// Registers the instance `name`.
     pub(crate) fn new(name: &str) -> Self {
         #[cfg(feature = "metrics")]
         describe();
         Self(Arc::new(Instance {
             name: name.into(),
+            live_nanos: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
             timeout: metrics::counter!(
                 ELAPSED_TOTAL,

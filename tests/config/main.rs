@@ -1,0 +1,5 @@
+//! Configuration from files (feature `serde`), and live reload.
+
+mod files;
+mod reload;
+mod soak;
