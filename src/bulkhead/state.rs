@@ -179,6 +179,7 @@ impl Permits {
     /// Adds `delta` permits (removes them if it is negative), whether or not they are held:
     /// removing held permits leaves `available` below zero until their calls finish. The caller
     /// keeps the limit in `[1, i32::MAX]`. Returns the word as it was before.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // used by `reconfigure`
     pub(crate) fn resize(&self, delta: i64) -> PackedPermits {
         // Two's complement: the wrapping add of a negative amount shifted into the high half is
         // a subtraction there, and leaves the low half alone.
@@ -229,6 +230,7 @@ impl Semaphore {
     }
 
     /// Sets `max_wait` for the waits that start from now on.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // used by `reconfigure`
     pub(crate) fn set_max_wait(&self, max_wait: Duration) {
         let nanos = u64::try_from(max_wait.as_nanos()).unwrap_or(u64::MAX);
         self.max_wait_nanos.store(nanos, Ordering::Relaxed);
@@ -240,6 +242,7 @@ impl Semaphore {
     ///
     /// Concurrent resizes need no lock: each swaps the limit and adds the difference it saw, so
     /// the differences add up to the last limit minus the first, whatever their order.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // used by `reconfigure`
     pub(crate) fn resize(&self, max: u32) {
         let old = self.max_concurrent_calls.swap(max, Ordering::Relaxed);
         let delta = i64::from(max) - i64::from(old);

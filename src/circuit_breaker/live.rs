@@ -155,6 +155,9 @@ impl Live {
 /// calls, and how it started. Kept instead of the whole of its settings, whose other values
 /// live in [`Live`] (a breaker of a 100-call window fits in 1 KiB).
 #[derive(Debug)]
+// All but `slow_calls` are read only by `reconfigure` (feature `serde`), to refuse what cannot
+// change.
+#[cfg_attr(not(feature = "serde"), allow(dead_code))]
 pub(crate) struct Fixed {
     pub(crate) window: SlidingWindow,
     pub(crate) bucket_width: Duration,

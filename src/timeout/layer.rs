@@ -63,6 +63,7 @@ impl TimeoutLayer {
 
     /// Applies `timeout` to every service of this layer and every clone, for the calls made
     /// from now on; calls in flight keep the deadline they started with.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // used by `reconfigure`
     pub(crate) fn set_timeout(&self, timeout: Duration) -> bool {
         let live = self.is_reconfigurable();
         if live {
