@@ -56,10 +56,16 @@
 //! ```text
 //!  request
 //!     │
-//!  ┌──▼───────────────┐  answers from a function, or a backup service, when all else failed
+//!  ┌──▼───────────────┐  sheds calls over a rate at once (server side: 429)
+//!  │ rate limit       │
+//!  ├──────────────────┤  sheds what the service cannot take at once, learnt from its latency
+//!  │ adaptive limit   │
+//!  ├──────────────────┤  answers from a function, or a backup service, when all else failed
 //!  │ fallback         │
 //!  ├──────────────────┤  re-sends failed attempts, within max_attempts and the retry budget
 //!  │ retry (+ budget) │
+//!  ├──────────────────┤  sends a copy of a slow attempt, first success wins (same budget type)
+//!  │ hedge            │
 //!  ├──────────────────┤  bounds one attempt through the breaker and the bulkhead
 //!  │ overall timeout  │
 //!  ├──────────────────┤  stops calling a service that keeps failing; fails fast while open
@@ -69,14 +75,22 @@
 //!  ├──────────────────┤  bounds the call to the service itself, so a hung call is cut and counted
 //!  │ attempt timeout  │
 //!  └──▼───────────────┘
-//!   service
+//!   service (one backend, or a `pool::Pool` of its replicas)
 //! ```
+//!
+//! - **The rate limit and the adaptive limit** come first, on a server: a call the service must
+//!   not take is refused at once, before it costs a fallback, a retry or a permit, and the caller
+//!   gets a clear 429 or 503 to back off on. (A client that respects an upstream quota, where
+//!   every attempt must count, puts its `RateLimitLayer` by hand below retry instead.)
 //!
 //! - **Fallback** is outermost so that it sees every way the rest can fail.
 //! - **Retry** sits outside the breaker, so a breaker that opens mid-retry stops the retries at
 //!   once (a [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) is never retried and costs no budget).
 //!   It honours the current [`Deadline`](crate::deadline::Deadline): it never starts a backoff or an
 //!   attempt that cannot finish in time.
+//! - **The hedge** sits inside retry and outside the breaker: each attempt may be hedged, every
+//!   hedge passes the breaker and the bulkhead (an open breaker stops hedges as it stops
+//!   retries), and a call retry sees is the hedged attempt's one answer.
 //! - **The overall timeout** bounds each attempt once it is sent, through the breaker and the
 //!   bulkhead. (The wait for a bulkhead permit happens in `poll_ready`, which no timeout bounds:
 //!   the bulkhead's own `max_wait` does.) For one deadline over all attempts and backoffs, set it
@@ -90,6 +104,9 @@
 //!   and a full bulkhead (a local rejection) never trips the breaker.
 //! - **The attempt timeout** is innermost: it bounds only the service, so a hung call is cut,
 //!   counted by the breaker, and retried.
+//! - **A pool** is the service itself, not a layer: the stack goes above it, and a per-replica
+//!   attempt timeout goes inside each endpoint, so a slow replica is charged to that replica
+//!   (see [`pool`](crate::pool)). Retry sends a retried call to a replica it has not tried.
 //!
 //! # The two timeouts
 //!
@@ -198,10 +215,12 @@ pub const ATTEMPT_TIMEOUT_NAME: &str = "attempt";
 /// Any subset of the crate's layers, applied as one [`Layer`] in the recommended order; see the
 /// [module docs](self).
 ///
-/// The type parameters are the layers in their places, outermost first: `F` the fallback, `R`
-/// retry, `O` the overall timeout, `C` the circuit breaker, `B` the bulkhead, `A` the attempt
-/// timeout. Each is [`Identity`] (nothing) until its setter replaces it; you rarely need to
-/// name them.
+/// The type parameters are the layers in their places: `F` the fallback, `R` retry, `O` the
+/// overall timeout, `C` the circuit breaker, `B` the bulkhead, `A` the attempt timeout, then the
+/// second wave's, added at the end so that the first six keep their positions: `RL` the rate
+/// limit and `AL` the adaptive limit (outermost, before the fallback), `HG` the hedge (between
+/// retry and the overall timeout). Each is [`Identity`] (nothing) until its setter replaces it;
+/// you rarely need to name them.
 ///
 /// The stack is its own builder: the layers it takes are already built and validated, so there
 /// is no `build()` step, and it can be cloned and applied as often as you like.
@@ -213,6 +232,9 @@ pub struct ResilienceStack<
     C = Identity,
     B = Identity,
     A = Identity,
+    RL = Identity,
+    AL = Identity,
+    HG = Identity,
 > {
     fallback: F,
     retry: R,
@@ -220,6 +242,9 @@ pub struct ResilienceStack<
     circuit_breaker: C,
     bulkhead: B,
     attempt_timeout: A,
+    rate_limit: RL,
+    adaptive_limit: AL,
+    hedge: HG,
 }
 
 impl ResilienceStack {
@@ -245,11 +270,14 @@ impl Default for ResilienceStack {
             circuit_breaker: Identity::new(),
             bulkhead: Identity::new(),
             attempt_timeout: Identity::new(),
+            rate_limit: Identity::new(),
+            adaptive_limit: Identity::new(),
+            hedge: Identity::new(),
         }
     }
 }
 
-impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
+impl<F, R, O, C, B, A, RL, AL, HG> ResilienceStack<F, R, O, C, B, A, RL, AL, HG> {
     /// The outermost layer: answers from a function, or fails over to a backup service, when the
     /// rest of the stack fails. It sees every way the rest can fail, rejections included.
     ///
@@ -257,7 +285,7 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
     pub fn fallback<H, P>(
         self,
         layer: FallbackLayer<H, P>,
-    ) -> ResilienceStack<FallbackLayer<H, P>, R, O, C, B, A> {
+    ) -> ResilienceStack<FallbackLayer<H, P>, R, O, C, B, A, RL, AL, HG> {
         ResilienceStack {
             fallback: layer,
             retry: self.retry,
@@ -265,6 +293,9 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
             circuit_breaker: self.circuit_breaker,
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
         }
     }
 
@@ -275,7 +306,7 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
     pub fn retry<P, H, M>(
         self,
         layer: RetryLayer<P, H, M>,
-    ) -> ResilienceStack<F, RetryLayer<P, H, M>, O, C, B, A> {
+    ) -> ResilienceStack<F, RetryLayer<P, H, M>, O, C, B, A, RL, AL, HG> {
         ResilienceStack {
             fallback: self.fallback,
             retry: layer,
@@ -283,6 +314,9 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
             circuit_breaker: self.circuit_breaker,
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
         }
     }
 
@@ -295,7 +329,7 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
     pub fn overall_timeout(
         self,
         timeout: impl IntoTimeoutLayer,
-    ) -> ResilienceStack<F, R, TimeoutLayer, C, B, A> {
+    ) -> ResilienceStack<F, R, TimeoutLayer, C, B, A, RL, AL, HG> {
         ResilienceStack {
             fallback: self.fallback,
             retry: self.retry,
@@ -303,6 +337,9 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
             circuit_breaker: self.circuit_breaker,
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
         }
     }
 
@@ -315,7 +352,7 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
     pub fn circuit_breaker<K>(
         self,
         layer: CircuitBreakerLayer<K>,
-    ) -> ResilienceStack<F, R, O, CircuitBreakerLayer<K>, B, A> {
+    ) -> ResilienceStack<F, R, O, CircuitBreakerLayer<K>, B, A, RL, AL, HG> {
         ResilienceStack {
             fallback: self.fallback,
             retry: self.retry,
@@ -323,6 +360,9 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
             circuit_breaker: layer,
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
         }
     }
 
@@ -330,7 +370,10 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
     /// flight to the service.
     ///
     /// Replaces any bulkhead set before. Defaults to none.
-    pub fn bulkhead(self, layer: BulkheadLayer) -> ResilienceStack<F, R, O, C, BulkheadLayer, A> {
+    pub fn bulkhead(
+        self,
+        layer: BulkheadLayer,
+    ) -> ResilienceStack<F, R, O, C, BulkheadLayer, A, RL, AL, HG> {
         ResilienceStack {
             fallback: self.fallback,
             retry: self.retry,
@@ -338,6 +381,9 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
             circuit_breaker: self.circuit_breaker,
             bulkhead: layer,
             attempt_timeout: self.attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
         }
     }
 
@@ -350,7 +396,7 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
     pub fn attempt_timeout(
         self,
         timeout: impl IntoTimeoutLayer,
-    ) -> ResilienceStack<F, R, O, C, B, TimeoutLayer> {
+    ) -> ResilienceStack<F, R, O, C, B, TimeoutLayer, RL, AL, HG> {
         ResilienceStack {
             fallback: self.fallback,
             retry: self.retry,
@@ -358,11 +404,86 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
             circuit_breaker: self.circuit_breaker,
             bulkhead: self.bulkhead,
             attempt_timeout: timeout.into_timeout_layer(ATTEMPT_TIMEOUT_NAME),
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
+        }
+    }
+    /// The rate limit, outermost: a call over the limit is answered at once with
+    /// [`RateLimited`](crate::rate_limit::RateLimited), before the fallback, so that a shed call
+    /// costs nothing and the caller gets a 429 (with the `http` mapping), not a degraded answer.
+    /// This is the server side's place. For a client that respects an upstream quota, where
+    /// every attempt must count, put a `RateLimitLayer` by hand below retry instead.
+    ///
+    /// Replaces any rate limit set before. Defaults to none.
+    #[cfg(feature = "rate-limit")]
+    pub fn rate_limit(
+        self,
+        layer: crate::rate_limit::RateLimitLayer,
+    ) -> ResilienceStack<F, R, O, C, B, A, crate::rate_limit::RateLimitLayer, AL, HG> {
+        ResilienceStack {
+            fallback: self.fallback,
+            retry: self.retry,
+            overall_timeout: self.overall_timeout,
+            circuit_breaker: self.circuit_breaker,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self.attempt_timeout,
+            rate_limit: layer,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
+        }
+    }
+
+    /// The adaptive concurrency limit, inside the rate limit and outside the fallback: it sheds
+    /// what the service cannot take at once with
+    /// [`LimitExceeded`](crate::limit::LimitExceeded), and times whole calls (retries and
+    /// backoffs included), which is what a server's caller waits for.
+    ///
+    /// Replaces any adaptive limit set before. Defaults to none.
+    #[cfg(feature = "limit")]
+    pub fn adaptive_limit<K>(
+        self,
+        layer: crate::limit::AdaptiveLimitLayer<K>,
+    ) -> ResilienceStack<F, R, O, C, B, A, RL, crate::limit::AdaptiveLimitLayer<K>, HG> {
+        ResilienceStack {
+            fallback: self.fallback,
+            retry: self.retry,
+            overall_timeout: self.overall_timeout,
+            circuit_breaker: self.circuit_breaker,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self.attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: layer,
+            hedge: self.hedge,
+        }
+    }
+
+    /// Hedged requests, inside retry and outside the overall timeout: each attempt retry makes
+    /// may be hedged, each hedge goes through the breaker and the bulkhead (so an open breaker
+    /// stops the hedges too) and gets its own overall timeout, and a hedge that fails is not
+    /// retried twice over.
+    ///
+    /// Replaces any hedge set before. Defaults to none.
+    #[cfg(feature = "hedge")]
+    pub fn hedge<P>(
+        self,
+        layer: crate::hedge::HedgeLayer<P>,
+    ) -> ResilienceStack<F, R, O, C, B, A, RL, AL, crate::hedge::HedgeLayer<P>> {
+        ResilienceStack {
+            fallback: self.fallback,
+            retry: self.retry,
+            overall_timeout: self.overall_timeout,
+            circuit_breaker: self.circuit_breaker,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self.attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: layer,
         }
     }
 }
 
-impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
+impl<F, R, O, C, B, A, RL, AL, HG> ResilienceStack<F, R, O, C, B, A, RL, AL, HG> {
     /// Replaces every layer but the fallback at once: for a stack whose layers are chosen at run
     /// time, from a configuration file's sections.
     #[cfg(feature = "serde")]
@@ -373,7 +494,7 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
         circuit_breaker: C2,
         bulkhead: B2,
         attempt_timeout: A2,
-    ) -> ResilienceStack<F, R2, O2, C2, B2, A2> {
+    ) -> ResilienceStack<F, R2, O2, C2, B2, A2, RL, AL, HG> {
         ResilienceStack {
             fallback: self.fallback,
             retry,
@@ -381,20 +502,26 @@ impl<F, R, O, C, B, A> ResilienceStack<F, R, O, C, B, A> {
             circuit_breaker,
             bulkhead,
             attempt_timeout,
+            rate_limit: self.rate_limit,
+            adaptive_limit: self.adaptive_limit,
+            hedge: self.hedge,
         }
     }
 }
 
-impl<S, F, R, O, C, B, A> Layer<S> for ResilienceStack<F, R, O, C, B, A>
+impl<S, F, R, O, C, B, A, RL, AL, HG> Layer<S> for ResilienceStack<F, R, O, C, B, A, RL, AL, HG>
 where
     A: Layer<S>,
     B: Layer<A::Service>,
     C: Layer<B::Service>,
     O: Layer<C::Service>,
-    R: Layer<O::Service>,
+    HG: Layer<O::Service>,
+    R: Layer<HG::Service>,
     F: Layer<R::Service>,
+    AL: Layer<F::Service>,
+    RL: Layer<AL::Service>,
 {
-    type Service = F::Service;
+    type Service = RL::Service;
 
     fn layer(&self, service: S) -> Self::Service {
         // Innermost first.
@@ -402,13 +529,19 @@ where
         let service = self.bulkhead.layer(service);
         let service = self.circuit_breaker.layer(service);
         let service = self.overall_timeout.layer(service);
+        let service = self.hedge.layer(service);
         let service = self.retry.layer(service);
-        self.fallback.layer(service)
+        let service = self.fallback.layer(service);
+        let service = self.adaptive_limit.layer(service);
+        self.rate_limit.layer(service)
     }
 }
 
-impl<F, R, O, C, B, A> fmt::Debug for ResilienceStack<F, R, O, C, B, A>
+impl<F, R, O, C, B, A, RL, AL, HG> fmt::Debug for ResilienceStack<F, R, O, C, B, A, RL, AL, HG>
 where
+    RL: fmt::Debug,
+    AL: fmt::Debug,
+    HG: fmt::Debug,
     F: fmt::Debug,
     R: fmt::Debug,
     O: fmt::Debug,
@@ -419,8 +552,11 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Outermost first, as the layers apply.
         f.debug_struct("ResilienceStack")
+            .field("rate_limit", &self.rate_limit)
+            .field("adaptive_limit", &self.adaptive_limit)
             .field("fallback", &self.fallback)
             .field("retry", &self.retry)
+            .field("hedge", &self.hedge)
             .field("overall_timeout", &self.overall_timeout)
             .field("circuit_breaker", &self.circuit_breaker)
             .field("bulkhead", &self.bulkhead)
@@ -474,18 +610,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// Adds `stack` below the layers added so far (and above those added after), as one layer.
     /// Same as `.layer(stack)`.
     #[allow(clippy::type_complexity)] // `ServiceBuilder::layer`'s own return type, spelled out.
-    fn resilience<F, R, O, C, B, A>(
+    fn resilience<F, R, O, C, B, A, RL, AL, HG>(
         self,
-        stack: ResilienceStack<F, R, O, C, B, A>,
-    ) -> ServiceBuilder<Stack<ResilienceStack<F, R, O, C, B, A>, L>>;
+        stack: ResilienceStack<F, R, O, C, B, A, RL, AL, HG>,
+    ) -> ServiceBuilder<Stack<ResilienceStack<F, R, O, C, B, A, RL, AL, HG>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[allow(clippy::type_complexity)]
-    fn resilience<F, R, O, C, B, A>(
+    fn resilience<F, R, O, C, B, A, RL, AL, HG>(
         self,
-        stack: ResilienceStack<F, R, O, C, B, A>,
-    ) -> ServiceBuilder<Stack<ResilienceStack<F, R, O, C, B, A>, L>> {
+        stack: ResilienceStack<F, R, O, C, B, A, RL, AL, HG>,
+    ) -> ServiceBuilder<Stack<ResilienceStack<F, R, O, C, B, A, RL, AL, HG>, L>> {
         self.layer(stack)
     }
 }

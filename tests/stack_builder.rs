@@ -819,3 +819,104 @@ fn debug_lists_the_layers_outermost_first() {
         "{debug}"
     );
 }
+
+#[cfg(all(feature = "rate-limit", feature = "limit", feature = "hedge"))]
+mod second_wave {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use steadfast::BoxError;
+    use steadfast::fallback::FallbackLayer;
+    use steadfast::hedge::HedgeLayer;
+    use steadfast::limit::AdaptiveLimitLayer;
+    use steadfast::rate_limit::{RateLimitLayer, RateLimited};
+    use steadfast::retry::RetryLayer;
+    use steadfast::stack::ResilienceStack;
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_sheds_before_the_fallback_can_answer() {
+        let stack = ResilienceStack::new()
+            .fallback(FallbackLayer::new(|_: BoxError| Ok("cached")))
+            .rate_limit(
+                RateLimitLayer::builder()
+                    .limit(1, Duration::from_secs(3600))
+                    .build()
+                    .unwrap(),
+            );
+        let mut svc = stack.layer(service_fn(|()| async { Ok::<_, BoxError>("fresh") }));
+        assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), "fresh");
+        let error = svc.ready().await.unwrap().call(()).await.unwrap_err();
+        assert!(
+            error.is::<RateLimited>(),
+            "shed, not answered by the fallback"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_adaptive_limit_wraps_the_whole_call() {
+        let limit = AdaptiveLimitLayer::builder()
+            .initial_limit(1)
+            .min_limit(1)
+            .max_limit(1)
+            .build()
+            .unwrap();
+        let stack = ResilienceStack::new()
+            .retry(RetryLayer::builder().max_attempts(3).build().unwrap())
+            .adaptive_limit(limit.clone());
+        let svc = stack.layer(service_fn(|()| {
+            std::future::pending::<Result<(), BoxError>>()
+        }));
+        let call = svc.clone().oneshot(());
+        tokio::pin!(call);
+        assert!(futures_poll_once(call.as_mut()).await);
+        assert_eq!(
+            limit.in_flight(),
+            1,
+            "one call, however many attempts it makes"
+        );
+        let error = svc.oneshot(()).await.unwrap_err();
+        assert!(error.is::<steadfast::limit::LimitExceeded>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hedge_sits_inside_retry_and_sends_a_copy_after_its_delay() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let backend = service_fn(move |()| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, BoxError>(n)
+            }
+        });
+        let stack = ResilienceStack::new()
+            .retry(RetryLayer::builder().max_attempts(2).build().unwrap())
+            .hedge(
+                HedgeLayer::builder()
+                    .delay(Duration::from_millis(10))
+                    .build()
+                    .unwrap(),
+            )
+            .overall_timeout(Duration::from_secs(1));
+        let answer = stack.layer(backend).oneshot(()).await.unwrap();
+        assert_eq!(answer, 1, "the hedge answered");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(
+            format!("{:?}", ResilienceStack::new()).starts_with(
+                "ResilienceStack { rate_limit: Identity, adaptive_limit: Identity, fallback"
+            ),
+            "Debug lists the layers outermost first"
+        );
+    }
+
+    /// Polls `future` once; true if it is still pending.
+    async fn futures_poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+        let mut future = future;
+        std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_pending()))
+            .await
+    }
+}
