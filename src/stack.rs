@@ -277,6 +277,8 @@ impl Default for ResilienceStack {
     }
 }
 
+// Each setter returns the stack with one type parameter changed, spelled out.
+#[allow(clippy::type_complexity)]
 impl<F, R, O, C, B, A, RL, AL, HG> ResilienceStack<F, R, O, C, B, A, RL, AL, HG> {
     /// The outermost layer: answers from a function, or fails over to a backup service, when the
     /// rest of the stack fails. It sees every way the rest can fail, rejections included.

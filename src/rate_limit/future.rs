@@ -1,9 +1,9 @@
 //! The response future of the rate limiter's services.
 
+use crate::sync::Arc;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 

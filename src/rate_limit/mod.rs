@@ -175,8 +175,8 @@ mod layer;
 mod state;
 mod telemetry;
 
+use crate::sync::Arc;
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
