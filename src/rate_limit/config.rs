@@ -151,7 +151,7 @@ impl Builder {
         Ok(KeyedRateLimitLayer::new(self.policy()?, bounds, key))
     }
 
-    fn policy(self) -> Result<Policy, ConfigError> {
+    pub(super) fn policy(self) -> Result<Policy, ConfigError> {
         let Some((n, per)) = self.limit else {
             return Err(ConfigError::new(
                 "limit",

@@ -174,6 +174,8 @@ mod keyed;
 mod layer;
 mod state;
 mod telemetry;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
