@@ -122,6 +122,8 @@ async fn four_replicas_stay_within_the_global_limit() {
     let elapsed = started.elapsed().as_secs_f64();
     let total: u64 = tallies.iter().map(|t| t.admitted()).sum();
     let bound = BURST as f64 + RATE as f64 * elapsed + 4.0 * MAX_BATCH as f64;
+    let each: Vec<u64> = tallies.iter().map(|t| t.admitted()).collect();
+    eprintln!("mixed load: admitted {total} ({each:?}) in {elapsed:.2} s; bound {bound:.0}");
     assert!(
         (total as f64) <= bound,
         "admitted {total} in {elapsed:.2} s, bound {bound:.0}"
@@ -156,6 +158,7 @@ async fn equal_load_gets_a_fair_share() {
     }
     let admitted: Vec<u64> = tallies.iter().map(|t| t.admitted()).collect();
     let mean = admitted.iter().sum::<u64>() as f64 / 4.0;
+    eprintln!("equal load: admitted {admitted:?}");
     for (i, n) in admitted.iter().enumerate() {
         let ratio = *n as f64 / mean;
         assert!(
@@ -188,7 +191,9 @@ async fn redis_killed_and_restarted() {
         .collect();
 
     assert!(
-        within(ms(2_000), || replicas.iter().all(|l| l.processes() == 2)).await.is_some(),
+        within(ms(2_000), || replicas.iter().all(|l| l.processes() == 2))
+            .await
+            .is_some(),
         "both replicas heartbeat"
     );
     tokio::time::sleep(ms(500)).await;
@@ -204,6 +209,7 @@ async fn redis_killed_and_restarted() {
     for (tally, before) in tallies.iter().zip(&before) {
         let got = (tally.admitted() - before) as f64;
         let share = RATE as f64 / 2.0 * elapsed;
+        eprintln!("degraded: admitted {got} in {elapsed:.2} s, share {share:.0}");
         // The share's burst (10) and the cells still held (at most max_batch, 10) are slack.
         assert!(
             got <= share + 20.0,
@@ -219,6 +225,7 @@ async fn redis_killed_and_restarted() {
     server.restart();
     let back = within(ms(3_000), || replicas.iter().all(|l| !l.is_degraded())).await;
     let back = back.expect("the limit is shared again");
+    eprintln!("shared again {back:?} after Redis answered; degraded after {degraded:?}");
     assert!(back <= ms(1_000), "shared again only after {back:?}");
 
     for run in runs {
@@ -226,6 +233,7 @@ async fn redis_killed_and_restarted() {
     }
     for tally in &tallies {
         let slowest = Duration::from_micros(tally.slowest_us.load(Ordering::Relaxed));
+        eprintln!("crash: slowest call {slowest:?}");
         assert!(slowest < timeout, "a call took {slowest:?}");
     }
 }
@@ -237,7 +245,11 @@ async fn reject_mode_admits_only_the_cells_held() {
     let layer = global(&server, "reject", 1_000, 10, |b| {
         b.max_batch(10).when_down(WhenDown::Reject)
     });
-    assert!(within(ms(2_000), || layer.leased_cells() > 0).await.is_some());
+    assert!(
+        within(ms(2_000), || layer.leased_cells() > 0)
+            .await
+            .is_some()
+    );
     server.kill();
     assert!(within(ms(2_000), || layer.is_degraded()).await.is_some());
     let mut service = layer.layer(service_fn(|()| async { Ok::<_, Infallible>(()) }));
@@ -261,7 +273,11 @@ async fn a_stalled_redis_never_delays_a_call() {
     let tally = Arc::new(Tally::default());
     let until = Instant::now() + ms(1_500);
     let run = tokio::spawn(drive(layer.clone(), ms(1), until, Arc::clone(&tally)));
-    assert!(within(ms(2_000), || layer.leased_cells() > 0).await.is_some());
+    assert!(
+        within(ms(2_000), || layer.leased_cells() > 0)
+            .await
+            .is_some()
+    );
     tokio::time::sleep(ms(200)).await;
     let before = tally.admitted();
     let client = server.client();
@@ -277,9 +293,13 @@ async fn a_stalled_redis_never_delays_a_call() {
     stall.await.expect("the stall ends");
     let during = tally.admitted() - before;
     run.await.expect("the driver does not panic");
-    assert!(saw_degraded, "a 500 ms stall exceeds the 50 ms timeout");
-    assert!(during > 100, "only {during} calls admitted during the stall");
     let slowest = Duration::from_micros(tally.slowest_us.load(Ordering::Relaxed));
+    eprintln!("stall: admitted {during} during it; slowest call {slowest:?}");
+    assert!(saw_degraded, "a 500 ms stall exceeds the 50 ms timeout");
+    assert!(
+        during > 100,
+        "only {during} calls admitted during the stall"
+    );
     assert!(slowest < ms(50), "a call took {slowest:?}");
 }
 
@@ -294,7 +314,11 @@ async fn keys_expire_in_redis() {
     let mut service = layer
         .clone()
         .layer(service_fn(|()| async { Ok::<_, Infallible>(()) }));
-    assert!(within(ms(2_000), || layer.leased_cells() > 0).await.is_some());
+    assert!(
+        within(ms(2_000), || layer.leased_cells() > 0)
+            .await
+            .is_some()
+    );
     for _ in 0..5 {
         let _ = service.ready().await.unwrap().call(()).await;
     }
@@ -304,12 +328,18 @@ async fn keys_expire_in_redis() {
         .query(&mut connection)
         .unwrap();
     // At most the burst's span (100 ms) plus a margin; -2 if it already expired.
-    assert!(tat_ttl == -2 || (0..=200).contains(&tat_ttl), "tat ttl {tat_ttl}");
+    assert!(
+        tat_ttl == -2 || (0..=200).contains(&tat_ttl),
+        "tat ttl {tat_ttl}"
+    );
     let members_ttl: i64 = redis::cmd("PTTL")
         .arg("test:{expiry}:members")
         .query(&mut connection)
         .unwrap();
-    assert!((1..=300).contains(&members_ttl), "members ttl {members_ttl}");
+    assert!(
+        (1..=300).contains(&members_ttl),
+        "members ttl {members_ttl}"
+    );
     // Once the layer is gone its task stops, and both keys go.
     drop(service);
     drop(layer);
@@ -344,7 +374,10 @@ fn configuration_errors_name_the_setter() {
     assert_eq!(build(RateLimitLayer::builder(), backend()), "limit");
     assert_eq!(build(limit(), backend().max_batch(0)), "max_batch");
     assert_eq!(build(limit(), backend().timeout(Duration::ZERO)), "timeout");
-    assert_eq!(build(limit(), backend().lease_horizon(Duration::ZERO)), "lease_horizon");
+    assert_eq!(
+        build(limit(), backend().lease_horizon(Duration::ZERO)),
+        "lease_horizon"
+    );
     assert_eq!(build(limit(), backend().heartbeat(ms(1))), "heartbeat");
     // A valid one builds without waiting for Redis (none listens on port 1).
     assert!(limit().build_global(backend()).is_ok());

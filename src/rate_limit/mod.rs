@@ -172,10 +172,10 @@ pub mod error;
 pub mod future;
 mod keyed;
 mod layer;
-mod state;
-mod telemetry;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod state;
+mod telemetry;
 
 use std::fmt;
 use std::sync::Arc;

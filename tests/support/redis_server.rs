@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `redis-server`; dropping it kills the process.
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
 }
@@ -37,7 +37,9 @@ fn ensure_installed() {
     );
     let installed = Command::new("sh")
         .arg("-c")
-        .arg(format!("apt-get update -q && DEBIAN_FRONTEND=noninteractive {INSTALL}"))
+        .arg(format!(
+            "apt-get update -q && DEBIAN_FRONTEND=noninteractive {INSTALL}"
+        ))
         .status()
         .is_ok_and(|status| status.success());
     assert!(
@@ -55,7 +57,7 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     /// Starts a server on a free port and waits (at most 5 s) until it answers.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         ensure_installed();
         let mut server = Self {
             child: None,
@@ -65,16 +67,16 @@ impl RedisServer {
         server
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    pub fn client(&self) -> redis::Client {
+    pub(crate) fn client(&self) -> redis::Client {
         redis::Client::open(self.url()).expect("a valid url")
     }
 
     /// Kills the server (as a crash would: no shutdown, no save).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -82,7 +84,7 @@ impl RedisServer {
     }
 
     /// Starts it again on the same port, empty; waits until it answers.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -105,7 +107,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server did not answer on port {} within 5 s", self.port);
+        panic!(
+            "redis-server did not answer on port {} within 5 s",
+            self.port
+        );
     }
 }
 

@@ -134,8 +134,7 @@ impl RedisBackend {
         if self.max_batch == 0 {
             return Err(ConfigError::new("max_batch", "at least 1", self.max_batch));
         }
-        if self.heartbeat < Duration::from_millis(10) || self.heartbeat > Duration::from_secs(60)
-        {
+        if self.heartbeat < Duration::from_millis(10) || self.heartbeat > Duration::from_secs(60) {
             return Err(ConfigError::new(
                 "heartbeat",
                 "at least 10 ms, at most 1 minute",

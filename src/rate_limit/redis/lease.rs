@@ -9,6 +9,7 @@
 //! degraded:   | true while Redis cannot be reached                                | AtomicBool
 //! processes:  | processes seen in Redis at the last answer, at least 1           | AtomicU32
 //! retry_hint: | ns until Redis has a cell again, from its last answer            | AtomicU64
+//! missed:     | calls that found no cell, ever (the refill task reads the demand) | AtomicU64
 //! ```
 //!
 //! Only the refill task adds cells (`fetch_add` of what Redis granted, never more than
@@ -50,6 +51,10 @@ pub(crate) struct Lease {
     degraded: AtomicBool,
     processes: AtomicU32,
     retry_hint: AtomicU64,
+    /// Counted on the rejection path only, so that the batch follows the demand (admitted and
+    /// missed calls) rather than what was admitted: sized by admissions alone, a replica that
+    /// got less under saturation would ask for less and get less still.
+    missed: AtomicU64,
     /// The local share, used only while degraded: a GCRA limiter whose rate is the global rate
     /// divided by `processes` (its interval is computed per call from that word).
     fallback: Limiter,
@@ -75,6 +80,7 @@ impl Lease {
             degraded: AtomicBool::new(false),
             processes: AtomicU32::new(1),
             retry_hint: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
             fallback: Limiter::new(epoch),
         }
     }
@@ -148,6 +154,15 @@ impl Lease {
 
     pub(crate) fn set_processes(&self, processes: u32) {
         self.processes.store(processes.max(1), Ordering::Relaxed);
+    }
+
+    /// A call found no cell (and was rejected, or went to the local share).
+    pub(crate) fn missed(&self) {
+        self.missed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn missed_total(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
     }
 
     pub(crate) fn retry_hint(&self) -> u64 {

@@ -363,6 +363,7 @@ impl<S> GlobalRateLimit<S> {
         let global = &*self.global;
         let lease = &global.shared.lease;
         let telemetry = &global.policy.telemetry;
+        lease.missed();
         let retry_after = if lease.is_degraded() {
             match global.when_down {
                 WhenDown::LocalShare => {
@@ -372,9 +373,10 @@ impl<S> GlobalRateLimit<S> {
                             telemetry.admitted();
                             return ResponseFuture::called(self.inner.call(request));
                         }
-                        Decision::Rejected { retry_after } | Decision::Reserved { wait: retry_after, .. } => {
-                            retry_after
-                        }
+                        Decision::Rejected { retry_after }
+                        | Decision::Reserved {
+                            wait: retry_after, ..
+                        } => retry_after,
                     }
                 }
                 // Redis is down: the next cell comes no sooner than the next call to it.

@@ -65,20 +65,25 @@ where
     let lease = &shared.lease;
     // Cells granted in total, to tell how many were spent: granted − held.
     let mut granted_total: u64 = 0;
-    let mut spent_before: u64 = 0;
+    // Calls seen (spent cells and missed calls) at the last measure.
+    let mut demand_before: u64 = 0;
     let mut measured_at = Instant::now();
     let mut rate: f64 = 0.0;
     loop {
         let held = lease.cells();
         let now = Instant::now();
-        let spent = granted_total.saturating_sub(held);
+        let demand = granted_total.saturating_sub(held) + lease.missed_total();
         let elapsed = now.saturating_duration_since(measured_at).as_secs_f64();
         if elapsed > 0.0 {
-            let sample = (spent - spent_before) as f64 / elapsed;
+            let sample = demand.saturating_sub(demand_before) as f64 / elapsed;
             // A moving average: a burst raises the batch, a lull lowers it over a few rounds.
-            rate = if rate == 0.0 { sample } else { 0.5 * rate + 0.5 * sample };
+            rate = if rate == 0.0 {
+                sample
+            } else {
+                0.5 * rate + 0.5 * sample
+            };
         }
-        spent_before = spent;
+        demand_before = demand;
         measured_at = now;
 
         let target = sizing.target(rate);
