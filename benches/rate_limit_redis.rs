@@ -87,11 +87,7 @@ async fn call_path(server: &RedisServer) {
         "bench-call-path",
         RedisBackend::new(server.client()).max_batch(10_000_000),
     );
-    let mut services = (
-        bare(),
-        local.layer(bare()),
-        leases.layer(bare()),
-    );
+    let mut services = (bare(), local.layer(bare()), leases.layer(bare()));
     // Let the batch grow to the local rate.
     for _ in 0..20 {
         let _ = block(&mut services.2).await;
@@ -110,7 +106,11 @@ async fn call_path(server: &RedisServer) {
     let (b, l, g) = (median(b), median(l), median(g));
     println!("call path, median ns per call over {ROUNDS} interleaved blocks of {BLOCK}:");
     println!("  bare              {b:>7.1} ns  1.00x");
-    println!("  local limiter     {l:>7.1} ns  {:.2}x bare  (+{:.1} ns)", l / b, l - b);
+    println!(
+        "  local limiter     {l:>7.1} ns  {:.2}x bare  (+{:.1} ns)",
+        l / b,
+        l - b
+    );
     println!(
         "  global (leases)   {g:>7.1} ns  {:.2}x bare, {:.2}x local  (+{:.1} ns over local)",
         g / b,

@@ -355,6 +355,84 @@ async fn keys_expire_in_redis() {
     assert!(gone.is_some(), "the keys expire");
 }
 
+/// Keyed: two replicas share each tenant's limit, tenants do not share with each other, and
+/// each tenant's state in Redis expires once the tenant is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_limits_are_shared_per_key() {
+    let server = RedisServer::start();
+    const RATE: u64 = 100;
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            RateLimitLayer::builder()
+                .name("tenants")
+                .limit(RATE as u32, Duration::from_secs(1))
+                .burst(10)
+                .build_keyed_global(
+                    RedisBackend::new(server.client()).max_batch(5),
+                    |t: &u32| *t,
+                )
+                .expect("a valid limiter")
+        })
+        .collect();
+    // Two tenants, each driven at ~4× its limit from both replicas.
+    let admitted: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::default()).collect();
+    let started = Instant::now();
+    let until = started + ms(2_000);
+    let mut runs = Vec::new();
+    for layer in &replicas {
+        for (tenant, count) in admitted.iter().enumerate() {
+            let mut service = layer
+                .clone()
+                .layer(service_fn(|_: u32| async { Ok::<_, Infallible>(()) }));
+            let count = Arc::clone(count);
+            runs.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    let ready = service.ready().await.expect("always ready");
+                    if ready.call(tenant as u32).await.is_ok() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(ms(5)).await;
+                }
+            }));
+        }
+    }
+    for run in runs {
+        run.await.expect("the driver does not panic");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let bound = 10.0 + RATE as f64 * elapsed + 2.0 * 5.0;
+    for (tenant, count) in admitted.iter().enumerate() {
+        let got = count.load(Ordering::Relaxed);
+        eprintln!("keyed: tenant {tenant} admitted {got} in {elapsed:.2} s; bound {bound:.0}");
+        assert!(got as f64 <= bound, "tenant {tenant}: {got} > {bound:.0}");
+        assert!(
+            got as f64 >= 0.7 * RATE as f64 * elapsed,
+            "tenant {tenant}: only {got}"
+        );
+    }
+    assert_eq!(replicas[0].len(), 2);
+    assert!(!replicas[0].is_degraded());
+    let mut connection = server.client().get_connection().unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("steadfast:rate_limit:{tenants}:key:1")
+        .query(&mut connection)
+        .unwrap();
+    assert!(
+        ttl == -2 || (0..=200).contains(&ttl),
+        "a tenant's state expires: {ttl}"
+    );
+    let gone = within(ms(1_000), || {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg("steadfast:rate_limit:{tenants}:key:0")
+            .arg("steadfast:rate_limit:{tenants}:key:1")
+            .query(&mut connection)
+            .unwrap();
+        exists == 0
+    })
+    .await;
+    assert!(gone.is_some(), "idle tenants' keys expire");
+}
+
 #[test]
 fn configuration_errors_name_the_setter() {
     let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
@@ -379,6 +457,14 @@ fn configuration_errors_name_the_setter() {
         "lease_horizon"
     );
     assert_eq!(build(limit(), backend().heartbeat(ms(1))), "heartbeat");
+    assert_eq!(
+        limit()
+            .max_keys(0)
+            .build_keyed_global(backend(), |n: &u32| *n)
+            .unwrap_err()
+            .field(),
+        "max_keys"
+    );
     // A valid one builds without waiting for Redis (none listens on port 1).
     assert!(limit().build_global(backend()).is_ok());
 }

@@ -151,6 +151,12 @@ impl Builder {
         Ok(KeyedRateLimitLayer::new(self.policy()?, bounds, key))
     }
 
+    /// The keyed bounds, checked: for the Redis backend's keyed layer.
+    #[cfg(feature = "redis")]
+    pub(super) fn bounds(&self) -> Result<Bounds, ConfigError> {
+        self.bounds.clone().validate()
+    }
+
     pub(super) fn policy(self) -> Result<Policy, ConfigError> {
         let Some((n, per)) = self.limit else {
             return Err(ConfigError::new(

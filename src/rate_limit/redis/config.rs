@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::GlobalRateLimitLayer;
 use crate::ConfigError;
 use crate::rate_limit::Builder;
+use crate::rate_limit::config::Policy;
 
 /// Defaults to 50 ms: the longest one call to Redis may take before it counts as failed.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
@@ -158,13 +159,23 @@ impl Builder {
     /// As [`build`](Self::build); `max_wait` when it is not zero (a global limit rejects at
     /// once); the backend's setters; and `build_global` outside a tokio runtime.
     pub fn build_global(self, backend: RedisBackend) -> Result<GlobalRateLimitLayer, ConfigError> {
+        let (policy, backend, runtime) = self.global_parts(backend)?;
+        GlobalRateLimitLayer::start(policy, backend, &runtime)
+    }
+
+    /// Checks what every global limiter needs: the policy (with no wait), the backend, and a
+    /// runtime for the refill task.
+    pub(super) fn global_parts(
+        self,
+        backend: RedisBackend,
+    ) -> Result<(Policy, RedisBackend, tokio::runtime::Handle), ConfigError> {
         let backend = backend.validate()?;
         let policy = self.policy()?;
         if policy.max_wait != 0 {
             return Err(ConfigError::new(
                 "max_wait",
                 "zero with a Redis backend",
-                std::time::Duration::from_nanos(policy.max_wait),
+                Duration::from_nanos(policy.max_wait),
             ));
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -174,6 +185,6 @@ impl Builder {
                 "no runtime",
             ));
         };
-        GlobalRateLimitLayer::start(policy, backend, &runtime)
+        Ok((policy, backend, runtime))
     }
 }

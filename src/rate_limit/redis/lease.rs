@@ -6,10 +6,13 @@
 //! ```text
 //! cells:      | cells held by this process, 0 ..= max_batch                     | AtomicU64
 //! low_water:  | refill when a call leaves exactly this many cells               | AtomicU64
-//! degraded:   | true while Redis cannot be reached                                | AtomicBool
-//! processes:  | processes seen in Redis at the last answer, at least 1           | AtomicU32
 //! retry_hint: | ns until Redis has a cell again, from its last answer            | AtomicU64
 //! missed:     | calls that found no cell, ever (the refill task reads the demand) | AtomicU64
+//! requested:  | a refill of this lease is queued (keyed limits), so it is asked once | AtomicBool
+//!
+//! Mode (one per layer, keyed or not):
+//! degraded:   | true while Redis cannot be reached                                | AtomicBool
+//! processes:  | processes seen in Redis at the last answer, at least 1           | AtomicU32
 //! ```
 //!
 //! Only the refill task adds cells (`fetch_add` of what Redis granted, never more than
@@ -20,7 +23,7 @@
 //! # Memory ordering
 //!
 //! `Relaxed` throughout. No word guards other memory: a call's decision reads only `cells`
-//! (and, once it is empty, `degraded` and `processes`), a cell is taken by a CAS on `cells`
+//! (and, once it is empty, the mode), a cell is taken by a CAS on `cells`
 //! so no two calls take the same one, and the hints are advisory (a call that reads a stale
 //! `processes` uses the share of a moment earlier, which the bound already allows for).
 
@@ -29,6 +32,7 @@ use std::fmt;
 use tokio::time::Instant;
 
 use super::super::state::{Decision, Gcra, Limiter};
+use crate::keyed::Evict;
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// What [`Lease::take`] found.
@@ -43,20 +47,55 @@ pub(crate) enum Take {
     Empty,
 }
 
-/// The cells this process holds and the fallback limiter; shared by the layer and its
-/// refill task.
+/// Whether the limiter runs without Redis, and the processes Redis last reported: one per
+/// layer, shared by its leases (one, or one per key).
+#[derive(Debug)]
+pub(crate) struct Mode {
+    degraded: AtomicBool,
+    processes: AtomicU32,
+}
+
+impl Mode {
+    /// Not degraded: until Redis first answers (or the first call to it fails), calls are
+    /// rejected, which errs on the side of the limit when a whole fleet starts.
+    pub(crate) fn new() -> Self {
+        Self {
+            degraded: AtomicBool::new(false),
+            processes: AtomicU32::new(1),
+        }
+    }
+
+    pub(crate) fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Sets the mode; returns the previous one, so that only a change is reported.
+    pub(crate) fn set_degraded(&self, degraded: bool) -> bool {
+        self.degraded.swap(degraded, Ordering::Relaxed)
+    }
+
+    pub(crate) fn processes(&self) -> u32 {
+        self.processes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_processes(&self, processes: u32) {
+        self.processes.store(processes.max(1), Ordering::Relaxed);
+    }
+}
+
+/// The cells this process holds for one limit (or one key) and its fallback limiter; shared
+/// by the call path and the refill task.
 pub(crate) struct Lease {
     cells: AtomicU64,
     low_water: AtomicU64,
-    degraded: AtomicBool,
-    processes: AtomicU32,
     retry_hint: AtomicU64,
     /// Counted on the rejection path only, so that the batch follows the demand (admitted and
     /// missed calls) rather than what was admitted: sized by admissions alone, a replica that
     /// got less under saturation would ask for less and get less still.
     missed: AtomicU64,
+    requested: AtomicBool,
     /// The local share, used only while degraded: a GCRA limiter whose rate is the global rate
-    /// divided by `processes` (its interval is computed per call from that word).
+    /// divided by the processes seen (its interval is computed per call from that count).
     fallback: Limiter,
 }
 
@@ -64,23 +103,19 @@ impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
             .field("cells", &self.cells())
-            .field("degraded", &self.is_degraded())
-            .field("processes", &self.processes())
             .finish_non_exhaustive()
     }
 }
 
 impl Lease {
-    /// No cells, not degraded: until Redis first answers (or the first call to it fails),
-    /// calls are rejected, which errs on the side of the limit when a whole fleet starts.
+    /// No cells.
     pub(crate) fn new(epoch: Instant) -> Self {
         Self {
             cells: AtomicU64::new(0),
             low_water: AtomicU64::new(0),
-            degraded: AtomicBool::new(false),
-            processes: AtomicU32::new(1),
             retry_hint: AtomicU64::new(0),
             missed: AtomicU64::new(0),
+            requested: AtomicBool::new(false),
             fallback: Limiter::new(epoch),
         }
     }
@@ -111,10 +146,10 @@ impl Lease {
         }
     }
 
-    /// Decides a call on the local share: the global rate divided by the processes last seen,
-    /// with the burst divided the same way (at least one).
-    pub(crate) fn take_share(&self, global: Gcra, now: Instant) -> Decision {
-        let processes = u64::from(self.processes());
+    /// Decides a call on the local share: the global rate divided by `processes`, with the
+    /// burst divided the same way (at least one).
+    pub(crate) fn take_share(&self, global: Gcra, processes: u32, now: Instant) -> Decision {
+        let processes = u64::from(processes.max(1));
         let burst = global.tolerance / global.interval + 1;
         let interval = global.interval.saturating_mul(processes);
         let share_burst = (burst / processes).max(1);
@@ -139,23 +174,6 @@ impl Lease {
         self.low_water.store(low_water, Ordering::Relaxed);
     }
 
-    pub(crate) fn is_degraded(&self) -> bool {
-        self.degraded.load(Ordering::Relaxed)
-    }
-
-    /// Sets the mode; returns the previous one, so that only a change is reported.
-    pub(crate) fn set_degraded(&self, degraded: bool) -> bool {
-        self.degraded.swap(degraded, Ordering::Relaxed)
-    }
-
-    pub(crate) fn processes(&self) -> u32 {
-        self.processes.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_processes(&self, processes: u32) {
-        self.processes.store(processes.max(1), Ordering::Relaxed);
-    }
-
     /// A call found no cell (and was rejected, or went to the local share).
     pub(crate) fn missed(&self) {
         self.missed.fetch_add(1, Ordering::Relaxed);
@@ -165,12 +183,30 @@ impl Lease {
         self.missed.load(Ordering::Relaxed)
     }
 
+    /// Marks a refill as queued; true if it was not already (then the caller queues it).
+    pub(crate) fn request_refill(&self) -> bool {
+        !self.requested.swap(true, Ordering::Relaxed)
+    }
+
+    /// The queued refill was done (or gave up): the next low-water mark may queue another.
+    pub(crate) fn refilled(&self) {
+        self.requested.store(false, Ordering::Relaxed);
+    }
+
     pub(crate) fn retry_hint(&self) -> u64 {
         self.retry_hint.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_retry_hint(&self, ns: u64) {
         self.retry_hint.store(ns, Ordering::Relaxed);
+    }
+}
+
+impl Evict for Lease {
+    /// A lease that holds cells is kept: evicting it would waste them (the fleet's limit
+    /// already counts them as spent). An empty one is the same as a new one.
+    fn is_busy(&self, _now: Instant) -> bool {
+        self.cells() > 0
     }
 }
 
@@ -211,17 +247,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_share_divides_rate_and_burst() {
         let lease = Lease::new(Instant::now());
-        lease.set_processes(4);
         // 100 ns apart, burst 8: the share is 400 ns apart, burst 2.
         let global = Gcra {
             interval: 100,
             tolerance: 700,
         };
         let now = Instant::now();
-        assert_eq!(lease.take_share(global, now), Decision::Admitted);
-        assert_eq!(lease.take_share(global, now), Decision::Admitted);
+        assert_eq!(lease.take_share(global, 4, now), Decision::Admitted);
+        assert_eq!(lease.take_share(global, 4, now), Decision::Admitted);
         assert_eq!(
-            lease.take_share(global, now),
+            lease.take_share(global, 4, now),
             Decision::Rejected { retry_after: 400 }
         );
     }

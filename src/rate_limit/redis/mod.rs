@@ -129,12 +129,27 @@
 //! next cell is due (or the local share's exact time while degraded); otherwise the inner
 //! service's error, boxed as it was.
 //!
+//! # Keyed limits
+//!
+//! [`build_keyed_global`](super::Builder::build_keyed_global) makes one global limit per key
+//! (a tenant, a client), each with the same rate: the key's `Display` form names its GCRA
+//! state in Redis (`{prefix}:{{name}}:key:{key}`), which expires by itself once the key is
+//! idle. Each key has its own lease in the process, decided under one of 16 shard locks as the
+//! local [keyed limiter](super#keyed-limits) does; a call that leaves a key's lease at its
+//! low-water mark (or finds it empty) queues it once for the layer's one refill task, which
+//! asks Redis for that key alone. The bound holds per key: the key's limit plus `max_batch`
+//! per process. A process holds at most [`max_keys`](super::Builder::max_keys) leases; an
+//! idle lease with no cells is evicted (one with cells is kept while others can go). Redis
+//! failing degrades every key at once, each to its local share.
+//!
 //! # Not yet
 //!
-//! Keyed global limits (one per tenant across the fleet) and waiting (`max_wait`) are not
-//! offered by this backend yet.
+//! Waiting (`max_wait`) is not offered with this backend: a global limiter rejects at once.
+//! One refill task serves every key of a layer, one round trip at a time, so a process with
+//! thousands of keys busy at once refills them in turn.
 
 mod config;
+mod keyed;
 mod lease;
 mod script;
 mod task;
@@ -145,7 +160,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -154,9 +171,10 @@ pub use self::config::{
     DEFAULT_HEARTBEAT, DEFAULT_KEY_PREFIX, DEFAULT_LEASE_HORIZON, DEFAULT_MAX_BATCH,
     DEFAULT_REDIS_TIMEOUT, RedisBackend, WhenDown,
 };
+pub use self::keyed::{KeyedGlobalRateLimit, KeyedGlobalRateLimitLayer};
 
-use self::lease::{Lease, Take};
-use self::script::{CallRedis, Keys};
+use self::lease::{Lease, Mode, Take};
+use self::script::{Ask, CallRedis, Grant, Keys};
 use self::task::{Shared, Sizing};
 use self::telemetry::GlobalTelemetry;
 use super::config::Policy;
@@ -167,19 +185,127 @@ use crate::circuit_breaker::{CircuitBreakerLayer, SlidingWindow};
 use crate::timeout::TimeoutLayer;
 use crate::{BoxError, ConfigError};
 
-/// What every clone of a global layer and its services share; aborts the refill task when
-/// the last one goes.
+/// Aborts a refill task when the last layer and service that use it are gone.
+#[derive(Debug)]
+struct Task(AbortHandle);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The parts every global limiter needs: the Redis keys of the limit, the script behind the
+/// steadfast breaker and timeout, and what the refill task shares with calls.
+fn connect(
+    policy: &Policy,
+    backend: &RedisBackend,
+) -> Result<
+    (
+        Arc<Shared>,
+        impl Service<Ask, Response = Grant, Error = BoxError, Future: Send> + Send + 'static,
+    ),
+    ConfigError,
+> {
+    let name = policy.telemetry.name();
+    let connection = ::redis::aio::ConnectionManager::new_lazy_with_config(
+        backend.client.clone(),
+        ::redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(backend.timeout))
+            .set_response_timeout(Some(backend.timeout))
+            .set_max_delay(Duration::from_millis(100))
+            .set_number_of_retries(1),
+    )
+    .map_err(|error| ConfigError::new("RedisBackend::new", "a usable client", error))?;
+    let micros = |ns: u64| ns as f64 / 1_000.0;
+    let heartbeat_ttl = backend.heartbeat.saturating_mul(3);
+    let keys = Keys {
+        tat: format!("{}:{{{name}}}:tat", backend.key_prefix),
+        members: format!("{}:{{{name}}}:members", backend.key_prefix),
+        member: format!("{:016x}", crate::random::random_seed(0)),
+        interval_us: micros(policy.gcra.interval),
+        capacity_us: micros(policy.gcra.tolerance + policy.gcra.interval),
+        member_ttl_us: u64::try_from(heartbeat_ttl.as_micros()).unwrap_or(u64::MAX),
+    };
+    let breaker = CircuitBreakerLayer::builder()
+        .name(name.to_owned())
+        .failure_rate_threshold(0.5)
+        .sliding_window(SlidingWindow::Count(4))
+        .minimum_calls(2)
+        .wait_in_open(Duration::from_millis(250))
+        .half_open_calls(1)
+        .build()?;
+    let redis = ServiceBuilder::new()
+        .layer(breaker)
+        .layer(TimeoutLayer::new(backend.timeout))
+        .service(CallRedis::new(connection, keys));
+    let shared = Arc::new(Shared {
+        mode: Mode::new(),
+        telemetry: GlobalTelemetry::new(Arc::from(name)),
+        when_down: backend.when_down,
+    });
+    Ok((shared, redis))
+}
+
+/// A call that found its lease empty: the local share while degraded, else a rejection until
+/// the next batch. `Ok` admits it; `Err` is the rejection's `retry_after`.
+#[cold]
+fn empty(policy: &Policy, shared: &Shared, lease: &Lease) -> Result<(), Duration> {
+    lease.missed();
+    let next_cell = || lease.retry_hint().max(policy.gcra.interval);
+    let retry_after = if !shared.mode.is_degraded() {
+        next_cell()
+    } else {
+        match shared.when_down {
+            WhenDown::LocalShare => {
+                let now = crate::deadline::call_now();
+                match lease.take_share(policy.gcra, shared.mode.processes(), now) {
+                    Decision::Admitted => return Ok(()),
+                    Decision::Rejected { retry_after }
+                    | Decision::Reserved {
+                        wait: retry_after, ..
+                    } => retry_after,
+                }
+            }
+            // Redis is down: the next cell comes no sooner than the next call to it.
+            WhenDown::Reject => next_cell(),
+        }
+    };
+    Err(Duration::from_nanos(retry_after))
+}
+
+/// Makes the future of a call decided on a lease.
+#[inline]
+fn respond<S, Req>(
+    policy: &Policy,
+    admitted: Result<(), Duration>,
+    inner: &mut S,
+    request: Req,
+) -> ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    match admitted {
+        Ok(()) => {
+            policy.telemetry.admitted();
+            ResponseFuture::called(inner.call(request))
+        }
+        Err(retry_after) => {
+            policy.telemetry.rejected(retry_after);
+            ResponseFuture::rejected(RateLimited::new(retry_after))
+        }
+    }
+}
+
+/// What every clone of a global layer and its services share.
+#[derive(Debug)]
 struct Global {
     policy: Arc<Policy>,
     shared: Arc<Shared>,
-    when_down: WhenDown,
-    task: AbortHandle,
-}
-
-impl Drop for Global {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    lease: Arc<Lease>,
+    /// Wakes the refill task at the lease's low-water mark.
+    wake: Arc<Notify>,
+    _task: Task,
 }
 
 /// Applies a rate limit shared through Redis by every process; made by
@@ -198,53 +324,23 @@ impl GlobalRateLimitLayer {
         backend: RedisBackend,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, ConfigError> {
-        let name: Arc<str> = Arc::from(policy.telemetry.name());
-        let connection = ::redis::aio::ConnectionManager::new_lazy_with_config(
-            backend.client.clone(),
-            ::redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(backend.timeout))
-                .set_response_timeout(Some(backend.timeout))
-                .set_max_delay(Duration::from_millis(100))
-                .set_number_of_retries(1),
-        )
-        .map_err(|error| ConfigError::new("RedisBackend::new", "a usable client", error))?;
-        let micros = |ns: u64| ns as f64 / 1_000.0;
-        let heartbeat_ttl = backend.heartbeat.saturating_mul(3);
-        let keys = Keys {
-            tat: format!("{}:{{{name}}}:tat", backend.key_prefix),
-            members: format!("{}:{{{name}}}:members", backend.key_prefix),
-            member: format!("{:016x}", crate::random::random_seed(0)),
-            interval_us: micros(policy.gcra.interval),
-            capacity_us: micros(policy.gcra.tolerance + policy.gcra.interval),
-            member_ttl_us: u64::try_from(heartbeat_ttl.as_micros()).unwrap_or(u64::MAX),
-        };
-        let breaker = CircuitBreakerLayer::builder()
-            .name(name.to_string())
-            .failure_rate_threshold(0.5)
-            .sliding_window(SlidingWindow::Count(4))
-            .minimum_calls(2)
-            .wait_in_open(Duration::from_millis(250))
-            .half_open_calls(1)
-            .build()?;
-        let redis = ServiceBuilder::new()
-            .layer(breaker)
-            .layer(TimeoutLayer::new(backend.timeout))
-            .service(CallRedis::new(connection, keys));
-        let shared = Arc::new(Shared {
-            lease: Lease::new(tokio::time::Instant::now()),
-            refill: tokio::sync::Notify::new(),
-            telemetry: GlobalTelemetry::new(Arc::clone(&name)),
-        });
-        let sizing = Sizing::new(&backend);
-        let task = runtime
-            .spawn(task::run(Arc::clone(&shared), sizing, redis))
-            .abort_handle();
+        let (shared, redis) = connect(&policy, &backend)?;
+        let lease = Arc::new(Lease::new(Instant::now()));
+        let wake = Arc::new(Notify::new());
+        let task = runtime.spawn(task::run(
+            Arc::clone(&shared),
+            Arc::clone(&lease),
+            Arc::clone(&wake),
+            Sizing::new(&backend),
+            redis,
+        ));
         Ok(Self {
             global: Arc::new(Global {
                 policy: Arc::new(policy),
                 shared,
-                when_down: backend.when_down,
-                task,
+                lease,
+                wake,
+                _task: Task(task.abort_handle()),
             }),
         })
     }
@@ -254,19 +350,20 @@ impl GlobalRateLimitLayer {
         self.global.policy.telemetry.name()
     }
 
-    /// Whether the limiter runs without Redis now (see the [module docs](self#when-redis-is-slow-or-down)).
+    /// Whether the limiter runs without Redis now (see the
+    /// [module docs](self#when-redis-is-slow-or-down)).
     pub fn is_degraded(&self) -> bool {
-        self.global.shared.lease.is_degraded()
+        self.global.shared.mode.is_degraded()
     }
 
     /// The cells this process holds now: calls it may admit without asking Redis.
     pub fn leased_cells(&self) -> u64 {
-        self.global.shared.lease.cells()
+        self.global.lease.cells()
     }
 
     /// The processes sharing the limit, as Redis last reported them (at least 1).
     pub fn processes(&self) -> u32 {
-        self.global.shared.lease.processes()
+        self.global.shared.mode.processes()
     }
 }
 
@@ -274,7 +371,8 @@ impl fmt::Debug for GlobalRateLimitLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlobalRateLimitLayer")
             .field("policy", &self.global.policy)
-            .field("lease", &self.global.shared.lease)
+            .field("lease", &self.global.lease)
+            .field("mode", &self.global.shared.mode)
             .finish_non_exhaustive()
     }
 }
@@ -321,7 +419,7 @@ impl<S: fmt::Debug> fmt::Debug for GlobalRateLimit<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlobalRateLimit")
             .field("inner", &self.inner)
-            .field("lease", &self.global.shared.lease)
+            .field("lease", &self.global.lease)
             .finish_non_exhaustive()
     }
 }
@@ -343,50 +441,14 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let global = &*self.global;
-        match global.shared.lease.take() {
-            Take::Admitted => {}
-            Take::AdmittedLow => global.shared.refill.notify_one(),
-            Take::Empty => return self.empty(request),
-        }
-        global.policy.telemetry.admitted();
-        ResponseFuture::called(self.inner.call(request))
-    }
-}
-
-impl<S> GlobalRateLimit<S> {
-    /// No leased cell: the local share while degraded, else a rejection until the next batch.
-    #[cold]
-    fn empty<Req>(&mut self, request: Req) -> ResponseFuture<S, Req>
-    where
-        S: Service<Req>,
-    {
-        let global = &*self.global;
-        let lease = &global.shared.lease;
-        let telemetry = &global.policy.telemetry;
-        lease.missed();
-        let retry_after = if lease.is_degraded() {
-            match global.when_down {
-                WhenDown::LocalShare => {
-                    let now = crate::deadline::call_now();
-                    match lease.take_share(global.policy.gcra, now) {
-                        Decision::Admitted => {
-                            telemetry.admitted();
-                            return ResponseFuture::called(self.inner.call(request));
-                        }
-                        Decision::Rejected { retry_after }
-                        | Decision::Reserved {
-                            wait: retry_after, ..
-                        } => retry_after,
-                    }
-                }
-                // Redis is down: the next cell comes no sooner than the next call to it.
-                WhenDown::Reject => lease.retry_hint().max(global.policy.gcra.interval),
+        let admitted = match global.lease.take() {
+            Take::Admitted => Ok(()),
+            Take::AdmittedLow => {
+                global.wake.notify_one();
+                Ok(())
             }
-        } else {
-            lease.retry_hint().max(global.policy.gcra.interval)
+            Take::Empty => empty(&global.policy, &global.shared, &global.lease),
         };
-        let retry_after = Duration::from_nanos(retry_after);
-        telemetry.rejected(retry_after);
-        ResponseFuture::rejected(RateLimited::new(retry_after))
+        respond(&global.policy, admitted, &mut self.inner, request)
     }
 }

@@ -46,10 +46,11 @@ local seen = redis.call('ZCARD', KEYS[2])
 return {granted, math.ceil(wait), seen}
 ";
 
-/// One request for cells.
-#[derive(Debug, Clone, Copy)]
+/// One request for cells: for the limit's own key, or for one key of a keyed limit.
+#[derive(Debug, Clone)]
 pub(crate) struct Ask {
     pub(crate) cells: u64,
+    pub(crate) key: Option<std::sync::Arc<str>>,
 }
 
 /// Redis's answer.
@@ -115,8 +116,9 @@ impl Service<Ask> for CallRedis {
         Box::pin(async move {
             // EVALSHA first; the crate loads the script and retries on NOSCRIPT (a restarted
             // Redis forgets it).
+            let tat = ask.key.as_deref().unwrap_or(&keys.tat);
             let (cells, wait_us, processes): (u64, u64, u64) = script
-                .key(&keys.tat)
+                .key(tat)
                 .key(&keys.members)
                 .arg(keys.interval_us)
                 .arg(keys.capacity_us)

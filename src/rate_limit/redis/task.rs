@@ -1,16 +1,17 @@
-//! The refill task: leases cells from Redis before the process runs out, sizes each batch to
-//! the local rate, heartbeats, and switches to and from the degraded mode.
+//! The refill tasks: lease cells from Redis before a lease runs out, size each batch to the
+//! local demand, heartbeat, and switch to and from the degraded mode. One task per layer: it
+//! waits for a wake-up (whole-service) or for queued leases (keyed).
 
 use std::future::poll_fn;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use super::config::{RedisBackend, WhenDown};
-use super::lease::Lease;
+use super::lease::{Lease, Mode};
 use super::script::{Ask, Grant};
 use super::telemetry::GlobalTelemetry;
 use crate::BoxError;
@@ -19,13 +20,12 @@ use crate::BoxError;
 /// saturated or dead Redis is not asked in a loop (the breaker takes over after a few).
 const MIN_PAUSE: Duration = Duration::from_millis(1);
 
-/// What the refill task shares with the call path.
+/// What every refill shares with the call path: the mode and the reporting.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) lease: Lease,
-    /// Woken by the call that leaves the lease at its low-water mark.
-    pub(crate) refill: Notify,
+    pub(crate) mode: Mode,
     pub(crate) telemetry: GlobalTelemetry,
+    pub(crate) when_down: WhenDown,
 }
 
 /// How batches are sized.
@@ -34,7 +34,6 @@ pub(crate) struct Sizing {
     pub(crate) max_batch: u64,
     pub(crate) horizon: Duration,
     pub(crate) heartbeat: Duration,
-    pub(crate) when_down: WhenDown,
 }
 
 impl Sizing {
@@ -43,11 +42,10 @@ impl Sizing {
             max_batch: u64::from(backend.max_batch),
             horizon: backend.lease_horizon,
             heartbeat: backend.heartbeat,
-            when_down: backend.when_down,
         }
     }
 
-    /// The batch for a local rate of `per_sec` calls a second: what lasts one horizon,
+    /// The batch for a local demand of `per_sec` calls a second: what lasts one horizon,
     /// between 1 and `max_batch`.
     pub(crate) fn target(&self, per_sec: f64) -> u64 {
         let cells = (per_sec * self.horizon.as_secs_f64()).ceil();
@@ -56,87 +54,203 @@ impl Sizing {
     }
 }
 
-/// Runs until aborted (when the last layer goes). `redis` is the script behind the steadfast
-/// breaker and timeout.
-pub(crate) async fn run<S>(shared: Arc<Shared>, sizing: Sizing, mut redis: S)
+/// The demand of one lease as the refill task measures it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meter {
+    /// Cells granted in total, to tell how many were spent: granted − held.
+    granted: u64,
+    /// Calls seen (spent cells and missed calls) at the last measure.
+    demand: u64,
+    measured_at: Instant,
+    /// Calls a second, a moving average.
+    rate: f64,
+}
+
+impl Meter {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            granted: 0,
+            demand: 0,
+            measured_at: now,
+            rate: 0.0,
+        }
+    }
+
+    /// Measures the demand since the last ask; returns the target batch and what to ask for.
+    fn ask(&mut self, lease: &Lease, sizing: Sizing, now: Instant) -> (u64, u64) {
+        let held = lease.cells();
+        let demand = self.granted.saturating_sub(held) + lease.missed_total();
+        let elapsed = now
+            .saturating_duration_since(self.measured_at)
+            .as_secs_f64();
+        if elapsed > 0.0 {
+            let sample = demand.saturating_sub(self.demand) as f64 / elapsed;
+            // A burst raises the batch, a lull lowers it over a few rounds.
+            self.rate = if self.rate == 0.0 {
+                sample
+            } else {
+                0.5 * self.rate + 0.5 * sample
+            };
+        }
+        self.demand = demand;
+        self.measured_at = now;
+        let target = sizing.target(self.rate);
+        (target, target.saturating_sub(held))
+    }
+}
+
+/// Asks Redis for `want` cells for `lease` and applies the answer. Returns when to ask again
+/// if Redis could not fill the lease (saturated, or failed), `None` if it did.
+async fn refill<S>(
+    redis: &mut S,
+    shared: &Shared,
+    lease: &Lease,
+    meter: &mut Meter,
+    key: Option<Arc<str>>,
+    sizing: Sizing,
+) -> Option<Duration>
 where
     S: Service<Ask, Response = Grant, Error = BoxError>,
 {
-    let lease = &shared.lease;
-    // Cells granted in total, to tell how many were spent: granted − held.
-    let mut granted_total: u64 = 0;
-    // Calls seen (spent cells and missed calls) at the last measure.
-    let mut demand_before: u64 = 0;
-    let mut measured_at = Instant::now();
-    let mut rate: f64 = 0.0;
-    loop {
-        let held = lease.cells();
-        let now = Instant::now();
-        let demand = granted_total.saturating_sub(held) + lease.missed_total();
-        let elapsed = now.saturating_duration_since(measured_at).as_secs_f64();
-        if elapsed > 0.0 {
-            let sample = demand.saturating_sub(demand_before) as f64 / elapsed;
-            // A moving average: a burst raises the batch, a lull lowers it over a few rounds.
-            rate = if rate == 0.0 {
-                sample
-            } else {
-                0.5 * rate + 0.5 * sample
-            };
+    let (target, want) = meter.ask(lease, sizing, Instant::now());
+    match call(redis, Ask { cells: want, key }).await {
+        Ok(grant) => {
+            // Never above max_batch − held: only this task adds cells to this lease.
+            let cells = grant.cells.min(want);
+            // The mark first: a call that spends the new cells down to it must see it.
+            lease.set_low_water(target / 2);
+            lease.set_retry_hint(grant.wait_ns);
+            lease.grant(cells);
+            meter.granted += cells;
+            answered(shared, grant, cells);
+            (cells < want).then(|| Duration::from_nanos(grant.wait_ns).max(MIN_PAUSE))
         }
-        demand_before = demand;
-        measured_at = now;
+        Err(error) => Some(failed(shared, &error)),
+    }
+}
 
-        let target = sizing.target(rate);
-        let ask = Ask {
-            cells: target.saturating_sub(held),
-        };
-        let answer = match poll_fn(|cx| redis.poll_ready(cx)).await {
-            Ok(()) => redis.call(ask).await,
-            Err(error) => Err(error),
-        };
-        let pause = match answer {
-            Ok(grant) => {
-                // Never above max_batch − held: only this task adds cells.
-                let cells = grant.cells.min(ask.cells);
-                // The mark first: a call that spends the new cells down to it must see it.
-                lease.set_low_water(target / 2);
-                lease.set_processes(grant.processes);
-                lease.set_retry_hint(grant.wait_ns);
-                lease.grant(cells);
-                granted_total += cells;
-                shared.telemetry.leased(cells);
-                if lease.set_degraded(false) {
-                    shared.telemetry.recovered(grant.processes);
-                }
-                if cells < ask.cells {
-                    // Saturated: ask again when Redis has a cell.
-                    Some(Duration::from_nanos(grant.wait_ns).max(MIN_PAUSE))
-                } else {
-                    None
-                }
+async fn call<S>(redis: &mut S, ask: Ask) -> Result<Grant, BoxError>
+where
+    S: Service<Ask, Response = Grant, Error = BoxError>,
+{
+    poll_fn(|cx| redis.poll_ready(cx)).await?;
+    redis.call(ask).await
+}
+
+fn answered(shared: &Shared, grant: Grant, cells: u64) {
+    shared.mode.set_processes(grant.processes);
+    shared.telemetry.leased(cells);
+    if shared.mode.set_degraded(false) {
+        shared.telemetry.recovered(grant.processes);
+    }
+}
+
+/// Enters the degraded mode (reported once); returns when to try again.
+fn failed(shared: &Shared, error: &BoxError) -> Duration {
+    shared.telemetry.failed(error);
+    if !shared.mode.set_degraded(true) {
+        shared.telemetry.degraded(
+            shared.when_down == WhenDown::Reject,
+            shared.mode.processes(),
+            error,
+        );
+    }
+    // An open breaker says when it lets a probe through; otherwise try again soon.
+    error
+        .downcast_ref::<crate::circuit_breaker::CircuitOpen>()
+        .map_or(Duration::from_millis(10), |open| open.retry_after())
+        .max(MIN_PAUSE)
+}
+
+/// The whole-service task: refills its one lease when a call leaves it at the low-water mark,
+/// when Redis has a cell again, or at least every heartbeat. Runs until aborted.
+pub(crate) async fn run<S>(
+    shared: Arc<Shared>,
+    lease: Arc<Lease>,
+    wake: Arc<Notify>,
+    sizing: Sizing,
+    mut redis: S,
+) where
+    S: Service<Ask, Response = Grant, Error = BoxError>,
+{
+    let mut meter = Meter::new(Instant::now());
+    loop {
+        match refill(&mut redis, &shared, &lease, &mut meter, None, sizing).await {
+            Some(pause) => tokio::time::sleep(pause.min(sizing.heartbeat)).await,
+            None => {
+                let _ = tokio::time::timeout(sizing.heartbeat, wake.notified()).await;
             }
-            Err(error) => {
-                shared.telemetry.failed(&error);
-                if !lease.set_degraded(true) {
-                    shared.telemetry.degraded(
-                        sizing.when_down == WhenDown::Reject,
-                        lease.processes(),
-                        &error,
-                    );
+        }
+    }
+}
+
+/// One key's lease as the keyed task sees it: its Redis key and its meter.
+#[derive(Debug)]
+pub(crate) struct KeyedLease {
+    pub(crate) lease: Lease,
+    pub(crate) redis_key: Arc<str>,
+    /// Only the refill task touches it, one refill of a key at a time (by `requested`); a
+    /// mutex only because the lease is shared with the call path.
+    pub(crate) meter: Mutex<Meter>,
+}
+
+impl crate::keyed::Evict for KeyedLease {
+    fn is_busy(&self, now: Instant) -> bool {
+        self.lease.is_busy(now)
+    }
+}
+
+/// The keyed task: refills the leases that calls queue (each at most once at a time), asks
+/// again after Redis's wait for a key it could not fill, and heartbeats. Runs until aborted.
+pub(crate) async fn run_keyed<S>(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Arc<KeyedLease>>,
+    requeue: mpsc::WeakUnboundedSender<Arc<KeyedLease>>,
+    sizing: Sizing,
+    mut redis: S,
+) where
+    S: Service<Ask, Response = Grant, Error = BoxError>,
+{
+    let mut next_beat = Instant::now();
+    loop {
+        let keyed = match tokio::time::timeout_at(next_beat, queue.recv()).await {
+            Ok(Some(keyed)) => keyed,
+            Ok(None) => return,
+            Err(_) => {
+                // Nothing to lease: tells Redis this process is alive, and learns the count.
+                match call(
+                    &mut redis,
+                    Ask {
+                        cells: 0,
+                        key: None,
+                    },
+                )
+                .await
+                {
+                    Ok(grant) => answered(&shared, grant, 0),
+                    Err(error) => {
+                        failed(&shared, &error);
+                    }
                 }
-                // An open breaker says when it lets a probe through; otherwise try again soon.
-                let wait = error
-                    .downcast_ref::<crate::circuit_breaker::CircuitOpen>()
-                    .map_or(Duration::from_millis(10), |open| open.retry_after());
-                Some(wait.max(MIN_PAUSE))
+                next_beat = Instant::now() + sizing.heartbeat;
+                continue;
             }
         };
-        // Wait for the low-water mark, the pause, or the heartbeat, whichever comes first.
-        let sleep = pause.unwrap_or(sizing.heartbeat).min(sizing.heartbeat);
-        if pause.is_some() {
-            tokio::time::sleep(sleep).await;
-        } else {
-            let _ = tokio::time::timeout(sleep, shared.refill.notified()).await;
+        // Copied out and back: no lock is held across the round trip.
+        let mut meter = *keyed.meter.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = Some(Arc::clone(&keyed.redis_key));
+        let pause = refill(&mut redis, &shared, &keyed.lease, &mut meter, key, sizing).await;
+        *keyed.meter.lock().unwrap_or_else(PoisonError::into_inner) = meter;
+        match (pause, requeue.upgrade()) {
+            // Not filled: ask again when Redis has a cell (still marked requested, so calls
+            // do not queue it meanwhile).
+            (Some(pause), Some(sender)) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(pause.min(sizing.heartbeat)).await;
+                    let _ = sender.send(keyed);
+                });
+            }
+            _ => keyed.lease.refilled(),
         }
     }
 }
@@ -151,7 +265,6 @@ mod tests {
             max_batch: 50,
             horizon: Duration::from_millis(100),
             heartbeat: Duration::from_secs(1),
-            when_down: WhenDown::LocalShare,
         };
         assert_eq!(sizing.target(0.0), 1);
         assert_eq!(sizing.target(f64::NAN), 1);
