@@ -154,7 +154,7 @@ impl Builder {
     /// The keyed bounds, checked: for the Redis backend's keyed layer.
     #[cfg(feature = "redis")]
     pub(super) fn bounds(&self) -> Result<Bounds, ConfigError> {
-        self.bounds.clone().validate()
+        self.bounds.validate()
     }
 
     pub(super) fn policy(self) -> Result<Policy, ConfigError> {
