@@ -125,7 +125,7 @@
 //!
 //! # Errors
 //!
-//! [`RateLimited`](super::RateLimited), whose `retry_after` is Redis's last word on when its
+//! [`RateLimited`], whose `retry_after` is Redis's last word on when its
 //! next cell is due (or the local share's exact time while degraded); otherwise the inner
 //! service's error, boxed as it was.
 //!
