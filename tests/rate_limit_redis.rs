@@ -468,3 +468,89 @@ fn configuration_errors_name_the_setter() {
     // A valid one builds without waiting for Redis (none listens on port 1).
     assert!(limit().build_global(backend()).is_ok());
 }
+
+#[cfg(feature = "metrics")]
+mod metrics {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    /// One snapshot's values of the "metered" limiter, by metric name (a snapshot drains the
+    /// debugging recorder's counters, so each phase reads once).
+    fn read(snapshotter: &Snapshotter) -> Vec<(String, DebugValue)> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, _, _, _)| {
+                key.key()
+                    .labels()
+                    .any(|l| l.key() == "name" && l.value() == "metered")
+            })
+            .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
+            .collect()
+    }
+
+    fn counter(values: &[(String, DebugValue)], name: &str) -> u64 {
+        match values.iter().find(|(n, _)| n == name) {
+            Some((_, DebugValue::Counter(n))) => *n,
+            other => panic!("{name}: not a counter: {other:?}"),
+        }
+    }
+
+    fn gauge(values: &[(String, DebugValue)], name: &str) -> f64 {
+        match values.iter().find(|(n, _)| n == name) {
+            Some((_, DebugValue::Gauge(n))) => n.0,
+            other => panic!("{name}: not a gauge: {other:?}"),
+        }
+    }
+
+    /// Round trips, leased cells, failures and the degraded gauge, registered at build time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_say_when_the_limiter_runs_degraded() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut server = RedisServer::start();
+        let layer = {
+            let _recorder = ::metrics::set_default_local_recorder(&recorder);
+            global(&server, "metered", 1_000, 10, |b| b.max_batch(10))
+        };
+        let mut service = layer
+            .clone()
+            .layer(service_fn(|()| async { Ok::<_, Infallible>(()) }));
+        assert!(
+            within(ms(2_000), || layer.leased_cells() > 0)
+                .await
+                .is_some()
+        );
+        let mut admitted = 0;
+        for _ in 0..5 {
+            if service.ready().await.unwrap().call(()).await.is_ok() {
+                admitted += 1;
+            }
+        }
+        let values = read(&snapshotter);
+        assert!(admitted >= 1);
+        assert!(counter(&values, "steadfast_rate_limit_redis_calls_total") >= 1);
+        assert!(counter(&values, "steadfast_rate_limit_leased_cells_total") >= admitted);
+        assert_eq!(
+            counter(&values, "steadfast_rate_limit_admitted_total"),
+            admitted
+        );
+        assert_eq!(
+            counter(&values, "steadfast_rate_limit_rejected_total"),
+            5 - admitted
+        );
+        assert_eq!(gauge(&values, "steadfast_rate_limit_degraded"), 0.0);
+
+        server.kill();
+        assert!(within(ms(2_000), || layer.is_degraded()).await.is_some());
+        let values = read(&snapshotter);
+        assert_eq!(gauge(&values, "steadfast_rate_limit_degraded"), 1.0);
+        assert!(counter(&values, "steadfast_rate_limit_redis_failures_total") >= 1);
+
+        server.restart();
+        assert!(within(ms(2_000), || !layer.is_degraded()).await.is_some());
+        let values = read(&snapshotter);
+        assert_eq!(gauge(&values, "steadfast_rate_limit_degraded"), 0.0);
+    }
+}

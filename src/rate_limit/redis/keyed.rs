@@ -226,7 +226,7 @@ impl Builder {
             Arc::clone(&shared),
             receiver,
             queue.downgrade(),
-            Sizing::new(&backend),
+            Sizing::new(&backend, policy.gcra.interval),
             redis,
         ));
         let key_prefix = format!(

@@ -47,8 +47,11 @@
 //! batch at half its size, so a process at a steady rate does not run dry while Redis answers.
 //! The batch is sized to last [`lease_horizon`](RedisBackend::lease_horizon) at the local
 //! rate (a moving average), between 1 and [`max_batch`](RedisBackend::max_batch): an idle
-//! replica holds one cell, a busy one enough for 100 ms. When Redis grants fewer cells than
-//! asked (the fleet is at its limit), the task asks again when Redis says the next cell is due.
+//! replica holds one cell, a busy one enough for 100 ms; demand counts the calls that found no
+//! cell too, so a replica that got less under saturation does not ask for less. When Redis
+//! grants fewer cells than asked (the fleet is at its limit), the task asks again when Redis
+//! says the next cell is due, plus a random delay of up to one interval per replica, so that
+//! no replica is always first: under equal load each gets about an equal share.
 //!
 //! # The bound
 //!
@@ -331,7 +334,7 @@ impl GlobalRateLimitLayer {
             Arc::clone(&shared),
             Arc::clone(&lease),
             Arc::clone(&wake),
-            Sizing::new(&backend),
+            Sizing::new(&backend, policy.gcra.interval),
             redis,
         ));
         Ok(Self {

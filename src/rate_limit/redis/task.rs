@@ -15,6 +15,7 @@ use super::lease::{Lease, Mode};
 use super::script::{Ask, Grant};
 use super::telemetry::GlobalTelemetry;
 use crate::BoxError;
+use crate::random::{SplitMix64, random_seed, up_to};
 
 /// The shortest pause between two calls to Redis that granted nothing or failed, so that a
 /// saturated or dead Redis is not asked in a loop (the breaker takes over after a few).
@@ -31,14 +32,17 @@ pub(crate) struct Shared {
 /// How batches are sized.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sizing {
+    /// The global limit's emission interval, ns: the spread of a saturated replica's retry.
+    pub(crate) interval: u64,
     pub(crate) max_batch: u64,
     pub(crate) horizon: Duration,
     pub(crate) heartbeat: Duration,
 }
 
 impl Sizing {
-    pub(crate) fn new(backend: &RedisBackend) -> Self {
+    pub(crate) fn new(backend: &RedisBackend, interval: u64) -> Self {
         Self {
+            interval,
             max_batch: u64::from(backend.max_batch),
             horizon: backend.lease_horizon,
             heartbeat: backend.heartbeat,
@@ -108,6 +112,7 @@ async fn refill<S>(
     meter: &mut Meter,
     key: Option<Arc<str>>,
     sizing: Sizing,
+    random: &mut SplitMix64,
 ) -> Option<Duration>
 where
     S: Service<Ask, Response = Grant, Error = BoxError>,
@@ -120,10 +125,20 @@ where
             // The mark first: a call that spends the new cells down to it must see it.
             lease.set_low_water(target / 2);
             lease.set_retry_hint(grant.wait_ns);
+            // Reported before the cells can be spent, so the counters never lag the calls.
+            answered(shared, grant, cells);
             lease.grant(cells);
             meter.granted += cells;
-            answered(shared, grant, cells);
-            (cells < want).then(|| Duration::from_nanos(grant.wait_ns).max(MIN_PAUSE))
+            (cells < want).then(|| {
+                // Saturated: every replica would ask again the moment the next cell is due,
+                // and the first to arrive would win every time. A random delay of up to one
+                // interval per replica makes each equally likely to be first: a fair share.
+                let spread = sizing
+                    .interval
+                    .saturating_mul(u64::from(shared.mode.processes()));
+                let jitter = up_to(random.next_u64(), spread);
+                Duration::from_nanos(grant.wait_ns.saturating_add(jitter)).max(MIN_PAUSE)
+            })
         }
         Err(error) => Some(failed(shared, &error)),
     }
@@ -174,8 +189,19 @@ pub(crate) async fn run<S>(
     S: Service<Ask, Response = Grant, Error = BoxError>,
 {
     let mut meter = Meter::new(Instant::now());
+    let mut random = SplitMix64::new(random_seed(Arc::as_ptr(&lease) as usize));
     loop {
-        match refill(&mut redis, &shared, &lease, &mut meter, None, sizing).await {
+        match refill(
+            &mut redis,
+            &shared,
+            &lease,
+            &mut meter,
+            None,
+            sizing,
+            &mut random,
+        )
+        .await
+        {
             Some(pause) => tokio::time::sleep(pause.min(sizing.heartbeat)).await,
             None => {
                 let _ = tokio::time::timeout(sizing.heartbeat, wake.notified()).await;
@@ -212,6 +238,7 @@ pub(crate) async fn run_keyed<S>(
     S: Service<Ask, Response = Grant, Error = BoxError>,
 {
     let mut next_beat = Instant::now();
+    let mut random = SplitMix64::new(random_seed(Arc::as_ptr(&shared) as usize));
     loop {
         let keyed = match tokio::time::timeout_at(next_beat, queue.recv()).await {
             Ok(Some(keyed)) => keyed,
@@ -239,7 +266,16 @@ pub(crate) async fn run_keyed<S>(
         // Copied out and back: no lock is held across the round trip.
         let mut meter = *keyed.meter.lock().unwrap_or_else(PoisonError::into_inner);
         let key = Some(Arc::clone(&keyed.redis_key));
-        let pause = refill(&mut redis, &shared, &keyed.lease, &mut meter, key, sizing).await;
+        let pause = refill(
+            &mut redis,
+            &shared,
+            &keyed.lease,
+            &mut meter,
+            key,
+            sizing,
+            &mut random,
+        )
+        .await;
         *keyed.meter.lock().unwrap_or_else(PoisonError::into_inner) = meter;
         match (pause, requeue.upgrade()) {
             // Not filled: ask again when Redis has a cell (still marked requested, so calls
@@ -262,6 +298,7 @@ mod tests {
     #[test]
     fn a_batch_lasts_one_horizon_within_bounds() {
         let sizing = Sizing {
+            interval: 1,
             max_batch: 50,
             horizon: Duration::from_millis(100),
             heartbeat: Duration::from_secs(1),
