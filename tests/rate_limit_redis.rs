@@ -6,7 +6,8 @@
 //! These tests use real time (Redis's clock is real): every wait is bounded and every timing
 //! assertion has slack. Runs last 2–2.5 s instead of the 10 s to fit the CI budget;
 //! the bound is checked over the whole run, where the slack is a smaller share the longer it
-//! runs, so a shorter run is the stricter test of it.
+//! runs, so a shorter run is the stricter test of it; the four-replica test also checks every
+//! window of 50 ms, 200 ms and 1 s within the run.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -46,6 +47,8 @@ fn global(
 #[derive(Default)]
 struct Tally {
     admitted: AtomicU64,
+    /// When each admitted call was made (for the checks over every window).
+    times: std::sync::Mutex<Vec<Instant>>,
     rejected: AtomicU64,
     /// The slowest call, from `call` to its answer, in µs.
     slowest_us: AtomicU64,
@@ -67,7 +70,10 @@ async fn drive(layer: GlobalRateLimitLayer, pace: Duration, until: Instant, tall
         let took = started.elapsed().as_micros() as u64;
         tally.slowest_us.fetch_max(took, Ordering::Relaxed);
         match answer {
-            Ok(()) => tally.admitted.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => {
+                tally.times.lock().unwrap().push(started);
+                tally.admitted.fetch_add(1, Ordering::Relaxed)
+            }
             Err(error) => {
                 assert!(error.is::<RateLimited>(), "unexpected error {error}");
                 tally.rejected.fetch_add(1, Ordering::Relaxed)
@@ -128,6 +134,26 @@ async fn four_replicas_stay_within_the_global_limit() {
         (total as f64) <= bound,
         "admitted {total} in {elapsed:.2} s, bound {bound:.0}"
     );
+    // Any window, not only the whole run: every stretch of `w` between two admissions.
+    let mut times: Vec<Instant> = tallies
+        .iter()
+        .flat_map(|t| t.times.lock().unwrap().clone())
+        .collect();
+    times.sort();
+    for w in [ms(50), ms(200), ms(1_000)] {
+        // Redis's clock and ours differ by a round trip at most: 2 ms of slack on the window.
+        let bound = BURST as f64 + RATE as f64 * (w + ms(2)).as_secs_f64() + 4.0 * MAX_BATCH as f64;
+        let mut start = 0;
+        let mut most = 0;
+        for end in 0..times.len() {
+            while times[end] - times[start] > w {
+                start += 1;
+            }
+            most = most.max(end - start + 1);
+        }
+        eprintln!("mixed load: at most {most} admitted in any {w:?}; bound {bound:.0}");
+        assert!(most as f64 <= bound, "{most} in {w:?} > {bound:.0}");
+    }
     // And the limit is used, not starved: at least 70 % of the rate.
     assert!(
         total as f64 >= 0.7 * RATE as f64 * elapsed,

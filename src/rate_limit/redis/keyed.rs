@@ -3,8 +3,9 @@
 
 use std::fmt::{self, Display};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -171,18 +172,20 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let keyed = &*self.keyed;
-        let key = (keyed.key)(&request);
         let now = crate::deadline::call_now();
         let make = || KeyedLease {
             lease: Lease::new(now),
-            redis_key: Arc::from(format!("{}{key}", keyed.key_prefix)),
+            redis_key: OnceLock::new(),
             meter: Mutex::new(Meter::new(now)),
         };
         // Decided under the shard's lock: one CAS, and a refill queued at most once.
-        let admitted =
-            keyed
-                .leases
-                .with(key.clone(), now, make, |lease| match lease.lease.take() {
+        let decided = keyed
+            .leases
+            .with((keyed.key)(&request), now, make, |lease| {
+                if lease.redis_key.get().is_none() {
+                    return Decided::New(Arc::clone(lease));
+                }
+                Decided::Done(match lease.lease.take() {
                     Take::Admitted => Ok(()),
                     Take::AdmittedLow => {
                         keyed.refill(lease);
@@ -192,15 +195,47 @@ where
                         keyed.refill(lease);
                         empty(&keyed.policy, &keyed.shared, &lease.lease)
                     }
-                });
+                })
+            });
+        let admitted = match decided {
+            Decided::Done(admitted) => admitted,
+            Decided::New(lease) => keyed.first_call(&lease, &request),
+        };
         respond(&keyed.policy, admitted, &mut self.inner, request)
+    }
+}
+
+/// What a keyed call found under the shard's lock.
+enum Decided {
+    Done(Result<(), Duration>),
+    /// A lease with no Redis key yet: the key's first call.
+    New(Arc<KeyedLease>),
+}
+
+impl<K: Display, F> KeyedGlobal<K, F> {
+    /// A key's first call (or one racing it): names the lease's Redis key, outside the shard's
+    /// lock, by computing the key again (the map took it by value; cloning it on every call
+    /// could allocate), queues its first refill, and decides on what it holds: nothing yet.
+    #[cold]
+    fn first_call<Req>(&self, lease: &Arc<KeyedLease>, request: &Req) -> Result<(), Duration>
+    where
+        F: Fn(&Req) -> K,
+    {
+        let key = (self.key)(request);
+        // A racing first call may have named it already: the same name.
+        let _ = lease
+            .redis_key
+            .set(Arc::from(format!("{}{key}", self.key_prefix)));
+        self.refill(lease);
+        empty(&self.policy, &self.shared, &lease.lease)
     }
 }
 
 impl Builder {
     /// Checks every setting and builds a layer with one global limit per key, shared through
     /// `backend` by every process with the same [`name`](Self::name); `key` computes each
-    /// request's key, whose `Display` form names it in Redis. Keys are bounded in this process
+    /// request's key, whose `Display` form names it in Redis (`key` runs once per call, and once
+    /// more on a key's first call, to name it). Keys are bounded in this process
     /// by [`max_keys`](Self::max_keys) and [`idle_timeout`](Self::idle_timeout); in Redis,
     /// each key's state expires once it is idle.
     ///

@@ -3,7 +3,7 @@
 //! waits for a wake-up (whole-service) or for queued leases (keyed).
 
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -214,7 +214,9 @@ pub(crate) async fn run<S>(
 #[derive(Debug)]
 pub(crate) struct KeyedLease {
     pub(crate) lease: Lease,
-    pub(crate) redis_key: Arc<str>,
+    /// Set by the call that made the lease, right after inserting it (the map takes the key
+    /// by value, and cloning it on every call could allocate); queued for refill only once set.
+    pub(crate) redis_key: OnceLock<Arc<str>>,
     /// Only the refill task touches it, one refill of a key at a time (by `requested`); a
     /// mutex only because the lease is shared with the call path.
     pub(crate) meter: Mutex<Meter>,
@@ -265,7 +267,8 @@ pub(crate) async fn run_keyed<S>(
         };
         // Copied out and back: no lock is held across the round trip.
         let mut meter = *keyed.meter.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = Some(Arc::clone(&keyed.redis_key));
+        // Always set: a lease is queued only after its key is.
+        let key = keyed.redis_key.get().cloned();
         let pause = refill(
             &mut redis,
             &shared,
