@@ -1,7 +1,7 @@
 //! The global rate limit against a real `redis-server` (started by the test, killed at the
 //! end): four replicas in one process within the global limit plus the documented slack, a fair
-//! share under equal load, Redis killed and restarted, `DEBUG SLEEP`, keys that expire, and
-//! configuration errors.
+//! share under equal load, keyed limits shared per key, Redis killed and restarted,
+//! `WhenDown::Reject`, `DEBUG SLEEP`, keys that expire, metrics, and configuration errors.
 //!
 //! These tests use real time (Redis's clock is real): every wait is bounded and every timing
 //! assertion has slack. Runs last 2–2.5 s instead of the 10 s to fit the CI budget;
