@@ -459,6 +459,86 @@ async fn keyed_limits_are_shared_per_key() {
     assert!(gone.is_some(), "idle tenants' keys expire");
 }
 
+/// Keyed limits degrade as the whole-service one does: each key's local share while Redis is
+/// down, shared again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_limits_degrade_to_a_local_share_per_key() {
+    let mut server = RedisServer::start();
+    const RATE: u64 = 200;
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            RateLimitLayer::builder()
+                .name("tenants-down")
+                .limit(RATE as u32, Duration::from_secs(1))
+                .burst(10)
+                .build_keyed_global(
+                    RedisBackend::new(server.client())
+                        .max_batch(5)
+                        .heartbeat(ms(200)),
+                    |t: &u32| *t,
+                )
+                .expect("a valid limiter")
+        })
+        .collect();
+    let admitted: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::default()).collect();
+    let until = Instant::now() + ms(4_000);
+    let runs: Vec<_> = replicas
+        .iter()
+        .zip(&admitted)
+        .map(|(layer, count)| {
+            let mut service = layer
+                .clone()
+                .layer(service_fn(|_: u32| async { Ok::<_, Infallible>(()) }));
+            let count = Arc::clone(count);
+            tokio::spawn(async move {
+                let mut slowest = Duration::ZERO;
+                while Instant::now() < until {
+                    let ready = service.ready().await.expect("always ready");
+                    let started = Instant::now();
+                    if ready.call(7).await.is_ok() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    slowest = slowest.max(started.elapsed());
+                    tokio::time::sleep(ms(1)).await;
+                }
+                slowest
+            })
+        })
+        .collect();
+    assert!(
+        within(ms(2_000), || replicas.iter().all(|l| l.processes() == 2))
+            .await
+            .is_some()
+    );
+    server.kill();
+    assert!(
+        within(ms(2_000), || replicas.iter().all(|l| l.is_degraded()))
+            .await
+            .is_some()
+    );
+    let before: Vec<u64> = admitted.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+    let started = Instant::now();
+    tokio::time::sleep(ms(1_000)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    for (count, before) in admitted.iter().zip(&before) {
+        let got = (count.load(Ordering::Relaxed) - before) as f64;
+        let share = RATE as f64 / 2.0 * elapsed;
+        eprintln!("keyed degraded: admitted {got} in {elapsed:.2} s, share {share:.0}");
+        // The share's burst (5) and the cells still held (at most 5) are slack.
+        assert!(got <= share + 10.0, "{got} > share {share:.0}");
+        assert!(got >= 0.6 * share, "only {got}, share {share:.0}");
+    }
+    server.restart();
+    let back = within(ms(3_000), || replicas.iter().all(|l| !l.is_degraded())).await;
+    let back = back.expect("shared again");
+    eprintln!("keyed: shared again {back:?} after Redis answered");
+    assert!(back <= ms(1_000), "shared again only after {back:?}");
+    for run in runs {
+        let slowest = run.await.expect("the driver does not panic");
+        assert!(slowest < ms(50), "a call took {slowest:?}");
+    }
+}
+
 #[test]
 fn configuration_errors_name_the_setter() {
     let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
