@@ -63,6 +63,11 @@
 //! process that goes idle holds at most one batch of them, which the rest of the fleet
 //! cannot use (the limit errs on the side of fewer calls).
 //!
+//! The bound is Redis's, so it holds while Redis answers. While degraded, each process keeps
+//! to its share, and the fleet admits about the limit if the count of processes is right; a
+//! process cut off from a Redis that the others still reach (a partition) adds its share on
+//! top, and a Redis restarted empty starts the limit afresh (one more burst).
+//!
 //! # When Redis is slow or down
 //!
 //! No call ever waits on Redis. Each call to Redis is bounded by
