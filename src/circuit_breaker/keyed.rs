@@ -4,9 +4,9 @@
 //! config on the key's first call, and each call goes through the same [`Guard`] and
 //! [`ResponseFuture`]: a keyed breaker differs only in where its breaker comes from.
 
-use crate::sync::Arc;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;

@@ -152,7 +152,13 @@ impl Builder {
         Ok(KeyedRateLimitLayer::new(self.policy()?, bounds, key))
     }
 
-    fn policy(self) -> Result<Policy, ConfigError> {
+    /// The keyed bounds, checked: for the Redis backend's keyed layer.
+    #[cfg(feature = "redis")]
+    pub(super) fn bounds(&self) -> Result<Bounds, ConfigError> {
+        self.bounds.validate()
+    }
+
+    pub(super) fn policy(self) -> Result<Policy, ConfigError> {
         let Some((n, per)) = self.limit else {
             return Err(ConfigError::new(
                 "limit",

@@ -1,9 +1,9 @@
 //! The response future of the rate limiter's services.
 
-use crate::sync::Arc;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -163,14 +163,14 @@ pin_project! {
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     #[inline]
-    fn called(future: S::Future) -> Self {
+    pub(super) fn called(future: S::Future) -> Self {
         Self {
             kind: Kind::Called { future },
         }
     }
 
     #[cold]
-    fn rejected(error: RateLimited) -> Self {
+    pub(super) fn rejected(error: RateLimited) -> Self {
         Self {
             kind: Kind::Rejected { error },
         }

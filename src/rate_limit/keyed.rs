@@ -1,8 +1,8 @@
 //! One limiter per key: the keyed layer and its service.
 
-use crate::sync::Arc;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-use crate::sync::Arc;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;

@@ -172,11 +172,13 @@ pub mod error;
 pub mod future;
 mod keyed;
 mod layer;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod state;
 mod telemetry;
 
-use crate::sync::Arc;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
