@@ -7,7 +7,7 @@
 //! the recipes use the `http` and `tonic` layers (and the guide the `hedge`, `limit` and
 //! `rate-limit` ones), so they are checked with every feature on (`cargo test --all-features`,
 //! which README and `.ci/run` run); README needs only the default features, migrating.md those
-//! and `hedge`, `limit` and `rate-limit`.
+//! and `pool`, `hedge`, `limit` and `rate-limit`.
 //!
 //! The crate's `deny(warnings)` for doctests holds here, unused imports included, except for
 //! unused variables and items: a snippet that ends by building a layer or defines a helper it
@@ -58,6 +58,10 @@ mod recipes {}
     feature = "retry",
     feature = "timeout",
     feature = "bulkhead",
-    feature = "fallback"
+    feature = "fallback",
+    feature = "pool",
+    feature = "hedge",
+    feature = "limit",
+    feature = "rate-limit"
 ))]
 mod migrating {}
