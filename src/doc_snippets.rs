@@ -4,9 +4,10 @@
 //! network, `text`, `toml` or `sh` where it is not Rust).
 //!
 //! Compiled only under `cfg(doctest)`, so `cargo doc` never sees these pages. The guide and
-//! the recipes use the `http` and `tonic` layers, so they are checked with every feature on
-//! (`cargo test --all-features`, which README and `.ci/run` run); README and migrating.md need
-//! only the default features.
+//! the recipes use the `http` and `tonic` layers (and the guide the `hedge`, `limit` and
+//! `rate-limit` ones), so they are checked with every feature on (`cargo test --all-features`,
+//! which README and `.ci/run` run); README needs only the default features, migrating.md those
+//! and `pool`, `hedge`, `limit` and `rate-limit`.
 //!
 //! The crate's `deny(warnings)` for doctests holds here, unused imports included, except for
 //! unused variables and items: a snippet that ends by building a layer or defines a helper it
@@ -31,7 +32,10 @@ mod readme {}
     feature = "bulkhead",
     feature = "fallback",
     feature = "http",
-    feature = "tonic"
+    feature = "tonic",
+    feature = "hedge",
+    feature = "limit",
+    feature = "rate-limit"
 ))]
 mod guide {}
 #[doc = include_str!("../docs/recipes.md")]
@@ -54,6 +58,10 @@ mod recipes {}
     feature = "retry",
     feature = "timeout",
     feature = "bulkhead",
-    feature = "fallback"
+    feature = "fallback",
+    feature = "pool",
+    feature = "hedge",
+    feature = "limit",
+    feature = "rate-limit"
 ))]
 mod migrating {}

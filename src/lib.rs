@@ -1,6 +1,9 @@
-//! Resilience middleware for [`tower`](https://docs.rs/tower): a lock-free circuit breaker,
-//! retry with jittered backoff and a retry budget, timeout with deadline propagation, bulkhead
-//! and fallback.
+//! Resilience middleware for [`tower`](https://docs.rs/tower): a lock-free circuit breaker (one
+//! per service, or one per host or tenant), retry with jittered backoff and a retry budget,
+//! timeout with deadline propagation, bulkhead and fallback; and, each behind its feature, a
+//! pool of replicas (power of two choices, outlier ejection, health checks), hedged requests
+//! against a slow tail, an adaptive concurrency limit (Gradient2, Vegas, AIMD) that sheds load
+//! before queues grow, and a GCRA rate limiter (whole-service or keyed).
 //!
 //! Each layer stands alone and composes with `tower::ServiceBuilder`, axum routers, tonic
 //! servers and clients, and hyper clients. Each keeps its shared state (the breaker, the permits,
@@ -64,15 +67,21 @@
 //!
 //! | feature | what it enables | default |
 //! |---|---|---|
-//! | `circuit-breaker` | [`circuit_breaker`] | yes |
+//! | `circuit-breaker` | [`circuit_breaker`], one breaker or one per key | yes |
 //! | `retry` | [`retry`] | yes |
 //! | `timeout` | [`timeout`] | yes |
 //! | `bulkhead` | [`bulkhead`] | yes |
 //! | `fallback` | [`fallback`] | yes |
+//! | `pool` | [`pool`]: a pool of replicas (P2C, outlier ejection, health checks, tiers); turns on `circuit-breaker` | no |
+//! | `hedge` | [`hedge`]: hedged requests within a retry budget; turns on `retry` | no |
+//! | `limit` | [`limit`]: an adaptive concurrency limit (Gradient2, Vegas, AIMD) | no |
+//! | `rate-limit` | [`rate_limit`]: a GCRA rate limit, whole-service or keyed | no |
 //! | `chaos` | [`chaos`]: fault injection | no |
 //! | `http` | HTTP status classification (tower-http's), replay bodies, deadline headers | no |
-//! | `tonic` | rejections as `tonic::Status` | no |
+//! | `tonic` | rejections as `tonic::Status`; with `pool`, the gRPC health probe | no |
 //! | `metrics` | metrics through the [`metrics`](https://docs.rs/metrics) facade | no |
+//! | `serde` | [`config`]: configuration files and live reload | no |
+//! | `redis` | [`rate_limit::redis`]: a rate limit shared by every replica, through Redis | no |
 //! | `full` | all of the above | no |
 //!
 //! # Errors
