@@ -229,7 +229,7 @@ impl<P> Builder<P> {
         };
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::register(&self.name);
-        Ok(HedgeLayer::from_config(Arc::new(Config {
+        Ok(HedgeLayer::from_shared(Arc::new(Config {
             delay,
             max_attempts: self.max_hedged_attempts + 1,
             budget,

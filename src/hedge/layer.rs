@@ -26,7 +26,7 @@ impl HedgeLayer {
 }
 
 impl<P> HedgeLayer<P> {
-    pub(crate) fn from_config(config: Arc<Config<P>>) -> Self {
+    pub(crate) fn from_shared(config: Arc<Config<P>>) -> Self {
         Self { config }
     }
 

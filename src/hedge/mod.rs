@@ -166,6 +166,8 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod future;
 mod layer;
 mod policy;
@@ -177,12 +179,14 @@ pub use self::config::{
     DEFAULT_MIN_SAMPLES, DEFAULT_NAME, MAX_LATENCY_WINDOW, MAX_MAX_HEDGED_ATTEMPTS,
     MIN_LATENCY_WINDOW,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::Config;
 pub use self::layer::HedgeLayer;
 #[cfg(feature = "http")]
 pub use self::policy::HttpHedge;
 pub use self::policy::{CloneRequest, HedgeIf, HedgePolicy};
 
-use self::config::{Config, Delay};
+use self::config::{Config as Shared, Delay};
 use self::future::{Core, ResponseFuture};
 use crate::sync::Arc;
 
@@ -196,7 +200,7 @@ pub struct Hedge<S, P = CloneRequest> {
 }
 
 impl<S: Clone, P> Hedge<S, P> {
-    pub(crate) fn from_config(inner: S, config: Arc<Config<P>>) -> Self {
+    pub(crate) fn from_config(inner: S, config: Arc<Shared<P>>) -> Self {
         Self {
             core: Arc::new(Core::new(config, inner.clone())),
             inner,
