@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::HedgeLayer;
 use super::config::{
     Builder, DEFAULT_BUDGET, DEFAULT_DELAY, DEFAULT_LATENCY_WINDOW, DEFAULT_MAX_HEDGED_ATTEMPTS,
-    DEFAULT_MIN_SAMPLES, DEFAULT_NAME,
+    DEFAULT_MIN_SAMPLES, DEFAULT_NAME, Delay,
 };
 use crate::ConfigError;
 use crate::config::duration_field;
@@ -104,15 +104,104 @@ impl HedgeLayer {
     /// Builds a hedge from a [`Config`] read from a file, hedging every request (copied with
     /// `Clone`). For another policy, use [`Config::to_builder`].
     ///
-    /// There is no `reconfigure`: the delay and the attempts are read on every call from the
-    /// layer's shared, immutable settings, and making them live would add loads to the call
-    /// path. A new config takes a new layer.
-    ///
     /// # Errors
     ///
     /// The [`ConfigError`] that [`Builder::build`] gives, naming `max_hedged_attempts`,
     /// `delay_percentile`, `min_samples`, `latency_window` or `budget`.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         config.to_builder().build()
+    }
+}
+
+impl<P> HedgeLayer<P> {
+    /// Applies a reloaded config to this running hedge, shared by every clone and every
+    /// service it made: the `budget` changes live, keeping what it holds, as a retry layer's
+    /// does ([`RetryLayer::reconfigure`](crate::retry::RetryLayer::reconfigure)). A budget
+    /// shared with another layer ([`Builder::shared_budget`]) is that layer's to change: the
+    /// hedge's `budget` then must stay the default.
+    ///
+    /// The other settings are read by every call from the layer's immutable settings (the
+    /// percentile delay's window is built for its percentile, samples and length), and making
+    /// them live would add loads to the call path: a reload that keeps them passes, one that
+    /// changes them is refused, naming the field, and takes a new layer. The policy is code,
+    /// and stays.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes: the one [`from_config`](HedgeLayer::from_config)
+    /// gives for the config; one naming `name`, `delay`, `delay_percentile`, `min_samples`,
+    /// `latency_window` or `max_hedged_attempts` when the config changes it; or `budget` when
+    /// it turns a limited budget unlimited or back, or sets a budget the layer does not own.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        self.check_reconfigure(config)?;
+        let shared = self.shared();
+        if shared.own_budget {
+            shared.budget.reconfigure(&config.budget)?;
+        }
+        tracing::info!(
+            hedge.name = %shared.name,
+            "hedge reconfigured"
+        );
+        Ok(())
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`.
+    fn check_reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        config.to_builder().check()?;
+        let shared = self.shared();
+        crate::config::check_same_name(&shared.name, &config.name)?;
+        let unchanged = "unchanged: it is read on every call, so a new value takes a new layer";
+        match (&shared.delay, config.delay_percentile) {
+            (Delay::Fixed(delay), None) => {
+                if *delay != config.delay {
+                    return Err(ConfigError::new("delay", unchanged, config.delay));
+                }
+            }
+            (Delay::Percentile(window), Some(percentile)) => {
+                let (built, min_samples, period) = window.settings();
+                if built != percentile {
+                    return Err(ConfigError::new("delay_percentile", unchanged, percentile));
+                }
+                if min_samples != u64::from(config.min_samples) {
+                    return Err(ConfigError::new(
+                        "min_samples",
+                        unchanged,
+                        config.min_samples,
+                    ));
+                }
+                if period != config.latency_window {
+                    return Err(ConfigError::new(
+                        "latency_window",
+                        unchanged,
+                        config.latency_window,
+                    ));
+                }
+            }
+            (_, percentile) => {
+                return Err(ConfigError::new(
+                    "delay_percentile",
+                    "unchanged: a fixed delay and a percentile delay are different layers",
+                    percentile,
+                ));
+            }
+        }
+        if shared.max_attempts != config.max_hedged_attempts + 1 {
+            return Err(ConfigError::new(
+                "max_hedged_attempts",
+                unchanged,
+                config.max_hedged_attempts,
+            ));
+        }
+        if shared.own_budget {
+            shared.budget.check_reconfigure(&config.budget)
+        } else if config.budget == DEFAULT_BUDGET {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                "budget",
+                "the default: this hedge draws on a shared budget, which its owner reconfigures",
+                config.budget,
+            ))
+        }
     }
 }

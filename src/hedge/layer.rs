@@ -30,6 +30,12 @@ impl<P> HedgeLayer<P> {
         Self { config }
     }
 
+    /// What every clone and service of this layer shares, for `reconfigure`.
+    #[cfg(feature = "serde")]
+    pub(super) fn shared(&self) -> &Config<P> {
+        &self.config
+    }
+
     /// How many hedges the budget allows right now (`u64::MAX` with
     /// [`RetryBudget::unlimited`](crate::retry::RetryBudget::unlimited)).
     pub fn budget_remaining(&self) -> u64 {

@@ -406,6 +406,16 @@ impl Estimator {
         }
     }
 
+    /// The algorithm and its settings, as built.
+    #[cfg(feature = "serde")]
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        match &self.kind {
+            Kind::Gradient2 { settings, .. } => Algorithm::Gradient2(settings.clone()),
+            Kind::Vegas { settings, .. } => Algorithm::Vegas(settings.clone()),
+            Kind::Aimd { settings } => Algorithm::Aimd(settings.clone()),
+        }
+    }
+
     /// The limit admission uses: the estimate's integer part.
     pub(crate) fn limit(&self) -> u32 {
         // In [min, max] ⊂ [1, u32::MAX], so the cast neither saturates nor truncates a sign.

@@ -113,10 +113,6 @@ impl AdaptiveLimitLayer {
     /// Builds an adaptive limit from a [`Config`] read from a file, counting every `Err` as a
     /// drop. For another classifier, use [`Config::to_builder`].
     ///
-    /// There is no `reconfigure`: the limit's bounds and the algorithm's state live in the
-    /// layer's estimator, which the call path updates; changing them live would need a lock or
-    /// another word on that path. A new config takes a new layer.
-    ///
     /// # Errors
     ///
     /// The [`ConfigError`] that [`Builder::build`] gives: `initial_limit`, `min_limit`,
@@ -231,5 +227,49 @@ impl<'de> Deserialize<'de> for Algorithm {
                 "`algorithm` needs exactly one of `gradient2`, `vegas` or `aimd`",
             )),
         }
+    }
+}
+
+impl<C> AdaptiveLimitLayer<C> {
+    /// Checks a reloaded config against this running limit, and changes nothing. The bounds
+    /// are copied into every clone of the layer and the algorithm's state is built for its
+    /// settings, so making them live would mean moving them into shared state that calls read:
+    /// a reload that keeps them passes, one that changes them is refused, naming the field,
+    /// and takes a new layer.
+    ///
+    /// `initial_limit` was the limit before the first sample, long past for a running layer:
+    /// it is checked against the bounds, not compared. `seed` is used when the layer is
+    /// built; a reload ignores it. The classifier is code, and stays.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes: the one [`from_config`](AdaptiveLimitLayer::from_config)
+    /// gives for the config, or one naming `name`, `min_limit`, `max_limit`, `algorithm`,
+    /// `window` or `window_samples` when the config changes it.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let (_, min, max) = config.to_builder().check()?;
+        crate::config::check_same_name(&self.limiter.name, &config.name)?;
+        let unchanged = "unchanged: a new value takes a new layer";
+        if min != self.min_limit {
+            return Err(ConfigError::new("min_limit", unchanged, min));
+        }
+        if max != self.max_limit {
+            return Err(ConfigError::new("max_limit", unchanged, max));
+        }
+        let (algorithm, window, window_samples) = self.limiter.settings();
+        if algorithm != config.algorithm {
+            return Err(ConfigError::new("algorithm", unchanged, &config.algorithm));
+        }
+        if window != config.window {
+            return Err(ConfigError::new("window", unchanged, config.window));
+        }
+        if usize::try_from(window_samples) != Ok(config.window_samples) {
+            return Err(ConfigError::new(
+                "window_samples",
+                unchanged,
+                config.window_samples,
+            ));
+        }
+        Ok(())
     }
 }

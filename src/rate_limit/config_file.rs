@@ -107,15 +107,43 @@ impl RateLimitLayer {
     /// from a file. For one limiter per key, use [`Config::to_builder`] and
     /// [`build_keyed`](Builder::build_keyed).
     ///
-    /// There is no `reconfigure`: the rate and the burst are read on every call from the
-    /// layer's shared, immutable policy, and making them live would add a load to the call
-    /// path. A new rate takes a new layer.
-    ///
     /// # Errors
     ///
     /// The [`ConfigError`] that [`Builder::build`] gives, naming `limit` (absent or out of
     /// range), `burst` or `max_wait`.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         config.to_builder().build()
+    }
+
+    /// Checks a reloaded config against this running limiter, and changes nothing: the rate,
+    /// the burst and the allowed wait are read by every call from the layer's immutable
+    /// policy, and making them live would add loads (or a lock) to the call path. A reload
+    /// whose `[rate_limit]` did not change passes; one that changes it is refused, naming the
+    /// field, and a new setting takes a new layer (and a new limiter).
+    ///
+    /// `max_keys` and `idle_timeout` are not used by a limiter without keys, and a reload
+    /// ignores them, as [`from_config`](Self::from_config) does.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes: the one [`from_config`](Self::from_config) gives
+    /// for the config, or one naming `name`, `limit`, `burst` or `max_wait` when the config
+    /// changes it.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let builder = config.to_builder();
+        let (gcra, max_wait) = builder.check()?;
+        crate::config::check_same_name(self.name(), &config.name)?;
+        let policy = self.policy();
+        let unchanged = "unchanged: it is read on every call, so a new value takes a new layer";
+        if gcra.interval != policy.gcra.interval {
+            return Err(ConfigError::new("limit", unchanged, config.limit));
+        }
+        if gcra.tolerance != policy.gcra.tolerance {
+            return Err(ConfigError::new("burst", unchanged, config.burst));
+        }
+        if max_wait != policy.max_wait {
+            return Err(ConfigError::new("max_wait", unchanged, config.max_wait));
+        }
+        Ok(())
     }
 }
