@@ -209,6 +209,7 @@ impl<P> Builder<P> {
             delay,
             max_attempts: self.max_hedged_attempts + 1,
             budget,
+            #[cfg(feature = "serde")]
             own_budget: self.shared_budget.is_none(),
             name: self.name,
             policy: self.policy,
@@ -261,6 +262,7 @@ pub(crate) struct Config<P> {
     pub(crate) budget: Arc<BudgetState>,
     /// Whether `budget` is the layer's own, not a [`SharedBudget`] another layer draws on too:
     /// only its own is the hedge's to reconfigure.
+    #[cfg(feature = "serde")]
     pub(crate) own_budget: bool,
     pub(crate) name: Cow<'static, str>,
     pub(crate) policy: P,

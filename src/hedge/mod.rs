@@ -122,6 +122,7 @@
 //! | `debug!` event | `hedge sent` | `hedge.name`, `hedge.attempt` (2 for the first hedge), `hedge.cause` (`delay` or `failure`) | a hedge is sent |
 //! | `debug!` event | `hedge won` | `hedge.name`, `hedge.attempt` | a hedge gave the first success |
 //! | `debug!` event | `hedge skipped` | `hedge.name`, `hedge.attempt`, `hedge.outcome` (`budget_denied`, `deadline`, `uncopyable`) | a due hedge was not sent |
+//! | `info!` event | `hedge reconfigured` | `hedge.name` | `reconfigure` applied a config (feature `serde`) |
 //! | counter | `steadfast_hedge_sent_total` | `name` | a hedge is sent |
 //! | counter | `steadfast_hedge_won_total` | `name` | a hedge gave the first success |
 //! | counter | `steadfast_hedge_budget_denied_total` | `name` | a due hedge was refused by the budget |

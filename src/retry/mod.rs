@@ -149,7 +149,7 @@ pub use self::config::{
 };
 #[cfg(feature = "serde")]
 pub use self::config_file::Config;
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", feature = "hedge"))]
 pub(crate) use self::config_file::deserialize_budget_with;
 #[cfg(feature = "http")]
 pub use self::http::{

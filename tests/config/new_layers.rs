@@ -644,7 +644,11 @@ budget = { ratio = 0.1, min_per_sec = 10, ttl = "10s" }"#;
         reload("name = \"reads\"\nbudget = { ratio = 0.1, min_per_sec = 1, ttl = \"10s\" }"),
         "accepted"
     );
-    assert_eq!((before, layer.budget_remaining()), (100, 10), "min_per_sec × ttl");
+    assert_eq!(
+        (before, layer.budget_remaining()),
+        (100, 10),
+        "min_per_sec × ttl"
+    );
 
     // A percentile layer compares its window's settings.
     let text = "delay_percentile = 0.9\nmin_samples = 10\nlatency_window = \"1s\"";
