@@ -814,3 +814,126 @@ fn is_setting(line: &str) -> bool {
         !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
     })
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A fraction in [0, 1] with up to six decimals: serde_json (without its `float_roundtrip`
+    /// feature) may read an arbitrary `f64` back one ulp off, which is JSON's reader, not this
+    /// format.
+    fn unit() -> impl Strategy<Value = f64> {
+        (0u32..=1_000_000).prop_map(|n| f64::from(n) / 1e6)
+    }
+
+    /// A number in [lo, lo + span] with up to three decimals.
+    fn decimal(lo: u32, span: u32) -> impl Strategy<Value = f64> {
+        (lo * 1000..=(lo + span) * 1000).prop_map(|n| f64::from(n) / 1e3)
+    }
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (0u64..=3_600_000).prop_map(Duration::from_millis),
+            (0u64..=1_000_000_000_000).prop_map(Duration::from_nanos),
+        ]
+    }
+
+    fn budget() -> impl Strategy<Value = RetryBudget> {
+        prop_oneof![
+            Just(RetryBudget::unlimited()),
+            (decimal(0, 1000), any::<u32>(), duration())
+                .prop_map(|(ratio, min, ttl)| RetryBudget::new(ratio, min, ttl)),
+        ]
+    }
+
+    fn algorithm() -> impl Strategy<Value = limit::Algorithm> {
+        prop_oneof![
+            (
+                unit(),
+                decimal(1, 10),
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>()
+            )
+                .prop_map(|(s, t, l, w, q)| Gradient2::new()
+                    .smoothing(s)
+                    .rtt_tolerance(t)
+                    .long_window(l)
+                    .short_window(w)
+                    .queue_size(q)
+                    .into()),
+            (unit(), any::<u32>())
+                .prop_map(|(s, p)| Vegas::new().smoothing(s).probe_multiplier(p).into()),
+            (unit(), duration()).prop_map(|(r, t)| Aimd::new().backoff_ratio(r).timeout(t).into()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever a config holds, `Serialize` writes what `Deserialize` reads back, in TOML,
+        /// YAML and JSON.
+        #[test]
+        fn any_config_reads_back_as_written(
+            (failures, base, max, fraction, panic, rate) in (
+                any::<u32>(), duration(), duration(), unit(), unit(),
+                proptest::option::of((unit(), any::<u32>())),
+            ),
+            (delay, percentile, samples, window, attempts, hedge_budget) in (
+                duration(), proptest::option::of(unit()), any::<u32>(), duration(),
+                any::<u32>(), budget(),
+            ),
+            (initial, min, max_limit, algorithm, limit_window, window_samples, seed) in (
+                any::<usize>(), proptest::option::of(any::<usize>()),
+                proptest::option::of(any::<usize>()), algorithm(), duration(), any::<usize>(),
+                proptest::option::of(any::<u64>()),
+            ),
+            (calls_per, burst, max_wait, max_keys, idle) in (
+                proptest::option::of((any::<u32>(), duration())), any::<u32>(), duration(),
+                any::<usize>(), duration(),
+            ),
+            name in "[a-z]{1,8}",
+        ) {
+            let mut pool = pool::Config::default();
+            pool.name = name.clone();
+            pool.consecutive_failures = failures;
+            pool.base_ejection_time = base;
+            pool.max_ejection_time = max;
+            pool.max_ejected_fraction = fraction;
+            pool.panic_threshold = panic;
+            pool.failure_rate = rate.map(|(t, c)| pool::FailureRate::new(t, c));
+            round_trips(&pool);
+
+            let mut hedge = hedge::Config::default();
+            hedge.name = name.clone();
+            hedge.delay = delay;
+            hedge.delay_percentile = percentile;
+            hedge.min_samples = samples;
+            hedge.latency_window = window;
+            hedge.max_hedged_attempts = attempts;
+            hedge.budget = hedge_budget;
+            round_trips(&hedge);
+
+            let mut limit = limit::Config::default();
+            limit.name = name.clone();
+            limit.initial_limit = initial;
+            limit.min_limit = min;
+            limit.max_limit = max_limit;
+            limit.algorithm = algorithm;
+            limit.window = limit_window;
+            limit.window_samples = window_samples;
+            limit.seed = seed;
+            round_trips(&limit);
+
+            let mut rate = rate_limit::Config::default();
+            rate.name = name;
+            rate.limit = calls_per.map(|(n, per)| rate_limit::Limit::new(n, per));
+            rate.burst = burst;
+            rate.max_wait = max_wait;
+            rate.max_keys = max_keys;
+            rate.idle_timeout = idle;
+            round_trips(&rate);
+        }
+    }
+}
