@@ -123,7 +123,8 @@ impl<P> HedgeLayer<P> {
     /// The other settings are read by every call from the layer's immutable settings (the
     /// percentile delay's window is built for its percentile, samples and length), and making
     /// them live would add loads to the call path: a reload that keeps them passes, one that
-    /// changes them is refused, naming the field, and takes a new layer. The policy is code,
+    /// changes them is refused, naming the field, and takes a new layer. With a fixed delay,
+    /// `min_samples` and `latency_window` are unused, and not compared. The policy is code,
     /// and stays.
     ///
     /// # Errors
