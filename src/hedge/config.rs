@@ -190,54 +190,60 @@ impl<P> Builder<P> {
     /// `[100 ms, 1 h]`; `budget` (or `shared_budget`) with a ratio outside `[0, 1000]` (or NaN)
     /// or a ttl outside `[1 s, 60 s]`.
     pub fn build(self) -> Result<HedgeLayer<P>, ConfigError> {
+        self.check()?;
+        let delay = match self.delay {
+            DelaySetting::Fixed(delay) => Delay::Fixed(delay),
+            DelaySetting::Percentile(percentile) => Delay::Percentile(LatencyWindow::new(
+                percentile,
+                u64::from(self.min_samples),
+                self.latency_window,
+            )),
+        };
+        let budget = match &self.shared_budget {
+            Some(shared) => Arc::clone(shared.state()),
+            None => Arc::new(BudgetState::new(&self.budget)),
+        };
+        #[cfg(feature = "metrics")]
+        let metrics = super::telemetry::Metrics::register(&self.name);
+        Ok(HedgeLayer::from_shared(Arc::new(Config {
+            delay,
+            max_attempts: self.max_hedged_attempts + 1,
+            budget,
+            #[cfg(feature = "serde")]
+            own_budget: self.shared_budget.is_none(),
+            name: self.name,
+            policy: self.policy,
+            #[cfg(feature = "metrics")]
+            metrics,
+        })))
+    }
+}
+
+impl<P> Builder<P> {
+    /// Checks every setting as [`build`](Self::build) does, building and registering nothing.
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
         check_range(
             "max_hedged_attempts",
             self.max_hedged_attempts,
             1,
             MAX_MAX_HEDGED_ATTEMPTS,
         )?;
-        let delay = match self.delay {
-            DelaySetting::Fixed(delay) => Delay::Fixed(delay),
-            DelaySetting::Percentile(percentile) => {
-                check_fraction("delay_percentile", percentile)?;
-                check_range("min_samples", self.min_samples, 1, u32::MAX)?;
-                if self.latency_window < MIN_LATENCY_WINDOW
-                    || self.latency_window > MAX_LATENCY_WINDOW
-                {
-                    return Err(ConfigError::new(
-                        "latency_window",
-                        "in [100ms, 1h]",
-                        self.latency_window,
-                    ));
-                }
-                Delay::Percentile(LatencyWindow::new(
-                    percentile,
-                    u64::from(self.min_samples),
+        if let DelaySetting::Percentile(percentile) = self.delay {
+            check_fraction("delay_percentile", percentile)?;
+            check_range("min_samples", self.min_samples, 1, u32::MAX)?;
+            if self.latency_window < MIN_LATENCY_WINDOW || self.latency_window > MAX_LATENCY_WINDOW
+            {
+                return Err(ConfigError::new(
+                    "latency_window",
+                    "in [100ms, 1h]",
                     self.latency_window,
-                ))
+                ));
             }
-        };
-        let budget = match &self.shared_budget {
-            Some(shared) => {
-                shared.validate()?;
-                Arc::clone(shared.state())
-            }
-            None => {
-                self.budget.validate()?;
-                Arc::new(BudgetState::new(&self.budget))
-            }
-        };
-        #[cfg(feature = "metrics")]
-        let metrics = super::telemetry::Metrics::register(&self.name);
-        Ok(HedgeLayer::from_config(Arc::new(Config {
-            delay,
-            max_attempts: self.max_hedged_attempts + 1,
-            budget,
-            name: self.name,
-            policy: self.policy,
-            #[cfg(feature = "metrics")]
-            metrics,
-        })))
+        }
+        match &self.shared_budget {
+            Some(shared) => shared.validate(),
+            None => self.budget.validate(),
+        }
     }
 }
 
@@ -254,6 +260,10 @@ pub(crate) struct Config<P> {
     /// Attempts per call, the first included.
     pub(crate) max_attempts: u32,
     pub(crate) budget: Arc<BudgetState>,
+    /// Whether `budget` is the layer's own, not a [`SharedBudget`] another layer draws on too:
+    /// only its own is the hedge's to reconfigure.
+    #[cfg(feature = "serde")]
+    pub(crate) own_budget: bool,
     pub(crate) name: Cow<'static, str>,
     pub(crate) policy: P,
     #[cfg(feature = "metrics")]

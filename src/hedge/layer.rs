@@ -26,8 +26,14 @@ impl HedgeLayer {
 }
 
 impl<P> HedgeLayer<P> {
-    pub(crate) fn from_config(config: Arc<Config<P>>) -> Self {
+    pub(crate) fn from_shared(config: Arc<Config<P>>) -> Self {
         Self { config }
+    }
+
+    /// What every clone and service of this layer shares, for `reconfigure`.
+    #[cfg(feature = "serde")]
+    pub(super) fn shared(&self) -> &Config<P> {
+        &self.config
     }
 
     /// How many hedges the budget allows right now (`u64::MAX` with

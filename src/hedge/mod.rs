@@ -122,6 +122,7 @@
 //! | `debug!` event | `hedge sent` | `hedge.name`, `hedge.attempt` (2 for the first hedge), `hedge.cause` (`delay` or `failure`) | a hedge is sent |
 //! | `debug!` event | `hedge won` | `hedge.name`, `hedge.attempt` | a hedge gave the first success |
 //! | `debug!` event | `hedge skipped` | `hedge.name`, `hedge.attempt`, `hedge.outcome` (`budget_denied`, `deadline`, `uncopyable`) | a due hedge was not sent |
+//! | `info!` event | `hedge reconfigured` | `hedge.name` | `reconfigure` applied a config (feature `serde`) |
 //! | counter | `steadfast_hedge_sent_total` | `name` | a hedge is sent |
 //! | counter | `steadfast_hedge_won_total` | `name` | a hedge gave the first success |
 //! | counter | `steadfast_hedge_budget_denied_total` | `name` | a due hedge was refused by the budget |
@@ -166,6 +167,8 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod future;
 mod layer;
 mod policy;
@@ -177,12 +180,14 @@ pub use self::config::{
     DEFAULT_MIN_SAMPLES, DEFAULT_NAME, MAX_LATENCY_WINDOW, MAX_MAX_HEDGED_ATTEMPTS,
     MIN_LATENCY_WINDOW,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::Config;
 pub use self::layer::HedgeLayer;
 #[cfg(feature = "http")]
 pub use self::policy::HttpHedge;
 pub use self::policy::{CloneRequest, HedgeIf, HedgePolicy};
 
-use self::config::{Config, Delay};
+use self::config::{Config as Shared, Delay};
 use self::future::{Core, ResponseFuture};
 use crate::sync::Arc;
 
@@ -196,7 +201,7 @@ pub struct Hedge<S, P = CloneRequest> {
 }
 
 impl<S: Clone, P> Hedge<S, P> {
-    pub(crate) fn from_config(inner: S, config: Arc<Config<P>>) -> Self {
+    pub(crate) fn from_config(inner: S, config: Arc<Shared<P>>) -> Self {
         Self {
             core: Arc::new(Core::new(config, inner.clone())),
             inner,

@@ -120,6 +120,13 @@ impl LatencyWindow {
         }
     }
 
+    /// The settings it was made with: the percentile, the samples a window needs and the
+    /// window's length.
+    #[cfg(feature = "serde")]
+    pub(crate) fn settings(&self) -> (f64, u64, Duration) {
+        (self.percentile, self.min_samples, self.period)
+    }
+
     /// The delay before a timed hedge: the percentile of the last full window, at least
     /// [`MIN_DELAY_MICROS`], or `None` when it had fewer than `min_samples` calls. One relaxed
     /// load.

@@ -142,11 +142,11 @@ impl Algorithm {
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub struct Gradient2 {
-    smoothing: f64,
-    rtt_tolerance: f64,
-    long_window: u32,
-    short_window: u32,
-    queue_size: u32,
+    pub(super) smoothing: f64,
+    pub(super) rtt_tolerance: f64,
+    pub(super) long_window: u32,
+    pub(super) short_window: u32,
+    pub(super) queue_size: u32,
 }
 
 impl Default for Gradient2 {
@@ -222,8 +222,8 @@ impl Gradient2 {
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub struct Vegas {
-    smoothing: f64,
-    probe_multiplier: u32,
+    pub(super) smoothing: f64,
+    pub(super) probe_multiplier: u32,
 }
 
 impl Default for Vegas {
@@ -271,8 +271,8 @@ impl Vegas {
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub struct Aimd {
-    backoff_ratio: f64,
-    timeout: Duration,
+    pub(super) backoff_ratio: f64,
+    pub(super) timeout: Duration,
 }
 
 impl Default for Aimd {
@@ -403,6 +403,16 @@ impl Estimator {
             min: f64::from(min),
             max: f64::from(max),
             kind,
+        }
+    }
+
+    /// The algorithm and its settings, as built.
+    #[cfg(feature = "serde")]
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        match &self.kind {
+            Kind::Gradient2 { settings, .. } => Algorithm::Gradient2(settings.clone()),
+            Kind::Vegas { settings, .. } => Algorithm::Vegas(settings.clone()),
+            Kind::Aimd { settings } => Algorithm::Aimd(settings.clone()),
         }
     }
 

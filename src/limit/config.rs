@@ -167,6 +167,30 @@ impl<C> Builder<C> {
     /// (`min_limit ≤ initial_limit ≤ max_limit`), an algorithm's setting (`smoothing`,
     /// `rtt_tolerance`, ...), or an empty `name`.
     pub fn build(self) -> Result<AdaptiveLimitLayer<C>, ConfigError> {
+        let (initial, min, max) = self.check()?;
+        let seed = self
+            .seed
+            .unwrap_or_else(|| crate::random::random_seed(&self as *const Self as usize));
+        let cancel_timeout = self.algorithm.cancel_timeout();
+        let tuning = Tuning {
+            window: Window::new(self.window, self.window_samples as u32),
+            estimator: Estimator::new(self.algorithm, initial, min, max, seed),
+        };
+        Ok(AdaptiveLimitLayer {
+            limiter: Arc::new(Limiter::new(
+                tuning,
+                self.classifier,
+                cancel_timeout,
+                self.name,
+            )),
+            min_limit: min,
+            max_limit: max,
+        })
+    }
+
+    /// Checks every setting as [`build`](Self::build) does, building and registering nothing,
+    /// and returns the initial, lowest and highest limits.
+    pub(super) fn check(&self) -> Result<(u32, u32, u32), ConfigError> {
         let initial = self.initial_limit;
         check_range("initial_limit", initial, 1, LIMIT_LIMIT)?;
         let min = match self.min_limit {
@@ -199,28 +223,10 @@ impl<C> Builder<C> {
         let narrow = |field, n: usize| {
             u32::try_from(n).map_err(|_| ConfigError::new(field, "in [1, 4294967295]", n))
         };
-        let (initial, min, max) = (
+        Ok((
             narrow("initial_limit", initial)?,
             narrow("min_limit", min)?,
             narrow("max_limit", max)?,
-        );
-        let seed = self
-            .seed
-            .unwrap_or_else(|| crate::random::random_seed(&self as *const Self as usize));
-        let cancel_timeout = self.algorithm.cancel_timeout();
-        let tuning = Tuning {
-            window: Window::new(self.window, self.window_samples as u32),
-            estimator: Estimator::new(self.algorithm, initial, min, max, seed),
-        };
-        Ok(AdaptiveLimitLayer {
-            limiter: Arc::new(Limiter::new(
-                tuning,
-                self.classifier,
-                cancel_timeout,
-                self.name,
-            )),
-            min_limit: min,
-            max_limit: max,
-        })
+        ))
     }
 }

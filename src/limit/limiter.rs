@@ -97,6 +97,16 @@ impl<C> Limiter<C> {
         self.word.release();
     }
 
+    /// The algorithm, the window's length and its fewest samples, as built, for
+    /// `reconfigure` to compare. Waits for the lock: a call that ends meanwhile skips its
+    /// sample, as it does when another call holds it.
+    #[cfg(feature = "serde")]
+    pub(crate) fn settings(&self) -> (super::Algorithm, Duration, u32) {
+        let tuning = self.tuning.lock().unwrap_or_else(PoisonError::into_inner);
+        let (window, samples) = tuning.window.settings();
+        (tuning.estimator.algorithm(), window, samples)
+    }
+
     /// Adds one sample, taken `now`, to the window, unless another thread is adding one right
     /// now; when that closes the window, feeds the window's sample to the algorithm.
     #[inline]

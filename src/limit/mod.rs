@@ -182,6 +182,8 @@
 
 mod algorithm;
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod layer;
@@ -203,6 +205,8 @@ pub use self::config::{
     Builder, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT, DEFAULT_NAME,
     DEFAULT_WINDOW, DEFAULT_WINDOW_SAMPLES, LIMIT_LIMIT, MAX_WINDOW_SAMPLES,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::Config;
 pub use self::error::LimitExceeded;
 pub use self::future::ResponseFuture;
 pub use self::layer::AdaptiveLimitLayer;

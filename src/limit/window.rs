@@ -41,6 +41,12 @@ impl Window {
         }
     }
 
+    /// The shortest window and the fewest samples in one, as built.
+    #[cfg(feature = "serde")]
+    pub(crate) fn settings(&self) -> (Duration, u32) {
+        (self.min_time, self.min_samples)
+    }
+
     /// Adds a sample taken `now`; when that closes the window, returns the window's sample and
     /// starts the next window.
     pub(crate) fn add(&mut self, sample: Sample, now: Instant) -> Option<Sample> {

@@ -228,7 +228,7 @@ impl<C, H> Builder<C, H> {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
         check_range(
             "consecutive_failures",
             self.consecutive_failures,

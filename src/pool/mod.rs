@@ -176,6 +176,8 @@
 //!   the pool to be `Send`; wrap a service that is not `Sync` in a `BoxCloneSyncService`.
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 mod discover;
 mod endpoint;
 pub mod error;
@@ -202,6 +204,8 @@ pub use self::config::{
     DEFAULT_MAX_EJECTED_FRACTION, DEFAULT_MAX_EJECTION_TIME, DEFAULT_NAME, DEFAULT_PANIC_THRESHOLD,
     DEFAULT_UNHEALTHY_THRESHOLD, HealthCheck, NoHealthCheck,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::{Config, FailureRate};
 pub use self::discover::Follow;
 pub use self::endpoint::{Endpoint, EndpointSnapshot, EndpointState};
 pub use self::error::NoEndpointAvailable;

@@ -159,6 +159,17 @@ impl Builder {
     }
 
     pub(super) fn policy(self) -> Result<Policy, ConfigError> {
+        let (gcra, max_wait) = self.check()?;
+        Ok(Policy {
+            gcra,
+            max_wait,
+            telemetry: Telemetry::new(self.name),
+        })
+    }
+
+    /// Checks the settings [`build`](Self::build) checks and returns the rate and the allowed
+    /// wait in nanoseconds, registering nothing.
+    pub(super) fn check(&self) -> Result<(Gcra, u64), ConfigError> {
         let Some((n, per)) = self.limit else {
             return Err(ConfigError::new(
                 "limit",
@@ -192,14 +203,13 @@ impl Builder {
                 self.max_wait,
             ));
         }
-        Ok(Policy {
-            gcra: Gcra {
+        Ok((
+            Gcra {
                 interval,
                 tolerance: interval * u64::from(self.burst - 1),
             },
             // Exact: at most a year in ns.
-            max_wait: self.max_wait.as_nanos() as u64,
-            telemetry: Telemetry::new(self.name),
-        })
+            self.max_wait.as_nanos() as u64,
+        ))
     }
 }

@@ -43,6 +43,12 @@ impl RateLimitLayer {
     pub fn name(&self) -> &str {
         self.policy.telemetry.name()
     }
+
+    /// The rate and the allowed wait, for `reconfigure` to compare.
+    #[cfg(feature = "serde")]
+    pub(super) fn policy(&self) -> &Policy {
+        &self.policy
+    }
 }
 
 /// How long a call at `now` would wait on `limiter`.

@@ -168,6 +168,8 @@
 //! compare-and-swap loop here.
 
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 pub mod error;
 pub mod future;
 mod keyed;
@@ -186,6 +188,8 @@ use tower_service::Service;
 pub use self::config::{
     Builder, DEFAULT_BURST, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_KEYS, DEFAULT_MAX_WAIT, DEFAULT_NAME,
 };
+#[cfg(feature = "serde")]
+pub use self::config_file::{Config, Limit};
 pub use self::error::RateLimited;
 pub use self::keyed::{KeyedRateLimit, KeyedRateLimitLayer};
 pub use self::layer::RateLimitLayer;

@@ -316,27 +316,36 @@ impl Serialize for RetryBudget {
 
 impl<'de> Deserialize<'de> for RetryBudget {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let table = BudgetTable::deserialize(d)?;
-        if table.unlimited == Some(true) {
-            if table.ratio.is_some() || table.min_per_sec.is_some() || table.ttl.is_some() {
-                return Err(D::Error::custom(
-                    "`budget.unlimited` cannot be set with `ratio`, `min_per_sec` or `ttl`",
-                ));
-            }
-            return Ok(RetryBudget::unlimited());
-        }
-        let Kind::Tps {
-            ratio,
-            min_per_sec,
-            ttl,
-        } = DEFAULT_BUDGET.kind
-        else {
-            return Ok(DEFAULT_BUDGET);
-        };
-        Ok(RetryBudget::new(
-            table.ratio.unwrap_or(ratio),
-            table.min_per_sec.unwrap_or(min_per_sec),
-            table.ttl.unwrap_or(ttl),
-        ))
+        deserialize_budget_with(d, DEFAULT_BUDGET)
     }
+}
+
+/// Reads a budget table, taking what it leaves out from `default`: each layer that draws on a
+/// budget (retry, hedge) has its own default.
+pub(crate) fn deserialize_budget_with<'de, D: Deserializer<'de>>(
+    d: D,
+    default: RetryBudget,
+) -> Result<RetryBudget, D::Error> {
+    let table = BudgetTable::deserialize(d)?;
+    if table.unlimited == Some(true) {
+        if table.ratio.is_some() || table.min_per_sec.is_some() || table.ttl.is_some() {
+            return Err(D::Error::custom(
+                "`budget.unlimited` cannot be set with `ratio`, `min_per_sec` or `ttl`",
+            ));
+        }
+        return Ok(RetryBudget::unlimited());
+    }
+    let Kind::Tps {
+        ratio,
+        min_per_sec,
+        ttl,
+    } = default.kind
+    else {
+        return Ok(default);
+    };
+    Ok(RetryBudget::new(
+        table.ratio.unwrap_or(ratio),
+        table.min_per_sec.unwrap_or(min_per_sec),
+        table.ttl.unwrap_or(ttl),
+    ))
 }

@@ -149,6 +149,8 @@ pub use self::config::{
 };
 #[cfg(feature = "serde")]
 pub use self::config_file::Config;
+#[cfg(all(feature = "serde", feature = "hedge"))]
+pub(crate) use self::config_file::deserialize_budget_with;
 #[cfg(feature = "http")]
 pub use self::http::{
     DEFAULT_RETRY_GRPC_CODES, DEFAULT_RETRY_STATUSES, GrpcPolicy, HttpPolicy, Pushback,

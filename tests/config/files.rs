@@ -22,7 +22,7 @@ pub(crate) fn toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 }
 
 /// Writes `config` as TOML, YAML and JSON, and checks each reads back equal.
-fn round_trips<T>(config: &T)
+pub(crate) fn round_trips<T>(config: &T)
 where
     T: Serialize + DeserializeOwned + PartialEq + Debug,
 {
@@ -41,14 +41,14 @@ where
 }
 
 /// One row of a table: a line of a file, and the builder it must give.
-struct Row<B> {
-    line: &'static str,
-    expected: B,
+pub(crate) struct Row<B> {
+    pub(crate) line: &'static str,
+    pub(crate) expected: B,
 }
 
 /// Every row: the line reads, writes back unchanged, gives the builder that the methods give,
 /// and changes something from the default.
-fn check_rows<C, B>(rows: Vec<Row<B>>, to_builder: impl Fn(&C) -> B, default: B)
+pub(crate) fn check_rows<C, B>(rows: Vec<Row<B>>, to_builder: impl Fn(&C) -> B, default: B)
 where
     C: Serialize + DeserializeOwned + PartialEq + Debug + Default,
     B: Debug,
@@ -72,7 +72,7 @@ where
     }
 }
 
-fn error_of<C: DeserializeOwned + Debug>(text: &str) -> String {
+pub(crate) fn error_of<C: DeserializeOwned + Debug>(text: &str) -> String {
     toml::<C>(text).expect_err(text)
 }
 

@@ -1,5 +1,12 @@
 //! Configuration from files (feature `serde`), and live reload.
 
 mod files;
+#[cfg(all(
+    feature = "pool",
+    feature = "hedge",
+    feature = "limit",
+    feature = "rate-limit"
+))]
+mod new_layers;
 mod reload;
 mod soak;

@@ -1,0 +1,208 @@
+//! The hedge's settings as read from a file (feature `serde`): [`Config`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::HedgeLayer;
+use super::config::{
+    Builder, DEFAULT_BUDGET, DEFAULT_DELAY, DEFAULT_LATENCY_WINDOW, DEFAULT_MAX_HEDGED_ATTEMPTS,
+    DEFAULT_MIN_SAMPLES, DEFAULT_NAME, Delay,
+};
+use crate::ConfigError;
+use crate::config::duration_field;
+use crate::retry::RetryBudget;
+
+/// A hedge's settings, as read from a configuration file: one field per [`Builder`] method,
+/// named as the method.
+///
+/// Every field is optional in the file; a missing one has the builder's default, so
+/// `Config::default()` builds the same layer as `HedgeLayer::builder().build()`. Unknown fields
+/// are errors, in the `budget` table too. The policy (which requests are hedged, how they are
+/// copied) and a budget shared with a retry layer are code: set them on
+/// [`to_builder`](Self::to_builder)'s builder.
+///
+/// ```toml
+/// name = "default"
+/// delay = "50ms"                    # a fixed delay before each hedge
+/// delay_percentile = 0.95           # absent: the fixed delay; present: replaces it
+/// min_samples = 100                 # with delay_percentile
+/// latency_window = "10s"            # with delay_percentile
+/// max_hedged_attempts = 1
+/// budget = { ratio = 0.1, min_per_sec = 10, ttl = "10s" }   # or { unlimited = true }
+/// ```
+///
+/// The budget table is retry's (see [`retry::Config`](crate::retry::Config)), with the hedge's
+/// default, a ratio of 0.1, for whatever it leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// [`Builder::name`].
+    pub name: String,
+    /// [`Builder::delay`]; unused when `delay_percentile` is set.
+    #[serde(with = "delay")]
+    pub delay: Duration,
+    /// [`Builder::delay_percentile`]; `None` (absent) is the fixed `delay`. When present it
+    /// replaces `delay`, as the builder's method does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_percentile: Option<f64>,
+    /// [`Builder::min_samples`].
+    pub min_samples: u32,
+    /// [`Builder::latency_window`].
+    #[serde(with = "latency_window")]
+    pub latency_window: Duration,
+    /// [`Builder::max_hedged_attempts`].
+    pub max_hedged_attempts: u32,
+    /// [`Builder::budget`].
+    #[serde(deserialize_with = "budget")]
+    pub budget: RetryBudget,
+}
+
+duration_field!(delay, "delay");
+duration_field!(latency_window, "latency_window");
+
+/// Reads the budget table with the hedge's defaults for the settings it leaves out (retry's
+/// table fills them with retry's).
+fn budget<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RetryBudget, D::Error> {
+    crate::retry::deserialize_budget_with(d, DEFAULT_BUDGET)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_NAME.to_owned(),
+            delay: DEFAULT_DELAY,
+            delay_percentile: None,
+            min_samples: DEFAULT_MIN_SAMPLES,
+            latency_window: DEFAULT_LATENCY_WINDOW,
+            max_hedged_attempts: DEFAULT_MAX_HEDGED_ATTEMPTS,
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+impl Config {
+    /// A builder set to this config, to add what a file cannot say (a policy, a shared budget)
+    /// before [`build`](Builder::build), which checks every value.
+    pub fn to_builder(&self) -> Builder {
+        let builder = HedgeLayer::builder()
+            .name(self.name.clone())
+            .delay(self.delay)
+            .min_samples(self.min_samples)
+            .latency_window(self.latency_window)
+            .max_hedged_attempts(self.max_hedged_attempts)
+            .budget(self.budget);
+        match self.delay_percentile {
+            Some(percentile) => builder.delay_percentile(percentile),
+            None => builder,
+        }
+    }
+}
+
+impl HedgeLayer {
+    /// Builds a hedge from a [`Config`] read from a file, hedging every request (copied with
+    /// `Clone`). For another policy, use [`Config::to_builder`].
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] that [`Builder::build`] gives, naming `max_hedged_attempts`,
+    /// `delay_percentile`, `min_samples`, `latency_window` or `budget`.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        config.to_builder().build()
+    }
+}
+
+impl<P> HedgeLayer<P> {
+    /// Applies a reloaded config to this running hedge, shared by every clone and every
+    /// service it made: the `budget` changes live, keeping what it holds, as a retry layer's
+    /// does ([`RetryLayer::reconfigure`](crate::retry::RetryLayer::reconfigure)). A budget
+    /// shared with another layer ([`Builder::shared_budget`]) is that layer's to change: the
+    /// hedge's `budget` then must stay the default.
+    ///
+    /// The other settings are read by every call from the layer's immutable settings (the
+    /// percentile delay's window is built for its percentile, samples and length), and making
+    /// them live would add loads to the call path: a reload that keeps them passes, one that
+    /// changes them is refused, naming the field, and takes a new layer. With a fixed delay,
+    /// `min_samples` and `latency_window` are unused, and not compared. The policy is code,
+    /// and stays.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes: the one [`from_config`](HedgeLayer::from_config)
+    /// gives for the config; one naming `name`, `delay`, `delay_percentile`, `min_samples`,
+    /// `latency_window` or `max_hedged_attempts` when the config changes it; or `budget` when
+    /// it turns a limited budget unlimited or back, or sets a budget the layer does not own.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        self.check_reconfigure(config)?;
+        let shared = self.shared();
+        if shared.own_budget {
+            shared.budget.reconfigure(&config.budget)?;
+        }
+        tracing::info!(
+            hedge.name = %shared.name,
+            "hedge reconfigured"
+        );
+        Ok(())
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`.
+    fn check_reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        config.to_builder().check()?;
+        let shared = self.shared();
+        crate::config::check_same_name(&shared.name, &config.name)?;
+        let unchanged = "unchanged: it is read on every call, so a new value takes a new layer";
+        match (&shared.delay, config.delay_percentile) {
+            (Delay::Fixed(delay), None) => {
+                if *delay != config.delay {
+                    return Err(ConfigError::new("delay", unchanged, config.delay));
+                }
+            }
+            (Delay::Percentile(window), Some(percentile)) => {
+                let (built, min_samples, period) = window.settings();
+                if built != percentile {
+                    return Err(ConfigError::new("delay_percentile", unchanged, percentile));
+                }
+                if min_samples != u64::from(config.min_samples) {
+                    return Err(ConfigError::new(
+                        "min_samples",
+                        unchanged,
+                        config.min_samples,
+                    ));
+                }
+                if period != config.latency_window {
+                    return Err(ConfigError::new(
+                        "latency_window",
+                        unchanged,
+                        config.latency_window,
+                    ));
+                }
+            }
+            (_, percentile) => {
+                return Err(ConfigError::new(
+                    "delay_percentile",
+                    "unchanged: a fixed delay and a percentile delay are different layers",
+                    percentile,
+                ));
+            }
+        }
+        if shared.max_attempts != config.max_hedged_attempts + 1 {
+            return Err(ConfigError::new(
+                "max_hedged_attempts",
+                unchanged,
+                config.max_hedged_attempts,
+            ));
+        }
+        if shared.own_budget {
+            shared.budget.check_reconfigure(&config.budget)
+        } else if config.budget == DEFAULT_BUDGET {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                "budget",
+                "the default: this hedge draws on a shared budget, which its owner reconfigures",
+                config.budget,
+            ))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The pool's settings as read from a file (feature `serde`): [`Config`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Pool;
+use super::config::{
+    Builder, DEFAULT_BASE_EJECTION_TIME, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_HEALTHY_THRESHOLD,
+    DEFAULT_MAX_EJECTED_FRACTION, DEFAULT_MAX_EJECTION_TIME, DEFAULT_NAME, DEFAULT_PANIC_THRESHOLD,
+    DEFAULT_UNHEALTHY_THRESHOLD,
+};
+use crate::ConfigError;
+use crate::config::duration_field;
+
+/// A pool's settings, as read from a configuration file: one field per [`Builder`] method,
+/// named as the method.
+///
+/// Every field is optional in the file; a missing one has the builder's default, so
+/// `Config::default()` gives the same builder as [`Pool::builder()`]. Unknown fields are
+/// errors, in the `failure_rate` table too.
+///
+/// The endpoints, the health probe and the classifier are code, and the builder's type changes
+/// with the last two, so a file gives a builder rather than a pool: see
+/// [`to_builder`](Self::to_builder).
+///
+/// ```toml
+/// name = "default"
+/// consecutive_failures = 5
+/// base_ejection_time = "30s"
+/// max_ejection_time = "5m"
+/// max_ejected_fraction = 0.1
+/// panic_threshold = 0.5
+/// failure_rate = { threshold = 0.5, calls = 100 }   # absent: off
+/// unhealthy_threshold = 2            # with a health check
+/// healthy_threshold = 2              # with a health check
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// [`Builder::name`].
+    pub name: String,
+    /// [`Builder::consecutive_failures`].
+    pub consecutive_failures: u32,
+    /// [`Builder::base_ejection_time`].
+    #[serde(with = "base_ejection_time")]
+    pub base_ejection_time: Duration,
+    /// [`Builder::max_ejection_time`].
+    #[serde(with = "max_ejection_time")]
+    pub max_ejection_time: Duration,
+    /// [`Builder::max_ejected_fraction`].
+    pub max_ejected_fraction: f64,
+    /// [`Builder::panic_threshold`].
+    pub panic_threshold: f64,
+    /// [`Builder::failure_rate`]; `None` (absent) is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_rate: Option<FailureRate>,
+    /// [`Builder::unhealthy_threshold`].
+    pub unhealthy_threshold: u32,
+    /// [`Builder::healthy_threshold`].
+    pub healthy_threshold: u32,
+}
+
+/// Failure-rate ejection in a file, `{ threshold = 0.5, calls = 100 }`: the arguments of
+/// [`Builder::failure_rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FailureRate {
+    /// The fraction of the last `calls` calls that must fail, in (0, 1].
+    pub threshold: f64,
+    /// How many of an endpoint's last calls are counted, in `[1, 10000]`.
+    pub calls: u32,
+}
+
+impl FailureRate {
+    /// `threshold` of the last `calls` calls, as [`Builder::failure_rate`] takes them.
+    pub const fn new(threshold: f64, calls: u32) -> Self {
+        Self { threshold, calls }
+    }
+}
+
+duration_field!(base_ejection_time, "base_ejection_time");
+duration_field!(max_ejection_time, "max_ejection_time");
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_NAME.to_owned(),
+            consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
+            base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
+            max_ejection_time: DEFAULT_MAX_EJECTION_TIME,
+            max_ejected_fraction: DEFAULT_MAX_EJECTED_FRACTION,
+            panic_threshold: DEFAULT_PANIC_THRESHOLD,
+            failure_rate: None,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+        }
+    }
+}
+
+impl Config {
+    /// A builder set to this config and checked, for the settings a file cannot hold:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use steadfast::pool::Config;
+    /// # use tower::service_fn;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config: Config = toml::from_str("consecutive_failures = 3")?;
+    /// let svc = service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    /// let pool = config
+    ///     .to_builder()?
+    ///     .health_check(Duration::from_secs(5), |_key: &'static str| async { true })
+    ///     .build([("a", svc)])?;
+    /// # let _ = pool;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A pool takes its endpoints and, optionally, a probe and a classifier, each of which
+    /// changes the builder's type; a `Pool::from_config` would cover only the pool with
+    /// neither, so the file gives the builder instead, checked here so that a bad file fails
+    /// where it is read. [`build`](Builder::build) checks again (the cost is a few
+    /// comparisons), covering the code's settings.
+    ///
+    /// There is no `reconfigure`: ejection settings are read by the call path from the pool's
+    /// shared state, and reloading them live would have to re-time the ejections in progress.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field out of range, as [`build`](Builder::build) would:
+    /// `consecutive_failures`, `base_ejection_time`, `max_ejection_time`,
+    /// `max_ejected_fraction`, `panic_threshold`, `failure_rate`, `unhealthy_threshold`,
+    /// `healthy_threshold` or `name`.
+    pub fn to_builder(&self) -> Result<Builder, ConfigError> {
+        let builder = Pool::builder()
+            .name(self.name.clone())
+            .consecutive_failures(self.consecutive_failures)
+            .base_ejection_time(self.base_ejection_time)
+            .max_ejection_time(self.max_ejection_time)
+            .max_ejected_fraction(self.max_ejected_fraction)
+            .panic_threshold(self.panic_threshold)
+            .unhealthy_threshold(self.unhealthy_threshold)
+            .healthy_threshold(self.healthy_threshold);
+        let builder = match self.failure_rate {
+            Some(FailureRate { threshold, calls }) => builder.failure_rate(threshold, calls),
+            None => builder,
+        };
+        builder.validate()?;
+        Ok(builder)
+    }
+}
