@@ -11,62 +11,17 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::limit::{AdaptiveLimitLayer, Aimd, Vegas};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, service_fn};
+
+mod support;
+use support::{bare, run, run_contended};
 
 const LIMIT: usize = 64;
 const TASKS: u64 = 8;
-
-fn bare() -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send {
-    service_fn(|x: u64| async move { Ok::<_, Infallible>(x) })
-}
-
-/// Times `iters` calls on a current-thread runtime.
-fn run<S>(rt: &tokio::runtime::Runtime, service: &mut S, iters: u64) -> Duration
-where
-    S: Service<u64, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..iters {
-            let ready = service.ready().await.unwrap();
-            black_box(ready.call(black_box(i)).await.unwrap());
-        }
-        start.elapsed()
-    })
-}
-
-/// Times `iters` calls spread over `TASKS` tasks on a 2-thread runtime, each with its own clone.
-fn run_contended<S>(rt: &tokio::runtime::Runtime, service: &S, iters: u64) -> Duration
-where
-    S: Service<u64, Response = u64> + Clone + Send + 'static,
-    S::Error: std::fmt::Debug,
-    S::Future: Send,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let mut service = service.clone();
-                tokio::spawn(async move {
-                    for i in 0..iters.div_ceil(TASKS) {
-                        let ready = service.ready().await.unwrap();
-                        black_box(ready.call(black_box(i)).await.unwrap());
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        start.elapsed()
-    })
-}
-
 /// The default algorithm (Gradient2, 100 ms windows), limits wide enough never to shed.
 fn steadfast_gradient2() -> AdaptiveLimitLayer {
     AdaptiveLimitLayer::builder()
@@ -203,23 +158,23 @@ fn contended(c: &mut Criterion) {
 
     let service = bare();
     group.bench_function("bare service_fn", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     let service = steadfast_gradient2().layer(bare());
     group.bench_function("steadfast AdaptiveLimit (Gradient2, default)", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     // The global variant, so that every task shares one semaphore as with the others.
     let service = tower::limit::GlobalConcurrencyLimitLayer::new(LIMIT).layer(bare());
     group.bench_function("tower GlobalConcurrencyLimit (fixed)", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     let service = tower_resilience_aimd().layer(bare());
     group.bench_function("tower-resilience adaptive (AIMD)", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     group.finish();

@@ -8,68 +8,18 @@
 //!
 //! `cargo bench --all-features --bench pool -- --warm-up-time 1 --measurement-time 2`
 
-use std::convert::Infallible;
-use std::hint::black_box;
-use std::time::{Duration, Instant};
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steadfast::pool::Pool;
 use tower::balance::p2c::Balance;
 use tower::discover::ServiceList;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
-use tower::{Service, ServiceExt, service_fn};
+use tower::{Service, ServiceExt};
+
+mod support;
+use support::{bare, run, run_contended};
 
 const ENDPOINTS: usize = 8;
 const TASKS: u64 = 64;
-
-fn bare()
--> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send + Sync {
-    service_fn(|x: u64| async move { Ok::<_, Infallible>(x) })
-}
-
-/// Times `iters` calls on a current-thread runtime.
-fn run<S>(rt: &tokio::runtime::Runtime, service: &mut S, iters: u64) -> Duration
-where
-    S: Service<u64, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..iters {
-            let ready = service.ready().await.unwrap();
-            black_box(ready.call(black_box(i)).await.unwrap());
-        }
-        start.elapsed()
-    })
-}
-
-/// Times `iters` calls spread over `TASKS` tasks on a 2-thread runtime, each with its own clone.
-fn run_contended<S>(rt: &tokio::runtime::Runtime, service: &S, iters: u64) -> Duration
-where
-    S: Service<u64, Response = u64> + Clone + Send + 'static,
-    S::Error: std::fmt::Debug,
-    S::Future: Send,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let mut service = service.clone();
-                tokio::spawn(async move {
-                    for i in 0..iters.div_ceil(TASKS) {
-                        let ready = service.ready().await.unwrap();
-                        black_box(ready.call(black_box(i)).await.unwrap());
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        start.elapsed()
-    })
-}
-
 fn pool()
 -> impl Service<u64, Response = u64, Error = steadfast::BoxError, Future: Send> + Clone + Send {
     Pool::builder()
@@ -123,12 +73,12 @@ fn contended(c: &mut Criterion) {
 
     let service = bare();
     group.bench_function("one endpoint, direct", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     let service = pool();
     group.bench_function("steadfast Pool, 8 endpoints", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     group.finish();

@@ -19,55 +19,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+mod support;
+use support::{bare, run, run_contended};
+
 const TASKS: u64 = 8;
-
-fn bare() -> impl Service<u64, Response = u64, Error = Infallible, Future: Send> + Clone + Send {
-    service_fn(|x: u64| async move { Ok::<_, Infallible>(x) })
-}
-
-/// Times `iters` calls on a current-thread runtime.
-fn run<S>(rt: &tokio::runtime::Runtime, service: &mut S, iters: u64) -> Duration
-where
-    S: Service<u64, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..iters {
-            let ready = service.ready().await.unwrap();
-            black_box(ready.call(black_box(i)).await.unwrap());
-        }
-        start.elapsed()
-    })
-}
-
-/// Times `iters` calls spread over `TASKS` tasks on a 2-thread runtime, each with its own clone.
-fn run_contended<S>(rt: &tokio::runtime::Runtime, service: &S, iters: u64) -> Duration
-where
-    S: Service<u64, Response = u64> + Clone + Send + 'static,
-    S::Error: std::fmt::Debug,
-    S::Future: Send,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let mut service = service.clone();
-                tokio::spawn(async move {
-                    for i in 0..iters.div_ceil(TASKS) {
-                        let ready = service.ready().await.unwrap();
-                        black_box(ready.call(black_box(i)).await.unwrap());
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        start.elapsed()
-    })
-}
-
 /// A billion calls per second with a burst of a billion: never limits a benchmark.
 fn steadfast_builder() -> steadfast::rate_limit::Builder {
     steadfast::rate_limit::RateLimitLayer::builder()
@@ -234,12 +189,12 @@ fn contended(c: &mut Criterion) {
 
     let service = bare();
     group.bench_function("bare service_fn", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     let service = steadfast_builder().build().unwrap().layer(bare());
     group.bench_function("steadfast RateLimitLayer", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     let service = steadfast_builder()
@@ -247,12 +202,12 @@ fn contended(c: &mut Criterion) {
         .unwrap()
         .layer(bare());
     group.bench_function("steadfast RateLimitLayer, keyed (16 keys)", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     let service = tower_resilience_layer().layer(bare());
     group.bench_function("tower-resilience rate limiter", |b| {
-        b.iter_custom(|iters| run_contended(&rt, &service, iters))
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
     group.finish();

@@ -105,3 +105,69 @@ impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for BudgetedRetry {
         Some(request.clone())
     }
 }
+
+/// The backend of the per-layer benches: ready at once, answers at once, never fails.
+pub(crate) fn bare()
+-> impl Service<u64, Response = u64, Error = std::convert::Infallible, Future: Send>
++ Clone
++ Send
++ Sync {
+    tower::service_fn(|x: u64| async move { Ok::<_, std::convert::Infallible>(x) })
+}
+
+/// Times `iters` calls (`ready` then `call`) on a current-thread runtime.
+pub(crate) fn run<S>(
+    rt: &tokio::runtime::Runtime,
+    service: &mut S,
+    iters: u64,
+) -> std::time::Duration
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    use std::hint::black_box;
+    use tower::ServiceExt;
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        for i in 0..iters {
+            let ready = service.ready().await.unwrap();
+            black_box(ready.call(black_box(i)).await.unwrap());
+        }
+        start.elapsed()
+    })
+}
+
+/// Times `iters` calls spread over `tasks` tasks on `rt` (a multi-thread runtime), each task
+/// with its own clone of `service`: wall time for all of them.
+pub(crate) fn run_contended<S>(
+    rt: &tokio::runtime::Runtime,
+    service: &S,
+    tasks: u64,
+    iters: u64,
+) -> std::time::Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+    S::Future: Send,
+{
+    use std::hint::black_box;
+    use tower::ServiceExt;
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let mut service = service.clone();
+                tokio::spawn(async move {
+                    for i in 0..iters.div_ceil(tasks) {
+                        let ready = service.ready().await.unwrap();
+                        black_box(ready.call(black_box(i)).await.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
