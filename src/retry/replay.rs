@@ -103,6 +103,7 @@ mod body {
         /// hedge): unlike [`Resend::next`], it supersedes none of them. The copies share the
         /// recording, so whichever reads furthest pulls the original body and the others
         /// replay what it recorded. `None` once the body outgrew the buffer or failed.
+        #[cfg(feature = "hedge")]
         pub(crate) fn copy_alongside<B>(
             &self,
             kept: &Recorded<B>,
