@@ -205,7 +205,7 @@ impl<P> Builder<P> {
         };
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::register(&self.name);
-        Ok(HedgeLayer::from_shared(Arc::new(Config {
+        Ok(HedgeLayer::from_shared(Arc::new(HedgeCore {
             delay,
             max_attempts: self.max_hedged_attempts + 1,
             budget,
@@ -255,7 +255,7 @@ pub(crate) enum Delay {
 }
 
 /// What every clone of a layer and every service it makes share.
-pub(crate) struct Config<P> {
+pub(crate) struct HedgeCore<P> {
     pub(crate) delay: Delay,
     /// Attempts per call, the first included.
     pub(crate) max_attempts: u32,
@@ -270,9 +270,9 @@ pub(crate) struct Config<P> {
     pub(crate) metrics: super::telemetry::Metrics,
 }
 
-impl<P> fmt::Debug for Config<P> {
+impl<P> fmt::Debug for HedgeCore<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
+        f.debug_struct("HedgeCore")
             .field("name", &self.name)
             .field("delay", &self.delay)
             .field("max_attempts", &self.max_attempts)

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
-use super::config::{Config, Delay};
+use super::config::{Delay, HedgeCore};
 use super::policy::HedgePolicy;
 use super::telemetry::{self, Cause, Skip};
 use crate::classify::is_local_rejection;
@@ -26,12 +26,12 @@ use crate::sync::Arc;
 /// call answered before its delay clones nothing. The lock is taken only to make that clone; it
 /// lets a service that is `Send` but not `Sync` be shared with futures that are `Send`.
 pub(crate) struct Core<S, P> {
-    config: Arc<Config<P>>,
+    config: Arc<HedgeCore<P>>,
     replica: Mutex<S>,
 }
 
 impl<S, P> Core<S, P> {
-    pub(crate) fn new(config: Arc<Config<P>>, replica: S) -> Self {
+    pub(crate) fn new(config: Arc<HedgeCore<P>>, replica: S) -> Self {
         Self {
             config,
             replica: Mutex::new(replica),
@@ -39,7 +39,7 @@ impl<S, P> Core<S, P> {
     }
 
     #[inline(always)]
-    pub(crate) fn config(&self) -> &Config<P> {
+    pub(crate) fn config(&self) -> &HedgeCore<P> {
         &self.config
     }
 
@@ -436,7 +436,7 @@ where
     Sending::Sent
 }
 
-fn record_latency<P>(config: &Config<P>, start: Instant) {
+fn record_latency<P>(config: &HedgeCore<P>, start: Instant) {
     if let Delay::Percentile(window) = &config.delay {
         let now = Instant::now();
         window.record(now, now.saturating_duration_since(start));

@@ -4,7 +4,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::Hedge;
-use super::config::{Builder, Config, Delay};
+use super::config::{Builder, Delay, HedgeCore};
 use super::policy::CloneRequest;
 use crate::sync::Arc;
 
@@ -15,7 +15,7 @@ use crate::sync::Arc;
 /// `build()`, shared by every clone of the layer and by every service its
 /// [`layer`](Layer::layer) makes.
 pub struct HedgeLayer<P = CloneRequest> {
-    config: Arc<Config<P>>,
+    config: Arc<HedgeCore<P>>,
 }
 
 impl HedgeLayer {
@@ -26,13 +26,13 @@ impl HedgeLayer {
 }
 
 impl<P> HedgeLayer<P> {
-    pub(crate) fn from_shared(config: Arc<Config<P>>) -> Self {
+    pub(crate) fn from_shared(config: Arc<HedgeCore<P>>) -> Self {
         Self { config }
     }
 
     /// What every clone and service of this layer shares, for `reconfigure`.
     #[cfg(feature = "serde")]
-    pub(super) fn shared(&self) -> &Config<P> {
+    pub(super) fn shared(&self) -> &HedgeCore<P> {
         &self.config
     }
 

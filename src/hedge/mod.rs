@@ -187,7 +187,7 @@ pub use self::layer::HedgeLayer;
 pub use self::policy::HttpHedge;
 pub use self::policy::{CloneRequest, HedgeIf, HedgePolicy};
 
-use self::config::{Config as Shared, Delay};
+use self::config::{Delay, HedgeCore};
 use self::future::{Core, ResponseFuture};
 use crate::sync::Arc;
 
@@ -201,7 +201,7 @@ pub struct Hedge<S, P = CloneRequest> {
 }
 
 impl<S: Clone, P> Hedge<S, P> {
-    pub(crate) fn from_config(inner: S, config: Arc<Shared<P>>) -> Self {
+    pub(crate) fn from_config(inner: S, config: Arc<HedgeCore<P>>) -> Self {
         Self {
             core: Arc::new(Core::new(config, inner.clone())),
             inner,

@@ -1,7 +1,7 @@
 //! What the hedge reports: `tracing` events and, with the `metrics` feature, counter handles
 //! registered once when the layer is built.
 
-use super::config::Config;
+use super::config::HedgeCore;
 
 /// Why a hedge was sent: the `hedge.cause` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Skip {
     }
 }
 
-pub(crate) fn sent<P>(config: &Config<P>, attempt: u32, cause: Cause) {
+pub(crate) fn sent<P>(config: &HedgeCore<P>, attempt: u32, cause: Cause) {
     tracing::debug!(
         hedge.name = %config.name,
         hedge.attempt = attempt,
@@ -53,13 +53,13 @@ pub(crate) fn sent<P>(config: &Config<P>, attempt: u32, cause: Cause) {
     config.metrics.sent.increment(1);
 }
 
-pub(crate) fn won<P>(config: &Config<P>, attempt: u32) {
+pub(crate) fn won<P>(config: &HedgeCore<P>, attempt: u32) {
     tracing::debug!(hedge.name = %config.name, hedge.attempt = attempt, "hedge won");
     #[cfg(feature = "metrics")]
     config.metrics.won.increment(1);
 }
 
-pub(crate) fn skipped<P>(config: &Config<P>, attempt: u32, skip: Skip) {
+pub(crate) fn skipped<P>(config: &HedgeCore<P>, attempt: u32, skip: Skip) {
     tracing::debug!(
         hedge.name = %config.name,
         hedge.attempt = attempt,

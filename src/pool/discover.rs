@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tower::discover::{Change, Discover};
 
-use super::Shared;
+use super::Roster;
 
 pin_project! {
     /// Applies the changes of a [`Discover`] stream to a pool: made by
@@ -23,12 +23,12 @@ pin_project! {
     pub struct Follow<D, K, S> {
         #[pin]
         discover: D,
-        pool: Weak<Shared<K, S>>,
+        pool: Weak<Roster<K, S>>,
     }
 }
 
 impl<D, K, S> Follow<D, K, S> {
-    pub(crate) fn new(discover: D, pool: Weak<Shared<K, S>>) -> Self {
+    pub(crate) fn new(discover: D, pool: Weak<Roster<K, S>>) -> Self {
         Self { discover, pool }
     }
 }

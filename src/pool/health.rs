@@ -11,7 +11,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 
-use super::{Pool, Shared};
+use super::{Pool, Roster};
 use crate::random::{random_seed, up_to};
 
 /// Probes in a row that agreed, for one endpoint.
@@ -56,7 +56,7 @@ pub(crate) fn spawn<K, S, C, P, F>(
 }
 
 async fn run<K, S, P, F>(
-    pool: Weak<Shared<K, S>>,
+    pool: Weak<Roster<K, S>>,
     interval: Duration,
     start: Instant,
     unhealthy_threshold: u32,

@@ -228,8 +228,9 @@ struct View<K, S> {
     routing: Routing,
 }
 
-/// What every clone of a pool shares.
-pub(crate) struct Shared<K, S> {
+/// What every clone of a pool shares: the roster of endpoints (the current view) and the
+/// health task.
+pub(crate) struct Roster<K, S> {
     core: Arc<Core>,
     /// The current view, replaced (never changed in place) under this short lock when the
     /// membership or the health of an endpoint changed. Calls never take it: each clone keeps
@@ -238,7 +239,7 @@ pub(crate) struct Shared<K, S> {
     health_task: Mutex<Option<AbortHandle>>,
 }
 
-impl<K, S> Shared<K, S> {
+impl<K, S> Roster<K, S> {
     fn lock(&self) -> std::sync::MutexGuard<'_, Arc<View<K, S>>> {
         // A panic while the view was replaced left the old one, which is whole.
         self.view.lock().unwrap_or_else(PoisonError::into_inner)
@@ -278,7 +279,7 @@ impl<K, S> Shared<K, S> {
     }
 }
 
-impl<K, S> Shared<K, S>
+impl<K, S> Roster<K, S>
 where
     K: Eq + fmt::Debug,
 {
@@ -351,7 +352,7 @@ where
     }
 }
 
-impl<K, S> Drop for Shared<K, S> {
+impl<K, S> Drop for Roster<K, S> {
     fn drop(&mut self) {
         if let Some(task) = self
             .health_task
@@ -364,9 +365,9 @@ impl<K, S> Drop for Shared<K, S> {
     }
 }
 
-impl<K: fmt::Debug, S> fmt::Debug for Shared<K, S> {
+impl<K: fmt::Debug, S> fmt::Debug for Roster<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("Roster")
             .field("core", &self.core)
             .finish_non_exhaustive()
     }
@@ -396,7 +397,7 @@ impl<K, S> Routable for Arc<Member<K, S>> {
 /// Cloning is cheap (two reference counts and a random seed) and gives a pool that shares the
 /// endpoints, their state and the health check with this one.
 pub struct Pool<K, S, C = ErrorsAsFailures> {
-    shared: Arc<Shared<K, S>>,
+    shared: Arc<Roster<K, S>>,
     view: Arc<View<K, S>>,
     classify: C,
     /// Owned by this clone, so a draw is two arithmetic steps on a local, with no atomic.
@@ -429,7 +430,7 @@ where
             builder.failure_rate,
         ));
         let empty: Members<K, S> = Arc::new([]);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Roster {
             view: Mutex::new(Arc::new(View {
                 version: u64::MAX,
                 members: empty,

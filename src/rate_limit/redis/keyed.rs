@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::config::RedisBackend;
 use super::lease::{Lease, Take};
-use super::task::{self, KeyedLease, Meter, Shared, Sizing};
+use super::task::{self, KeyedLease, Meter, RefillState, Sizing};
 use super::{Task, connect, empty, respond};
 use crate::BoxError;
 use crate::keyed::{Bounds, KeyedMap};
@@ -25,7 +25,7 @@ use crate::{ConfigError, rate_limit::Builder};
 /// What every clone of a keyed global layer and its services share.
 struct KeyedGlobal<K, F> {
     policy: Arc<Policy>,
-    shared: Arc<Shared>,
+    shared: Arc<RefillState>,
     leases: KeyedMap<K, KeyedLease>,
     /// Leases to refill, to the refill task.
     queue: mpsc::UnboundedSender<Arc<KeyedLease>>,

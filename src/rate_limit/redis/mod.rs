@@ -183,7 +183,7 @@ pub use self::keyed::{KeyedGlobalRateLimit, KeyedGlobalRateLimitLayer};
 
 use self::lease::{Lease, Mode, Take};
 use self::script::{Ask, CallRedis, Grant, Keys};
-use self::task::{Shared, Sizing};
+use self::task::{RefillState, Sizing};
 use self::telemetry::GlobalTelemetry;
 use super::config::Policy;
 use super::error::RateLimited;
@@ -210,7 +210,7 @@ fn connect(
     backend: &RedisBackend,
 ) -> Result<
     (
-        Arc<Shared>,
+        Arc<RefillState>,
         impl Service<Ask, Response = Grant, Error = BoxError, Future: Send> + Send + 'static,
     ),
     ConfigError,
@@ -247,7 +247,7 @@ fn connect(
         .layer(breaker)
         .layer(TimeoutLayer::new(backend.timeout))
         .service(CallRedis::new(connection, keys));
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(RefillState {
         mode: Mode::new(),
         telemetry: GlobalTelemetry::new(Arc::from(name)),
         when_down: backend.when_down,
@@ -258,7 +258,7 @@ fn connect(
 /// A call that found its lease empty: the local share while degraded, else a rejection until
 /// the next batch. `Ok` admits it; `Err` is the rejection's `retry_after`.
 #[cold]
-fn empty(policy: &Policy, shared: &Shared, lease: &Lease) -> Result<(), Duration> {
+fn empty(policy: &Policy, shared: &RefillState, lease: &Lease) -> Result<(), Duration> {
     lease.missed();
     let next_cell = || lease.retry_hint().max(policy.gcra.interval);
     let retry_after = if !shared.mode.is_degraded() {
@@ -309,7 +309,7 @@ where
 #[derive(Debug)]
 struct Global {
     policy: Arc<Policy>,
-    shared: Arc<Shared>,
+    shared: Arc<RefillState>,
     lease: Arc<Lease>,
     /// Wakes the refill task at the lease's low-water mark.
     wake: Arc<Notify>,

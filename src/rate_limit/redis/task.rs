@@ -23,7 +23,7 @@ const MIN_PAUSE: Duration = Duration::from_millis(1);
 
 /// What every refill shares with the call path: the mode and the reporting.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct RefillState {
     pub(crate) mode: Mode,
     pub(crate) telemetry: GlobalTelemetry,
     pub(crate) when_down: WhenDown,
@@ -107,7 +107,7 @@ impl Meter {
 /// if Redis could not fill the lease (saturated, or failed), `None` if it did.
 async fn refill<S>(
     redis: &mut S,
-    shared: &Shared,
+    shared: &RefillState,
     lease: &Lease,
     meter: &mut Meter,
     key: Option<Arc<str>>,
@@ -152,7 +152,7 @@ where
     redis.call(ask).await
 }
 
-fn answered(shared: &Shared, grant: Grant, cells: u64) {
+fn answered(shared: &RefillState, grant: Grant, cells: u64) {
     shared.mode.set_processes(grant.processes);
     shared.telemetry.leased(cells);
     if shared.mode.set_degraded(false) {
@@ -161,7 +161,7 @@ fn answered(shared: &Shared, grant: Grant, cells: u64) {
 }
 
 /// Enters the degraded mode (reported once); returns when to try again.
-fn failed(shared: &Shared, error: &BoxError) -> Duration {
+fn failed(shared: &RefillState, error: &BoxError) -> Duration {
     shared.telemetry.failed(error);
     if !shared.mode.set_degraded(true) {
         shared.telemetry.degraded(
@@ -180,7 +180,7 @@ fn failed(shared: &Shared, error: &BoxError) -> Duration {
 /// The whole-service task: refills its one lease when a call leaves it at the low-water mark,
 /// when Redis has a cell again, or at least every heartbeat. Runs until aborted.
 pub(crate) async fn run<S>(
-    shared: Arc<Shared>,
+    shared: Arc<RefillState>,
     lease: Arc<Lease>,
     wake: Arc<Notify>,
     sizing: Sizing,
@@ -231,7 +231,7 @@ impl crate::keyed::Evict for KeyedLease {
 /// The keyed task: refills the leases that calls queue (each at most once at a time), asks
 /// again after Redis's wait for a key it could not fill, and heartbeats. Runs until aborted.
 pub(crate) async fn run_keyed<S>(
-    shared: Arc<Shared>,
+    shared: Arc<RefillState>,
     mut queue: mpsc::UnboundedReceiver<Arc<KeyedLease>>,
     requeue: mpsc::WeakUnboundedSender<Arc<KeyedLease>>,
     sizing: Sizing,
