@@ -70,6 +70,27 @@ async fn circuit_breaker() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn keyed_circuit_breaker() {
+    let metrics = described(|| {
+        let layer = CircuitBreakerLayer::builder()
+            .build_keyed(|host: &&str| *host)
+            .unwrap();
+        layer.force_open("a"); // a key's breaker: its counters, and a transition
+    });
+    let names: Vec<_> = metrics.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "steadfast_circuit_breaker_calls_total",
+            "steadfast_circuit_breaker_keys",
+            "steadfast_circuit_breaker_not_permitted_total",
+            "steadfast_circuit_breaker_transitions_total",
+        ]
+    );
+    assert_all_described("circuit_breaker", &metrics);
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry() {
     let metrics = described(|| drop(RetryLayer::builder().build().unwrap()));
     assert_eq!(metrics.len(), 2);

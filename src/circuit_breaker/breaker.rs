@@ -5,6 +5,7 @@
 //! memory in a generation-tagged window, and each transition is one CAS whose winner alone
 //! reports it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,7 +16,7 @@ use super::state::{
     Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
     StateWord,
 };
-use super::telemetry::{CallKind, Listener, Telemetry};
+use super::telemetry::{CallKind, KeyCounts, Listener, Telemetry};
 use super::window::{ConsecutiveFailures, CountWindow, Sample, TimeWindow, Totals, WindowUpdate};
 use super::{CircuitOpen, Snapshot, State};
 use crate::classify::Outcome;
@@ -185,8 +186,24 @@ impl std::fmt::Debug for Breaker {
     }
 }
 
+impl Drop for Breaker {
+    fn drop(&mut self) {
+        self.telemetry.retire(self.state());
+    }
+}
+
 impl Breaker {
     pub(crate) fn new(config: Config, listener: Option<Listener>) -> Self {
+        Self::reporting(config, listener, None)
+    }
+
+    /// One key's breaker of a keyed layer, counted in the layer's `keys`.
+    #[cfg(not(steadfast_loom))]
+    pub(crate) fn keyed(config: Config, listener: Option<Listener>, keys: Arc<KeyCounts>) -> Self {
+        Self::reporting(config, listener, Some(keys))
+    }
+
+    fn reporting(config: Config, listener: Option<Listener>, keys: Option<Arc<KeyCounts>>) -> Self {
         let window = match config.window {
             SlidingWindow::Count(n) => Window::Count(CountWindow::new(n)),
             SlidingWindow::Time(d) => {
@@ -211,7 +228,13 @@ impl Breaker {
             shadow: AtomicBool::new(config.shadow),
             rng: AtomicSplitMix64::new(seed),
             epoch,
-            telemetry: Telemetry::new(config.name.clone(), listener, config.initial_state, epoch),
+            telemetry: Telemetry::new(
+                config.name.clone(),
+                listener,
+                config.initial_state,
+                epoch,
+                keys,
+            ),
             live: Live::new(&config),
             fixed: Fixed::of(&config),
         }

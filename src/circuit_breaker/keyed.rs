@@ -16,7 +16,7 @@ use tower_service::Service;
 use super::breaker::{Admission, Breaker};
 use super::config::Config;
 use super::future::{Guard, Judge, ResponseFuture};
-use super::telemetry::Listener;
+use super::telemetry::{KeyCounts, Listener};
 use super::{Builder, Snapshot, State};
 use crate::BoxError;
 use crate::ConfigError;
@@ -38,6 +38,8 @@ struct Keyed<K, F, C> {
     config: Config,
     classifier: C,
     listener: Option<Listener>,
+    /// What the keys' breakers report together (see [`KeyCounts`]).
+    counts: Arc<KeyCounts>,
 }
 
 impl<K: Hash + Eq, F, C: Clone> Keyed<K, F, C> {
@@ -45,7 +47,11 @@ impl<K: Hash + Eq, F, C: Clone> Keyed<K, F, C> {
     #[inline]
     fn breaker(&self, key: K, now: Instant) -> Arc<Judge<C>> {
         self.breakers.get_or_insert_with(key, now, || {
-            let breaker = Breaker::new(self.config.clone(), self.listener.clone());
+            let breaker = Breaker::keyed(
+                self.config.clone(),
+                self.listener.clone(),
+                Arc::clone(&self.counts),
+            );
             Judge::new(Arc::new(breaker), self.classifier.clone())
         })
     }
@@ -116,6 +122,7 @@ impl<C> Builder<C> {
             keyed: Arc::new(Keyed {
                 breakers: KeyedMap::new(bounds),
                 key,
+                counts: Arc::new(KeyCounts::new(&config.name)),
                 config,
                 classifier,
                 listener,

@@ -83,19 +83,97 @@ pub(crate) fn state_label(state: State) -> &'static str {
 /// The value of the `steadfast_circuit_breaker_state` gauge.
 #[cfg(feature = "metrics")]
 fn state_value(state: State) -> f64 {
-    match state {
-        State::Closed => 0.0,
-        State::Open => 1.0,
-        State::HalfOpen => 2.0,
-        State::ForcedOpen => 3.0,
-        State::Disabled => 4.0,
-    }
+    state_index(state) as f64
 }
 
 /// Whether a state counts as the downstream being up (closed, disabled) or down (open, half-open,
 /// forced open) for MTBF, MTTR and availability.
 fn is_up(state: State) -> bool {
     matches!(state, State::Closed | State::Disabled)
+}
+
+/// What the breakers of one keyed layer report together in place of one breaker's gauges: how
+/// many keys are in each state, as `steadfast_circuit_breaker_keys{name, state}`.
+///
+/// One state gauge (or MTBF, MTTR and availability gauge) per name cannot describe many
+/// breakers: each key would overwrite what the last one set. The counts move by one on every
+/// transition of any key, by one when a key's breaker is made and by one when it is dropped
+/// (evicted), so they add up to the keys that have a breaker. Each key's own state and figures
+/// are read from the layer (`state(&key)`, `snapshots()`).
+pub(crate) struct KeyCounts {
+    #[cfg(feature = "metrics")]
+    by_state: [metrics::Gauge; 5],
+}
+
+impl std::fmt::Debug for KeyCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCounts").finish_non_exhaustive()
+    }
+}
+
+impl KeyCounts {
+    /// Registers the counts of the keyed layer `name` (with the recorder installed now), at 0.
+    pub(crate) fn new(name: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            describe();
+            let by_state = STATES.map(|state| {
+                let gauge = metrics::gauge!(
+                    KEYS,
+                    "name" => name.to_owned(),
+                    "state" => state_label(state)
+                );
+                gauge.set(0.0);
+                gauge
+            });
+            Self { by_state }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = name;
+            Self {}
+        }
+    }
+
+    fn entered(&self, state: State) {
+        #[cfg(feature = "metrics")]
+        self.by_state[state_index(state)].increment(1.0);
+        #[cfg(not(feature = "metrics"))]
+        let _ = state;
+    }
+
+    fn left(&self, state: State) {
+        #[cfg(feature = "metrics")]
+        self.by_state[state_index(state)].decrement(1.0);
+        #[cfg(not(feature = "metrics"))]
+        let _ = state;
+    }
+}
+
+/// The metric name of a keyed layer's [`KeyCounts`].
+#[cfg(feature = "metrics")]
+const KEYS: &str = "steadfast_circuit_breaker_keys";
+
+/// Every state, in the order of their values on the `steadfast_circuit_breaker_state` gauge.
+#[cfg(feature = "metrics")]
+const STATES: [State; 5] = [
+    State::Closed,
+    State::Open,
+    State::HalfOpen,
+    State::ForcedOpen,
+    State::Disabled,
+];
+
+/// A state's place in [`STATES`]: its value on the state gauge, and its gauge in [`KeyCounts`].
+#[cfg(feature = "metrics")]
+fn state_index(state: State) -> usize {
+    match state {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+        State::ForcedOpen => 3,
+        State::Disabled => 4,
+    }
 }
 
 /// The downstream's observed availability, as operators compute it.
@@ -222,13 +300,17 @@ pub(crate) struct Telemetry {
     name: Arc<str>,
     listener: Option<Listener>,
     uptime: Uptime,
+    /// The counts of a keyed layer's breakers by state, which such a breaker reports instead of
+    /// the state and availability gauges; `None` for a breaker of its own.
+    keys: Option<Arc<KeyCounts>>,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
 }
 
 #[cfg(feature = "metrics")]
 struct Metrics {
-    state: metrics::Gauge,
+    /// `None` for a keyed layer's breaker (see [`KeyCounts`]).
+    state: Option<metrics::Gauge>,
     calls: [metrics::Counter; 5],
     not_permitted: metrics::Counter,
     /// The `name` label, for the metrics of transitions: `transitions_total` and the
@@ -272,6 +354,10 @@ fn describe() {
         "Mean time to recovery: mean length of the ended down periods (0 until known)"
     );
     describe_gauge!(
+        KEYS,
+        "Keys of a keyed circuit breaker layer that have a breaker, by the state of their breaker"
+    );
+    describe_gauge!(
         "steadfast_circuit_breaker_availability",
         "Share of time the downstream was up since the breaker was built, in [0, 1]"
     );
@@ -298,18 +384,28 @@ impl Metrics {
 }
 
 impl Telemetry {
+    /// The reporting of a breaker named `name`; of one key's breaker when `keys` holds its
+    /// layer's counts.
     pub(crate) fn new(
         name: Arc<str>,
         listener: Option<Listener>,
         initial: State,
         start: Instant,
+        keys: Option<Arc<KeyCounts>>,
     ) -> Self {
         #[cfg(feature = "metrics")]
         let metrics = {
             describe();
             let label = name.to_string();
-            let state = metrics::gauge!("steadfast_circuit_breaker_state", "name" => label.clone());
-            state.set(state_value(initial));
+            let state = match &keys {
+                Some(_) => None,
+                None => {
+                    let state =
+                        metrics::gauge!("steadfast_circuit_breaker_state", "name" => label.clone());
+                    state.set(state_value(initial));
+                    Some(state)
+                }
+            };
             Metrics {
                 state,
                 calls: CallKind::ALL.map(|(_, outcome)| {
@@ -330,7 +426,7 @@ impl Telemetry {
         // open starts unavailable (the snapshot says `None` until time passes).
         // MTBF and MTTR read 0 until they are known.
         #[cfg(feature = "metrics")]
-        {
+        if keys.is_none() {
             let name = &metrics.label;
             metrics::gauge!("steadfast_circuit_breaker_mtbf_seconds", "name" => name.clone())
                 .set(0.0);
@@ -339,10 +435,14 @@ impl Telemetry {
             metrics::gauge!("steadfast_circuit_breaker_availability", "name" => name.clone())
                 .set(if is_up(initial) { 1.0 } else { 0.0 });
         }
+        if let Some(keys) = &keys {
+            keys.entered(initial);
+        }
         Self {
             name,
             listener,
             uptime: Uptime::new(initial, start),
+            keys,
             #[cfg(feature = "metrics")]
             metrics,
         }
@@ -357,7 +457,9 @@ impl Telemetry {
     pub(crate) fn availability(&self) -> Availability {
         let figures = self.uptime.read();
         #[cfg(feature = "metrics")]
-        self.metrics.availability(figures);
+        if self.keys.is_none() {
+            self.metrics.availability(figures);
+        }
         figures
     }
 
@@ -392,6 +494,13 @@ impl Telemetry {
         );
     }
 
+    /// Reports that the breaker, now in `state`, is gone: a keyed layer evicted its key.
+    pub(crate) fn retire(&self, state: State) {
+        if let Some(keys) = &self.keys {
+            keys.left(state);
+        }
+    }
+
     /// Reports a transition; called once, by the thread whose CAS made it.
     pub(crate) fn transition(&self, from: State, to: State) {
         if from == to {
@@ -419,9 +528,12 @@ impl Telemetry {
                 "circuit breaker changed state"
             ),
         }
+        if let Some(keys) = &self.keys {
+            keys.left(from);
+            keys.entered(to);
+        }
         #[cfg(feature = "metrics")]
         {
-            self.metrics.state.set(state_value(to));
             metrics::counter!(
                 "steadfast_circuit_breaker_transitions_total",
                 "name" => self.metrics.label.clone(),
@@ -429,7 +541,10 @@ impl Telemetry {
                 "to" => to_label
             )
             .increment(1);
-            self.metrics.availability(figures);
+            if let Some(state) = &self.metrics.state {
+                state.set(state_value(to));
+                self.metrics.availability(figures);
+            }
         }
         #[cfg(not(feature = "metrics"))]
         let _ = figures;

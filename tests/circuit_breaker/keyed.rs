@@ -307,3 +307,56 @@ async fn a_listener_may_read_the_layer_while_eviction_judges_a_breaker() {
     assert_eq!(seen[0].0, State::Open);
     assert_eq!(seen[1].0, State::HalfOpen);
 }
+
+/// A keyed layer's gauges count its keys by state; no key's breaker sets the single-breaker
+/// gauges, which would say only which key changed last.
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn gauges_count_keys_by_state_and_follow_eviction() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recorder = ::metrics::set_default_local_recorder(&recorder);
+    let layer = build(builder().name("hosts").max_keys(2));
+    let mut service = layer.layer(backend(Calls::default()));
+    // A debugging snapshot takes each gauge's value and leaves 0 behind: add the snapshots up.
+    let mut totals = [0.0; 3];
+    let mut gauges = || {
+        let snapshot = snapshotter.snapshot().into_vec();
+        for (total, state) in totals.iter_mut().zip(["closed", "open", "half_open"]) {
+            match crate::support::find(
+                &snapshot,
+                "steadfast_circuit_breaker_keys",
+                &[("name", "hosts"), ("state", state)],
+            ) {
+                Some(DebugValue::Gauge(value)) => *total += value.into_inner(),
+                other => panic!("no keys gauge for {state}: {other:?}"),
+            }
+        }
+        for what in ["state", "mtbf_seconds", "mttr_seconds", "availability"] {
+            let name = format!("steadfast_circuit_breaker_{what}");
+            let found = crate::support::find(&snapshot, &name, &[("name", "hosts")]);
+            assert!(found.is_none(), "a keyed breaker set {name}");
+        }
+        totals
+    };
+    assert_eq!(gauges(), [0.0, 0.0, 0.0]);
+
+    call(&mut service, 1, false).await.unwrap();
+    call(&mut service, 2, false).await.unwrap();
+    assert_eq!(gauges(), [2.0, 0.0, 0.0]);
+
+    open(&mut service, 1).await;
+    assert_eq!(gauges(), [1.0, 1.0, 0.0]);
+
+    tokio::time::advance(Duration::from_secs(30)).await;
+    call(&mut service, 1, false).await.unwrap(); // the probe: half-open, then closed
+    assert_eq!(layer.state(&1), Some(State::Closed));
+    assert_eq!(gauges(), [2.0, 0.0, 0.0]);
+
+    // A third key evicts one of the two closed ones: still two keys.
+    open(&mut service, 3).await;
+    assert_eq!(layer.len(), 2);
+    assert_eq!(gauges(), [1.0, 1.0, 0.0]);
+}
