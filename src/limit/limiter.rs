@@ -24,8 +24,8 @@ pub(crate) struct Tuning {
 /// [`Builder::build`](super::Builder::build).
 ///
 /// `repr(C)` with the word first puts it on the cache line of the `Arc`'s reference counts,
-/// which every call also touches, and `sample_mask` and `pending_drop` right after it: a call
-/// reads the mask from the line its admission just wrote.
+/// which every call also touches, and what every call reads (`sample_mask`, `cancel_timeout`)
+/// right after it, on the line its admission just wrote.
 ///
 /// # Memory ordering
 ///
@@ -42,14 +42,14 @@ pub(crate) struct Limiter<C> {
     /// A drop that no window has counted yet: a failure of a call that was not timed, or of one
     /// that found the lock taken. Taken into the window by the next sample under the lock.
     pending_drop: AtomicBool,
+    /// AIMD's timeout: a cancelled call older than this is a drop, so every call's start is
+    /// read, not only a timed call's. Read by every call, so on the word's cache line.
+    pub(crate) cancel_timeout: Option<Duration>,
     /// The window and the algorithm's state. Only ever `try_lock`ed, by timed calls on their way
     /// out: a sample that finds it taken is skipped (see the module docs, "Timing a sample of the
     /// calls").
     tuning: Mutex<Tuning>,
     pub(crate) classifier: C,
-    /// AIMD's timeout: a cancelled call older than this is a drop, so every call's start is
-    /// read, not only a timed call's.
-    pub(crate) cancel_timeout: Option<Duration>,
     pub(crate) name: Cow<'static, str>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Metrics,
@@ -89,9 +89,9 @@ impl<C> Limiter<C> {
             word: LimitWord::new(limit),
             sample_mask: AtomicU32::new(sample_mask),
             pending_drop: AtomicBool::new(false),
+            cancel_timeout,
             tuning: Mutex::new(tuning),
             classifier,
-            cancel_timeout,
             name,
             #[cfg(feature = "metrics")]
             metrics,

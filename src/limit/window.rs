@@ -121,17 +121,19 @@ impl Window {
     /// Chooses the period from the calls this window stood for over `elapsed` (at least
     /// `min_time`).
     fn retune(&mut self, elapsed: Duration) {
-        let target = TARGET_PER_MIN_SAMPLE * u64::from(self.min_samples);
-        // Calls per `min_time`, in u128: nanoseconds times calls overflow a u64.
-        let per_min_time = match elapsed.as_nanos() {
-            0 => 0, // then `min_time` is zero too: no rate to spread samples over
-            nanos => u128::from(self.represented) * self.min_time.as_nanos() / nanos,
+        let target = TARGET_PER_MIN_SAMPLE as f64 * f64::from(self.min_samples);
+        // Calls per `min_time`: zero when `min_time` is (then `elapsed` may be zero too).
+        let per_min_time = if self.min_time.is_zero() {
+            0.0
+        } else {
+            self.represented as f64 * self.min_time.as_secs_f64() / elapsed.as_secs_f64()
         };
-        let ideal = per_min_time / u128::from(target);
-        self.period = if ideal >= u128::from(MAX_PERIOD) {
+        let ideal = per_min_time / target;
+        self.period = if ideal >= f64::from(MAX_PERIOD) {
             MAX_PERIOD
         } else {
-            // In [0, MAX_PERIOD): fits, and a power of two at most `ideal` (1 for 0).
+            // In [0, MAX_PERIOD) (never NaN: `elapsed` ≥ `min_time` > 0 here): the largest
+            // power of two at most `ideal`, and 1 below 2.
             let ideal = (ideal as u32).max(1);
             1 << ideal.ilog2()
         };
