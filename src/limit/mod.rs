@@ -121,8 +121,8 @@
 //!
 //! The period is a power of two from 1 to 64, chosen so that a window gets about four times
 //! [`window_samples`](Builder::window_samples) samples: the calls of one
-//! [`window`](Builder::window) divided by 40, by default. Below 40 calls a window (400 calls a
-//! second, by default) every call is timed; from 2 560 a window, one in 64, which puts the
+//! [`window`](Builder::window) divided by 40, by default, rounded down. Below 80 calls a window
+//! (800 calls a second, by default) every call is timed; from 2 560 a window, one in 64, which puts the
 //! cost of timing (two clock reads and a tried lock, about 120 ns) under 2 ns a call. The
 //! period is chosen again when a window closes, from the calls it saw, and by any timed call
 //! that finds its window older than `window` without its fewest samples: the rate fell, and

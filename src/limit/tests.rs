@@ -47,12 +47,25 @@ fn layer() -> AdaptiveLimitLayer {
 }
 
 #[tokio::test(start_paused = true)]
-async fn below_forty_calls_a_window_every_call_is_timed() {
+async fn below_eighty_calls_a_window_every_call_is_timed() {
     let layer = layer();
     let mut service = layer.layer(backend());
-    // 25 calls per 100 ms window: fewer than the 40 the period aims at.
-    calls(&mut service, 200, 4 * MS).await;
-    assert_eq!(layer.limiter.sampling(), (1, 200));
+    // 75 calls per 100 ms window: under twice the 40 samples the period aims at.
+    calls(&mut service, 300, Duration::from_micros(1334)).await;
+    assert_eq!(layer.limiter.sampling(), (1, 300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn from_eighty_calls_a_window_one_call_in_two_is_timed() {
+    let layer = layer();
+    let mut service = layer.layer(backend());
+    // 85 calls per 100 ms window. The first window times every call and closes on the 87th
+    // (86 gaps of 1.176 ms: 101.136 ms), having seen 86 calls per 100 ms: period 2.
+    calls(&mut service, 87, Duration::from_micros(1176)).await;
+    assert_eq!(layer.limiter.sampling(), (2, 87));
+    // Calls 88 ..= 300: the 107 with an even number are timed.
+    calls(&mut service, 213, Duration::from_micros(1176)).await;
+    assert_eq!(layer.limiter.sampling(), (2, 87 + 107));
 }
 
 #[tokio::test(start_paused = true)]
