@@ -7,15 +7,22 @@
 //! Every limit is far above the calls in flight, so no call is shed or waits: this is the cost
 //! of admission, timing and sampling on the healthy path.
 //!
+//! Before the criterion timings, the bench prints an interleaved comparison of the uncontended
+//! cases (alternating blocks of calls, the median of per-block times), so that the load of a
+//! shared machine hits every contender alike: read the ratios from that table. The references
+//! "one clock read" and "two clock reads" are what timing a call costs by itself (one read at
+//! its start, one at its end), which steadfast's limit does for one call in its sampling
+//! period only.
+//!
 //! `cargo bench --all-features --bench limit -- --warm-up-time 1 --measurement-time 2`
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::limit::{AdaptiveLimitLayer, Aimd, Vegas};
-use tower::{Layer, service_fn};
+use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod support;
 use support::{bare, run, run_contended};
@@ -32,7 +39,8 @@ fn steadfast_gradient2() -> AdaptiveLimitLayer {
         .unwrap()
 }
 
-/// Vegas fed every call: the algorithm runs on every call, not once per window.
+/// Vegas fed every call (a window of one sample and no minimum time): every call is timed and
+/// runs the algorithm, the worst case.
 fn steadfast_vegas_every_call() -> AdaptiveLimitLayer {
     AdaptiveLimitLayer::builder()
         .initial_limit(LIMIT)
@@ -80,7 +88,121 @@ fn tower_resilience_vegas()
     )
 }
 
+/// Nanoseconds per call over one block of calls.
+async fn block<S>(service: &mut S) -> f64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    const BLOCK: u64 = 20_000;
+    let start = Instant::now();
+    for i in 0..BLOCK {
+        let ready = service.ready().await.unwrap();
+        black_box(ready.call(black_box(i)).await.unwrap());
+    }
+    start.elapsed().as_nanos() as f64 / BLOCK as f64
+}
+
+/// A contender of the interleaved comparison: times one block on the runtime.
+type Contender<'a> = (
+    &'static str,
+    Box<dyn FnMut(&tokio::runtime::Runtime) -> f64 + 'a>,
+);
+
+fn contender<'a, S>(name: &'static str, mut service: S) -> Contender<'a>
+where
+    S: Service<u64, Response = u64> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    (name, Box::new(move |rt| rt.block_on(block(&mut service))))
+}
+
+/// A bare call that also reads tokio's clock `reads` times.
+fn bare_with_clock_reads(reads: usize) -> impl Service<u64, Response = u64, Error = Infallible> {
+    service_fn(move |x: u64| {
+        for _ in 0..reads {
+            black_box(tokio::time::Instant::now());
+        }
+        async move { Ok::<_, Infallible>(x) }
+    })
+}
+
+/// Times every contender in alternating blocks and prints the medians, and each one's
+/// overhead over the bare service's.
+fn report_interleaved() {
+    const ROUNDS: usize = 61;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let timeout = steadfast::timeout::TimeoutLayer::new(Duration::from_secs(1));
+    let mut contenders = [
+        contender("bare service_fn", bare()),
+        contender("reference: one clock read", bare_with_clock_reads(1)),
+        contender("reference: two clock reads", bare_with_clock_reads(2)),
+        contender(
+            "steadfast AdaptiveLimit (Gradient2, default)",
+            steadfast_gradient2().layer(bare()),
+        ),
+        contender(
+            "steadfast AdaptiveLimit (AIMD)",
+            steadfast_aimd().layer(bare()),
+        ),
+        contender(
+            "steadfast AdaptiveLimit (Vegas, every call timed)",
+            steadfast_vegas_every_call().layer(bare()),
+        ),
+        contender("reference: steadfast TimeoutLayer", timeout.layer(bare())),
+        contender(
+            "steadfast Timeout + AdaptiveLimit (Gradient2)",
+            timeout.layer(steadfast_gradient2().layer(bare())),
+        ),
+        contender(
+            "tower ConcurrencyLimit (fixed)",
+            tower::limit::ConcurrencyLimitLayer::new(LIMIT).layer(bare()),
+        ),
+        contender(
+            "tower-resilience adaptive (AIMD)",
+            tower_resilience_aimd().layer(bare()),
+        ),
+        contender(
+            "tower-resilience adaptive (Vegas)",
+            tower_resilience_vegas().layer(bare()),
+        ),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    for (_, run) in contenders.iter_mut() {
+        run(&rt); // warm-up
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in contenders.iter_mut().enumerate() {
+            times[i].push(run(&rt));
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let bare = medians[0];
+    println!("interleaved, median ns per call ({ROUNDS} rounds of 20 000 calls):");
+    println!(
+        "{:<46} {:>9} {:>9} {:>8}",
+        "case", "ns", "over bare", "× bare"
+    );
+    for ((name, _), median) in contenders.iter().zip(&medians) {
+        println!(
+            "{name:<46} {median:>9.1} {:>9.1} {:>8.2}",
+            median - bare,
+            median / bare
+        );
+    }
+}
+
 fn uncontended(c: &mut Criterion) {
+    report_interleaved();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,15 +214,14 @@ fn uncontended(c: &mut Criterion) {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
 
-    // What timing a call costs by itself: the two reads of tokio's clock every latency-measuring
-    // limiter makes, and nothing else.
-    let mut service = service_fn(|x: u64| async move {
-        let start = tokio::time::Instant::now();
-        black_box(start);
-        black_box(tokio::time::Instant::now());
-        Ok::<_, Infallible>(x)
+    // What timing a call costs by itself: one read of tokio's clock, and the two a limiter
+    // that times every call makes (one at its start, one at its end).
+    let mut service = bare_with_clock_reads(1);
+    group.bench_function("reference: one clock read", |b| {
+        b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
-    group.bench_function("reference: bare + two clock reads", |b| {
+    let mut service = bare_with_clock_reads(2);
+    group.bench_function("reference: two clock reads", |b| {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
 
@@ -126,7 +247,7 @@ fn uncontended(c: &mut Criterion) {
     });
 
     let mut service = steadfast_vegas_every_call().layer(bare());
-    group.bench_function("steadfast AdaptiveLimit (Vegas, every call)", |b| {
+    group.bench_function("steadfast AdaptiveLimit (Vegas, every call timed)", |b| {
         b.iter_custom(|iters| run(&rt, &mut service, iters))
     });
 

@@ -16,7 +16,7 @@ use steadfast::bulkhead::{BulkheadFull, BulkheadLayer};
 use steadfast::classify::Outcome;
 use steadfast::limit::{
     AdaptiveLimit, AdaptiveLimitLayer, Aimd, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT,
-    DEFAULT_MIN_LIMIT, Gradient2, LimitExceeded, Vegas,
+    DEFAULT_MIN_LIMIT, Gradient2, LIMIT_LIMIT, LimitExceeded, Vegas,
 };
 use steadfast::timeout::{Elapsed, TimeoutLayer};
 use steadfast::{BoxError, is_rejection};
@@ -110,7 +110,8 @@ fn config_errors_name_the_setter() {
         "initial_limit"
     );
     assert_eq!(field(b().initial_limit(5).min_limit(6)), "initial_limit");
-    assert_eq!(field(b().max_limit(u32::MAX as usize + 1)), "max_limit");
+    assert_eq!(field(b().max_limit(LIMIT_LIMIT + 1)), "max_limit");
+    assert!(b().max_limit(LIMIT_LIMIT).build().is_ok());
     assert_eq!(field(b().name("")), "name");
     assert_eq!(field(b().window_samples(0)), "window_samples");
     assert_eq!(
@@ -127,7 +128,7 @@ fn config_errors_name_the_setter() {
         "{error}"
     );
     let error = b().initial_limit(0).build().unwrap_err();
-    assert!(error.to_string().contains("[1, 4294967295]"), "{error}");
+    assert!(error.to_string().contains("[1, 16777215]"), "{error}");
 }
 
 #[test]
@@ -538,11 +539,12 @@ mod metrics {
         let mut held = call(&mut service, "a");
         rejected(&mut call(&mut service, "b"));
         rejected(&mut call(&mut service, "c"));
-        // A snapshot drains the recorder's values: read every series from one.
+        // A snapshot drains the recorder's values: read every series from one. The in-flight
+        // gauge is not moved per call: it still shows what `build` set.
         let during = series(&snapshotter);
         assert_eq!(
             during["steadfast_limit_in_flight"],
-            DebugValue::Gauge(1.0.into())
+            DebugValue::Gauge(0.0.into())
         );
         assert_eq!(
             during["steadfast_limit_limit"],
@@ -556,14 +558,27 @@ mod metrics {
         respond.send_response("A");
         assert!(poll_once(&mut held).is_ready());
         let after = series(&snapshotter);
-        // Drained at the first snapshot, the gauge holds what changed since: one call ended.
-        assert_eq!(
-            after["steadfast_limit_in_flight"],
-            DebugValue::Gauge((-1.0).into())
-        );
         assert_eq!(
             after["steadfast_limit_limit"],
             DebugValue::Gauge(2.0.into())
+        );
+        // Set when a window closes (here, every call) to the calls still in flight.
+        let mut d = call(&mut service, "d");
+        let mut e = call(&mut service, "e");
+        let (_, respond_d) = handle.next_request().await.unwrap();
+        let (_, respond_e) = handle.next_request().await.unwrap();
+        respond_d.send_response("D");
+        assert!(poll_once(&mut d).is_ready());
+        assert_eq!(
+            series(&snapshotter)["steadfast_limit_in_flight"],
+            DebugValue::Gauge(1.0.into())
+        );
+        // And to zero when the last call in flight ends.
+        respond_e.send_response("E");
+        assert!(poll_once(&mut e).is_ready());
+        assert_eq!(
+            series(&snapshotter)["steadfast_limit_in_flight"],
+            DebugValue::Gauge(0.0.into())
         );
     }
 

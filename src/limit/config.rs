@@ -27,8 +27,9 @@ pub const DEFAULT_WINDOW_SAMPLES: usize = 10;
 pub const MAX_WINDOW_SAMPLES: usize = 1_000_000;
 /// Default for [`Builder::name`]: `"default"`.
 pub const DEFAULT_NAME: &str = "default";
-/// The largest limit accepted: the limit and the calls in flight are 32-bit counts.
-pub const LIMIT_LIMIT: usize = u32::MAX as usize;
+/// The largest limit accepted, 16 777 215: the limit and the calls in flight are 24-bit fields
+/// of the admission word, which also numbers the calls for sampling.
+pub const LIMIT_LIMIT: usize = super::state::MAX_LIMIT as usize;
 
 /// Configures an [`AdaptiveLimitLayer`]; made by [`AdaptiveLimitLayer::builder`].
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ impl<C> Builder<C> {
         self
     }
 
-    /// The highest the limit goes, in `[initial_limit, 4294967295]`.
+    /// The highest the limit goes, in `[initial_limit, 16777215]`.
     ///
     /// Defaults to [`DEFAULT_MAX_LIMIT`] (200), or `initial_limit` if that is higher.
     pub fn max_limit(mut self, n: usize) -> Self {
@@ -163,7 +164,7 @@ impl<C> Builder<C> {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first setter whose value is out of range: `initial_limit`,
-    /// `min_limit` or `max_limit` outside `[1, 4294967295]` or out of order
+    /// `min_limit` or `max_limit` outside `[1, 16777215]` or out of order
     /// (`min_limit ≤ initial_limit ≤ max_limit`), an algorithm's setting (`smoothing`,
     /// `rtt_tolerance`, ...), or an empty `name`.
     pub fn build(self) -> Result<AdaptiveLimitLayer<C>, ConfigError> {
@@ -220,13 +221,8 @@ impl<C> Builder<C> {
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "a non-empty string", &*self.name));
         }
-        let narrow = |field, n: usize| {
-            u32::try_from(n).map_err(|_| ConfigError::new(field, "in [1, 4294967295]", n))
-        };
-        Ok((
-            narrow("initial_limit", initial)?,
-            narrow("min_limit", min)?,
-            narrow("max_limit", max)?,
-        ))
+        // Each is in [1, LIMIT_LIMIT], checked above, and LIMIT_LIMIT fits a u32.
+        let narrow = |n: usize| n as u32;
+        Ok((narrow(initial), narrow(min), narrow(max)))
     }
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::LimitExceeded;
 use super::algorithm::Sample;
 use super::limiter::Limiter;
+use super::state::Snapshot;
 use crate::BoxError;
 use crate::classify::{Classify, Outcome, is_local_rejection};
 use crate::sync::Arc;
@@ -18,31 +19,43 @@ use crate::sync::Arc;
 /// An admitted call's slot: given back exactly once, when the call ends or its future is dropped.
 pub(crate) struct Slot<C> {
     limiter: Arc<Limiter<C>>,
-    start: Instant,
+    /// When the call started: read for a timed call, and under AIMD for every call (its
+    /// cancellation rule needs the age of whichever call is cancelled).
+    start: Option<Instant>,
     /// Calls in flight at admission, this one included.
     in_flight: u32,
-    /// The call ended and was sampled: `drop` only gives the slot back.
+    /// One of the calls the sampling period picks: its latency is a sample.
+    timed: bool,
+    /// The call ended and gave its slot back: `drop` does nothing.
     finished: bool,
 }
 
 impl<C> Slot<C> {
+    /// The slot of the call `admitted` numbered.
     #[inline]
-    pub(crate) fn new(limiter: Arc<Limiter<C>>, in_flight: u32) -> Self {
+    pub(crate) fn new(limiter: Arc<Limiter<C>>, admitted: Snapshot) -> Self {
+        let timed = limiter.is_timed(admitted);
+        let start = (timed || limiter.cancel_timeout.is_some())
+            // Below a timeout's `call`, the instant it read (see `clock::call_now`).
+            .then(crate::clock::call_now);
         Self {
             limiter,
-            // Below a timeout's `call`, the instant it read (see `clock::call_now`).
-            start: crate::clock::call_now(),
-            in_flight,
+            start,
+            in_flight: admitted.in_flight(),
+            timed,
             finished: false,
         }
     }
 
+    /// Gives the slot back first (the next call need not wait for the sampling), then
+    /// samples the call if it is timed, or reports its drop if it is not.
     #[inline]
     fn finish<T, E: 'static>(&mut self, result: &Result<T, E>)
     where
         C: Classify<T, E>,
     {
         self.finished = true;
+        self.limiter.release();
         let dropped = match result {
             // Never a latency sample: the call did not reach the service behind this limit.
             Err(error) if is_local_rejection(error) => return,
@@ -53,30 +66,41 @@ impl<C> Slot<C> {
                 Outcome::Ignored => return,
             },
         };
-        let now = Instant::now();
-        let sample = Sample {
-            rtt: now.saturating_duration_since(self.start),
-            in_flight: self.in_flight,
-            dropped,
-        };
-        self.limiter.sample(sample, now);
+        match self.start {
+            Some(start) if self.timed => {
+                let now = Instant::now();
+                let sample = Sample {
+                    rtt: now.saturating_duration_since(start),
+                    in_flight: self.in_flight,
+                    dropped,
+                };
+                self.limiter.sample(sample, now);
+            }
+            _ if dropped => self.limiter.drop_untimed(),
+            _ => {}
+        }
     }
 
     /// A cancelled call: a drop for AIMD if it outlived AIMD's timeout, otherwise nothing.
     #[cold]
     fn cancelled(&self) {
-        let Some(timeout) = self.limiter.cancel_timeout else {
+        let (Some(timeout), Some(start)) = (self.limiter.cancel_timeout, self.start) else {
             return;
         };
         let now = Instant::now();
-        let rtt = now.saturating_duration_since(self.start);
-        if rtt > timeout {
+        let rtt = now.saturating_duration_since(start);
+        if rtt <= timeout {
+            return;
+        }
+        if self.timed {
             let sample = Sample {
                 rtt,
                 in_flight: self.in_flight,
                 dropped: true,
             };
             self.limiter.sample(sample, now);
+        } else {
+            self.limiter.drop_untimed();
         }
     }
 }
@@ -85,9 +109,9 @@ impl<C> Drop for Slot<C> {
     #[inline]
     fn drop(&mut self) {
         if !self.finished {
+            self.limiter.release();
             self.cancelled();
         }
-        self.limiter.release();
     }
 }
 
@@ -96,6 +120,7 @@ impl<C> fmt::Debug for Slot<C> {
         f.debug_struct("Slot")
             .field("start", &self.start)
             .field("in_flight", &self.in_flight)
+            .field("timed", &self.timed)
             .finish_non_exhaustive()
     }
 }

@@ -1,27 +1,35 @@
-//! The limit and the calls in flight: one packed atomic word.
+//! The limit, the calls in flight and a call counter: one packed atomic word.
 //!
 //! # Bit layout
 //!
 //! ```text
-//!  63                             32 31                              0
-//! +---------------------------------+---------------------------------+
-//! |  limit: calls allowed at once,  |  in_flight: calls admitted and  |
-//! |  min_limit ..= max_limit        |  not finished                   |
-//! +---------------------------------+---------------------------------+
+//!  63                 40 39                 24 23                  0
+//! +---------------------+---------------------+---------------------+
+//! | limit: calls        | seq: calls admitted | in_flight: calls    |
+//! | allowed at once,    | so far, modulo 2^16 | admitted and not    |
+//! | min ..= max_limit   |                     | finished            |
+//! +---------------------+---------------------+---------------------+
 //! ```
 //!
-//! Invariants: `limit` is in `[1, u32::MAX]`; `in_flight` grows only through
+//! Invariants: `limit` is in `[1, 2^24 − 1]`; `in_flight` grows only through
 //! [`LimitWord::try_admit`], which never takes it past `limit`, and shrinks only through
 //! [`LimitWord::release`], once per admitted call, so it never wraps below zero and never carries
-//! into `limit`. A lowered limit may leave `in_flight` above it for a while: calls already
-//! admitted run to their end, and no new call is admitted until enough of them have.
+//! into `seq`. `seq` counts admissions and wraps within its 16 bits (the CAS writes it masked),
+//! so it never carries into `limit`. A lowered limit may leave `in_flight` above it for a while:
+//! calls already admitted run to their end, and no new call is admitted until enough of them
+//! have.
 //!
-//! Both halves in one word make admission one compare-and-swap that reads the limit and the
-//! count *together*: no call is admitted against a limit that was already lowered, and none is
-//! refused against one already raised. The limit is changed only by the thread that holds the
-//! estimator's lock, so [`LimitWord::set_limit`] knows the old limit and can move it with one
-//! `fetch_add` of the difference, which leaves the `in_flight` half as any concurrent admission
-//! or release left it.
+//! The limit and the count in one word make admission one compare-and-swap that reads them
+//! *together*: no call is admitted against a limit that was already lowered, and none is
+//! refused against one already raised. The counter rides in the same CAS for free: it numbers
+//! the calls of this limiter, so that one call in every sampling period (a power of two, which
+//! divides 2^16, so the wrap keeps the count exact) is timed without any other shared write
+//! (see `limiter.rs`). The limit is changed only by the thread that holds the estimator's lock,
+//! so [`LimitWord::set_limit`] knows the old limit and can move it with one `fetch_add` of the
+//! difference: `limit` is the top field, so a negative difference wraps out of the word and
+//! leaves `seq` and `in_flight` as any concurrent admission or release left them.
+//!
+//! 24 bits of limit (16 777 215 calls at once) are far beyond any concurrency a limit is set to.
 //!
 //! # Memory ordering
 //!
@@ -36,12 +44,20 @@ use std::fmt;
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// One call in the `in_flight` half.
+/// One call in the `in_flight` field.
 const CALL: u64 = 1;
-/// Mask of the `in_flight` half.
-const IN_FLIGHT_MASK: u64 = (1 << LIMIT_SHIFT) - 1;
-/// Shift of the `limit` half.
-const LIMIT_SHIFT: u32 = 32;
+/// Mask of the `in_flight` field.
+const IN_FLIGHT_MASK: u64 = (1 << SEQ_SHIFT) - 1;
+/// Shift of the `seq` field.
+const SEQ_SHIFT: u32 = 24;
+/// Mask of the `seq` field, in place.
+const SEQ_MASK: u64 = ((1 << (LIMIT_SHIFT - SEQ_SHIFT)) - 1) << SEQ_SHIFT;
+/// One admission in the `seq` field.
+const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
+/// Shift of the `limit` field.
+const LIMIT_SHIFT: u32 = 40;
+/// The largest limit the word holds: 2^24 − 1.
+pub(crate) const MAX_LIMIT: u32 = (1 << (64 - LIMIT_SHIFT)) - 1;
 
 /// A copy of the word, decoded by its accessors.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -61,6 +77,11 @@ impl Snapshot {
     pub(crate) fn in_flight(self) -> u32 {
         (self.0 & IN_FLIGHT_MASK) as u32
     }
+
+    /// Admissions so far, modulo 2^16.
+    pub(crate) fn seq(self) -> u32 {
+        ((self.0 & SEQ_MASK) >> SEQ_SHIFT) as u32
+    }
 }
 
 impl fmt::Debug for Snapshot {
@@ -68,6 +89,7 @@ impl fmt::Debug for Snapshot {
         f.debug_struct("Snapshot")
             .field("limit", &self.limit())
             .field("in_flight", &self.in_flight())
+            .field("seq", &self.seq())
             .finish()
     }
 }
@@ -76,8 +98,9 @@ impl fmt::Debug for Snapshot {
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
-    /// Admitted; the calls in flight, this one included.
-    Admitted(u32),
+    /// Admitted: the word as this admission left it (this call counted in `in_flight`, and
+    /// numbered by `seq`).
+    Admitted(Snapshot),
     /// Refused: the word as it was (`in_flight >= limit`).
     Refused(Snapshot),
 }
@@ -88,7 +111,9 @@ pub(crate) struct LimitWord {
 }
 
 impl LimitWord {
+    /// A word at `limit` (at most [`MAX_LIMIT`]: the builder checks it), nothing in flight.
     pub(crate) fn new(limit: u32) -> Self {
+        debug_assert!((1..=MAX_LIMIT).contains(&limit));
         Self {
             word: AtomicU64::new(Snapshot::new(limit, 0).0),
         }
@@ -98,7 +123,8 @@ impl LimitWord {
         Snapshot(self.word.load(Ordering::Acquire))
     }
 
-    /// Admits a call if fewer than `limit` are in flight: one load and one CAS when uncontended.
+    /// Admits a call if fewer than `limit` are in flight, and numbers it: one load and one CAS
+    /// when uncontended.
     #[inline]
     pub(crate) fn try_admit(&self) -> Admission {
         let mut current = self.word.load(Ordering::Relaxed);
@@ -107,28 +133,31 @@ impl LimitWord {
             if snapshot.in_flight() >= snapshot.limit() {
                 return Admission::Refused(snapshot);
             }
+            // `seq + 1` masked back into its field: the wrap never reaches `limit`.
+            let next = ((current & !SEQ_MASK) | (current.wrapping_add(SEQ_ONE) & SEQ_MASK)) + CALL;
             match self.word.compare_exchange_weak(
                 current,
-                current + CALL,
+                next,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Admission::Admitted(snapshot.in_flight() + 1),
+                Ok(_) => return Admission::Admitted(Snapshot(next)),
                 Err(actual) => current = actual,
             }
         }
     }
 
-    /// Ends an admitted call.
+    /// Ends an admitted call; returns the word as it was before (so `in_flight() == 1` means
+    /// no call is left in flight).
     #[inline]
-    pub(crate) fn release(&self) {
-        self.word.fetch_sub(CALL, Ordering::AcqRel);
+    pub(crate) fn release(&self) -> Snapshot {
+        Snapshot(self.word.fetch_sub(CALL, Ordering::AcqRel))
     }
 
     /// Moves the limit from `old` (which must be the current limit: only the estimator's lock
-    /// holder calls this) to `new`, leaving `in_flight` alone.
+    /// holder calls this) to `new`, leaving `seq` and `in_flight` alone.
     pub(crate) fn set_limit(&self, old: u32, new: u32) {
-        let delta = u64::from(new.wrapping_sub(old)) << LIMIT_SHIFT;
+        let delta = u64::from(new).wrapping_sub(u64::from(old)) << LIMIT_SHIFT;
         self.word.fetch_add(delta, Ordering::AcqRel);
     }
 }
@@ -160,50 +189,78 @@ mod tests {
     }
 
     proptest! {
-        /// The packed word behaves like two plain counters, and admits only below the limit.
+        /// The packed word behaves like three plain counters (the call counter modulo 2^16),
+        /// and admits only below the limit.
         #[test]
-        fn matches_a_sequential_model(initial in 1u32..=6, ops in proptest::collection::vec(op(), 0..96)) {
+        fn matches_a_sequential_model(
+            initial in 1u32..=6,
+            seq_start in any::<u16>(),
+            ops in proptest::collection::vec(op(), 0..96),
+        ) {
             let word = LimitWord::new(initial);
-            let (mut limit, mut in_flight) = (initial, 0u32);
+            // Start the counter anywhere, so that runs cross its wrap.
+            word.word.fetch_add(u64::from(seq_start) << SEQ_SHIFT, Ordering::Relaxed);
+            let (mut limit, mut in_flight, mut seq) = (initial, 0u32, seq_start);
             for op in ops {
                 match op {
                     Op::Admit => match word.try_admit() {
                         Admission::Admitted(now) => {
                             prop_assert!(in_flight < limit);
                             in_flight += 1;
-                            prop_assert_eq!(now, in_flight);
-                            prop_assert!(now <= limit, "in flight {} over limit {}", now, limit);
+                            seq = seq.wrapping_add(1);
+                            prop_assert_eq!(
+                                (now.limit(), now.in_flight(), now.seq()),
+                                (limit, in_flight, u32::from(seq))
+                            );
                         }
                         Admission::Refused(seen) => {
                             prop_assert!(in_flight >= limit);
                             prop_assert_eq!((seen.limit(), seen.in_flight()), (limit, in_flight));
                         }
                     },
-                    Op::Release if in_flight > 0 => { word.release(); in_flight -= 1; }
+                    Op::Release if in_flight > 0 => {
+                        let before = word.release();
+                        prop_assert_eq!(before.in_flight(), in_flight);
+                        in_flight -= 1;
+                    }
                     Op::SetLimit(new) => { word.set_limit(limit, new); limit = new; }
                     Op::Release => {}
                 }
                 let now = word.load();
-                prop_assert_eq!((now.limit(), now.in_flight()), (limit, in_flight));
+                prop_assert_eq!(
+                    (now.limit(), now.in_flight(), now.seq()),
+                    (limit, in_flight, u32::from(seq))
+                );
             }
         }
     }
 
     #[test]
-    fn full_width_halves_do_not_overlap() {
-        let word = LimitWord::new(u32::MAX);
-        assert_eq!(word.try_admit(), Admission::Admitted(1));
-        word.set_limit(u32::MAX, 1);
-        assert_eq!((word.load().limit(), word.load().in_flight()), (1, 1));
-        word.set_limit(1, u32::MAX);
-        assert_eq!(
-            (word.load().limit(), word.load().in_flight()),
-            (u32::MAX, 1)
+    fn full_width_fields_do_not_overlap() {
+        let word = LimitWord::new(MAX_LIMIT);
+        let fields = |s: Snapshot| (s.limit(), s.seq(), s.in_flight());
+        // The counter one short of its wrap, the call count at its largest.
+        word.word.fetch_add(
+            (SEQ_MASK - SEQ_ONE) + u64::from(MAX_LIMIT - 1),
+            Ordering::Relaxed,
         );
+        assert_eq!(fields(word.load()), (MAX_LIMIT, 0xfffe, MAX_LIMIT - 1));
+        let Admission::Admitted(now) = word.try_admit() else {
+            panic!("one slot left")
+        };
+        assert_eq!(fields(now), (MAX_LIMIT, 0xffff, MAX_LIMIT));
+        assert!(matches!(word.try_admit(), Admission::Refused(_)));
+        word.set_limit(MAX_LIMIT, 1);
+        assert_eq!(fields(word.load()), (1, 0xffff, MAX_LIMIT));
+        word.set_limit(1, MAX_LIMIT);
         word.release();
+        let Admission::Admitted(now) = word.try_admit() else {
+            panic!("one slot left")
+        };
         assert_eq!(
-            (word.load().limit(), word.load().in_flight()),
-            (u32::MAX, 0)
+            fields(now),
+            (MAX_LIMIT, 0, MAX_LIMIT),
+            "the counter wraps alone"
         );
     }
 }
@@ -228,7 +285,10 @@ mod loom_models {
                 loom::thread::spawn(move || word.set_limit(2, 1))
             };
             let first = word.try_admit();
-            assert_eq!(first, Admission::Admitted(1), "1 < 1 or 2 either way");
+            assert!(
+                matches!(first, Admission::Admitted(now) if now.in_flight() == 1),
+                "1 < 1 or 2 either way"
+            );
             let second = word.try_admit();
             word.release();
             lowering.join().unwrap();
@@ -236,7 +296,7 @@ mod loom_models {
             assert_eq!(end.limit(), 1, "the change is not lost");
             match second {
                 Admission::Admitted(now) => {
-                    assert_eq!(now, 2);
+                    assert_eq!((now.in_flight(), now.seq()), (2, 2));
                     assert_eq!(end.in_flight(), 1);
                     word.release();
                 }
@@ -246,7 +306,7 @@ mod loom_models {
                 }
             }
             assert_eq!(word.load().in_flight(), 0);
-            assert!(matches!(word.try_admit(), Admission::Admitted(1)));
+            assert!(matches!(word.try_admit(), Admission::Admitted(now) if now.in_flight() == 1));
         });
     }
 
@@ -261,7 +321,7 @@ mod loom_models {
                     let (word, in_flight) = (word.clone(), in_flight.clone());
                     loom::thread::spawn(move || {
                         if let Admission::Admitted(now) = word.try_admit() {
-                            assert_eq!(now, 1);
+                            assert_eq!(now.in_flight(), 1);
                             let others = in_flight.fetch_add(1, Ordering::SeqCst);
                             assert_eq!(others, 0, "two calls in flight under a limit of 1");
                             in_flight.fetch_sub(1, Ordering::SeqCst);
