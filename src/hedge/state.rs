@@ -150,7 +150,7 @@ impl LatencyWindow {
     }
 
     /// The settings in force.
-    #[cfg(all(test, feature = "serde"))]
+    #[cfg(all(test, not(steadfast_loom), feature = "serde"))]
     pub(crate) fn settings(&self) -> WindowSettings {
         *self.settings_lock()
     }
