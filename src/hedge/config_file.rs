@@ -140,20 +140,10 @@ impl<P> HedgeLayer<P> {
     /// metrics registered at build); or `budget` when it turns a limited budget unlimited or
     /// back, or sets a budget the layer does not own.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
-        let builder = config.to_builder();
-        builder.check()?;
-        let shared = self.shared();
-        crate::config::check_same_name(&shared.name, &config.name)?;
-        if shared.own_budget {
-            shared.budget.check_reconfigure(&config.budget)?;
-        } else if config.budget != DEFAULT_BUDGET {
-            return Err(ConfigError::new(
-                "budget",
-                "the default: this hedge draws on a shared budget, which its owner reconfigures",
-                config.budget,
-            ));
-        }
+        self.check_reconfigure(config)?;
         // Checked: from here on nothing fails.
+        let builder = config.to_builder();
+        let shared = self.shared();
         if shared.own_budget {
             shared.budget.reconfigure(&config.budget)?;
         }
@@ -174,5 +164,24 @@ impl<P> HedgeLayer<P> {
             "hedge reconfigured"
         );
         Ok(())
+    }
+
+    /// What [`reconfigure`](Self::reconfigure) checks, changing nothing (for a stack that
+    /// checks every layer before it changes any).
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        config.to_builder().check()?;
+        let shared = self.shared();
+        crate::config::check_same_name(&shared.name, &config.name)?;
+        if shared.own_budget {
+            shared.budget.check_reconfigure(&config.budget)
+        } else if config.budget == DEFAULT_BUDGET {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                "budget",
+                "the default: this hedge draws on a shared budget, which its owner reconfigures",
+                config.budget,
+            ))
+        }
     }
 }

@@ -133,11 +133,17 @@ impl RateLimitLayer {
     /// for the config, or one naming `name` when the config changes it (the name labels the
     /// metrics registered at build).
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
-        let rate = config.to_builder().check()?;
-        let policy = self.policy();
-        crate::config::check_same_name(policy.telemetry.name(), &config.name)?;
-        apply(policy, rate);
+        let rate = self.check_reconfigure(config)?;
+        apply(self.policy(), rate);
         Ok(())
+    }
+
+    /// What [`reconfigure`](Self::reconfigure) checks, changing nothing: the rate it would
+    /// apply, or its error (for a stack that checks every layer before it changes any).
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Rate, ConfigError> {
+        let rate = config.to_builder().check()?;
+        crate::config::check_same_name(self.policy().telemetry.name(), &config.name)?;
+        Ok(rate)
     }
 }
 
@@ -154,6 +160,14 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     /// `idle_timeout` when it changes them: the map of keys is sized when built, and a new
     /// bound takes a new layer.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let rate = self.check_reconfigure(config)?;
+        apply(self.parts().0, rate);
+        Ok(())
+    }
+
+    /// What [`reconfigure`](Self::reconfigure) checks, changing nothing: the rate it would
+    /// apply, or its error (for a stack that checks every layer before it changes any).
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Rate, ConfigError> {
         let builder = config.to_builder();
         let rate = builder.check()?;
         let bounds = builder.bounds()?;
@@ -171,8 +185,7 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
                 config.idle_timeout,
             ));
         }
-        apply(policy, rate);
-        Ok(())
+        Ok(rate)
     }
 }
 
