@@ -1,11 +1,22 @@
 //! Hedge on the healthy path, where the answer comes before the delay: `ready().await` +
 //! `call().await` over a ready `service_fn`, bare and behind steadfast's hedge (a fixed delay,
-//! with the default budget and with none; a p95 delay), tower's `hedge::Hedge` (p95, which always follows a percentile) and
-//! tower-resilience's hedge (a fixed delay).
+//! with the default budget and with none; a p95 delay), tower's `hedge::Hedge` (p95, which
+//! always follows a percentile) and tower-resilience's hedge (a fixed delay).
+//!
+//! Before the criterion timings, the bench prints an interleaved comparison (alternating blocks
+//! of calls, the median of per-block times), so that the load of a shared machine hits every
+//! contender alike: read the ratios from that table. Its reference rows put a price on what a
+//! hedged call cannot avoid: a future that may hedge later owns a reference count to the
+//! layer's shared state (an `Arc` clone and drop), and every call deposits into the budget (one
+//! relaxed `fetch_add`).
+//!
+//! `cargo bench --all-features --bench hedge -- --warm-up-time 1 --measurement-time 2`
 
 use std::fmt;
 use std::future::{Ready, ready};
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -66,7 +77,141 @@ fn bench_service<S>(
     });
 }
 
+/// Nanoseconds per call over one block of calls.
+async fn block<S>(service: &mut S) -> f64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: fmt::Debug,
+{
+    const BLOCK: u64 = 20_000;
+    let start = Instant::now();
+    for i in 0..BLOCK {
+        let ready = service.ready().await.expect("ready");
+        black_box(ready.call(black_box(i)).await.expect("ok"));
+    }
+    start.elapsed().as_nanos() as f64 / BLOCK as f64
+}
+
+/// A contender of the interleaved comparison: times one block on the runtime.
+type Contender<'a> = (
+    &'static str,
+    Box<dyn FnMut(&tokio::runtime::Runtime) -> f64 + 'a>,
+);
+
+fn contender<'a, S>(name: &'static str, mut service: S) -> Contender<'a>
+where
+    S: Service<u64, Response = u64> + 'a,
+    S::Error: fmt::Debug,
+{
+    (name, Box::new(move |rt| rt.block_on(block(&mut service))))
+}
+
+fn fixed(budget: Option<steadfast::retry::RetryBudget>) -> HedgeLayer {
+    let builder = HedgeLayer::builder().delay(Duration::from_millis(50));
+    match budget {
+        Some(budget) => builder.budget(budget),
+        None => builder,
+    }
+    .build()
+    .expect("valid")
+}
+
+/// Times every contender in alternating blocks and prints the medians, and each one's
+/// overhead over the bare service's.
+fn report_interleaved() {
+    const ROUNDS: usize = 61;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let _runtime = rt.enter();
+    let shared = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&shared);
+    let mut contenders = [
+        contender("bare service_fn", bare()),
+        contender(
+            "bare + one Arc clone, dropped with the future",
+            service_fn(move |request: u64| {
+                let owned = Arc::clone(&shared);
+                async move {
+                    black_box(&owned);
+                    Ok::<u64, BenchError>(request)
+                }
+            }),
+        ),
+        contender(
+            "bare + one relaxed fetch_add",
+            service_fn(move |request: u64| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                ready(Ok::<u64, BenchError>(request))
+            }),
+        ),
+        contender(
+            "bare + one tokio Instant::now()",
+            service_fn(|request: u64| {
+                black_box(tokio::time::Instant::now());
+                ready(Ok::<u64, BenchError>(request))
+            }),
+        ),
+        contender("steadfast hedge, fixed delay", fixed(None).layer(bare())),
+        contender(
+            "steadfast hedge, fixed delay, no budget",
+            fixed(Some(steadfast::retry::RetryBudget::unlimited())).layer(bare()),
+        ),
+        contender(
+            "steadfast hedge, p95",
+            HedgeLayer::builder()
+                .delay_percentile(0.95)
+                .build()
+                .expect("valid")
+                .layer(bare()),
+        ),
+        contender(
+            "tower Hedge, p95",
+            tower::hedge::Hedge::new(bare(), CloneEvery, 100, 0.95, Duration::from_secs(10)),
+        ),
+        contender(
+            "tower-resilience hedge, fixed delay",
+            tower_resilience::hedge::HedgeLayer::builder()
+                .delay(Duration::from_millis(50))
+                .max_hedged_attempts(2)
+                .build()
+                .layer(bare()),
+        ),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    for (_, run) in contenders.iter_mut() {
+        run(&rt); // warm-up
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in contenders.iter_mut().enumerate() {
+            times[i].push(run(&rt));
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let bare = medians[0];
+    println!("interleaved, median ns per call ({ROUNDS} rounds of 20 000 calls):");
+    println!(
+        "{:<47} {:>9} {:>9} {:>8}",
+        "case", "ns", "over bare", "× bare"
+    );
+    for ((name, _), median) in contenders.iter().zip(&medians) {
+        println!(
+            "{name:<47} {median:>9.1} {:>9.1} {:>8.2}",
+            median - bare,
+            median / bare
+        );
+    }
+}
+
 fn answered_before_the_delay(c: &mut Criterion) {
+    report_interleaved();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

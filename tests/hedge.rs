@@ -867,3 +867,196 @@ mod model {
         }
     }
 }
+
+// ---- live reconfiguration -----------------------------------------------------------------
+
+/// `reconfigure`: each setting applies to the next call, the histogram is kept, a rejected
+/// config changes nothing, and calls racing reloads each hedge by one setting.
+#[cfg(feature = "serde")]
+mod reconfigure {
+    use super::*;
+    use steadfast::hedge::Config;
+
+    fn fixed(delay: u64, hedges: u32) -> Config {
+        let mut config = Config::default();
+        config.delay = ms(delay);
+        config.max_hedged_attempts = hedges;
+        config.budget = RetryBudget::unlimited();
+        config
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_delay_and_more_attempts_apply_to_the_next_call() {
+        let layer = HedgeLayer::from_config(&fixed(50, 1)).unwrap();
+        let (service, log) = backend(&[
+            (1000, true),
+            (5, true),
+            (1000, true),
+            (1000, true),
+            (1000, true),
+            (5, true),
+        ]);
+        let service = layer.layer(service);
+        let call = Instant::now();
+        assert_eq!(service.clone().oneshot("x").await.unwrap(), 2);
+        assert_eq!(call.elapsed(), ms(55));
+        layer.reconfigure(&fixed(20, 3)).unwrap();
+        let call = Instant::now();
+        assert_eq!(service.oneshot("x").await.unwrap(), 6);
+        assert_eq!(call.elapsed(), ms(65));
+        let second: Vec<_> = log.calls()[2..].iter().map(|t| *t - ms(55)).collect();
+        assert_eq!(second, [ms(0), ms(20), ms(40), ms(60)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_in_progress_keeps_the_settings_it_started_with() {
+        let layer = HedgeLayer::from_config(&fixed(50, 1)).unwrap();
+        let (service, log) = backend(&[(1000, true), (1000, true), (1000, true)]);
+        let mut call = pin!(layer.layer(service).oneshot("x"));
+        assert!(poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_pending())).await);
+        layer.reconfigure(&fixed(10, 2)).unwrap();
+        assert_eq!(call.await.unwrap(), 1);
+        assert_eq!(
+            log.calls(),
+            [ms(0), ms(50)],
+            "one hedge, 50 ms in: the old settings"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_config_changes_nothing() {
+        let layer = HedgeLayer::from_config(&fixed(30, 1)).unwrap();
+        let mut bad = fixed(10, 11);
+        bad.delay_percentile = Some(0.5);
+        assert_eq!(
+            layer.reconfigure(&bad).unwrap_err().field(),
+            "max_hedged_attempts"
+        );
+        let mut renamed = fixed(10, 2);
+        renamed.name = "other".to_owned();
+        assert_eq!(layer.reconfigure(&renamed).unwrap_err().field(), "name");
+        let mut budget = fixed(10, 2);
+        budget.budget = RetryBudget::new(0.1, 10, Duration::from_secs(10));
+        assert_eq!(layer.reconfigure(&budget).unwrap_err().field(), "budget");
+        let (service, log) = backend(&[(1000, true), (1000, true), (1000, true)]);
+        assert_eq!(layer.layer(service).oneshot("x").await.unwrap(), 1);
+        assert_eq!(log.calls(), [ms(0), ms(30)], "30 ms, one hedge");
+        assert_eq!(layer.current_delay(), Some(ms(30)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_histogram_survives_a_new_percentile_and_a_switch_to_fixed_and_back() {
+        let mut p90 = fixed(50, 1);
+        p90.delay_percentile = Some(0.9);
+        p90.min_samples = 10;
+        p90.latency_window = Duration::from_secs(1);
+        let layer = HedgeLayer::from_config(&p90).unwrap();
+        // A first window of 8 calls of 10 ms and 2 of 100 ms, and a 10 ms one that rotates.
+        let mut plan = vec![(10, true); 8];
+        plan.extend([(100, true); 2]);
+        plan.push((10, true));
+        plan.extend([(1000, true), (5, true)]);
+        let (service, log) = backend(&plan);
+        let service = layer.layer(service);
+        let start = Instant::now();
+        for _ in 0..10 {
+            service.clone().oneshot("x").await.unwrap();
+        }
+        advance(Duration::from_secs(1) - start.elapsed()).await;
+        service.clone().oneshot("x").await.unwrap();
+        // p90 of 11 samples: the 100 ms bucket's upper bound.
+        assert_eq!(layer.current_delay(), Some(Duration::from_micros(102_399)));
+
+        let mut p50 = p90.clone();
+        p50.delay_percentile = Some(0.5);
+        layer.reconfigure(&p50).unwrap();
+        assert_eq!(layer.current_delay(), Some(Duration::from_micros(10_239)));
+        layer.reconfigure(&fixed(30, 1)).unwrap();
+        assert_eq!(layer.current_delay(), Some(ms(30)));
+        layer.reconfigure(&p90).unwrap();
+        assert_eq!(layer.current_delay(), Some(Duration::from_micros(102_399)));
+        layer.reconfigure(&p50).unwrap();
+
+        // The slow call is hedged at the p50 of the kept window, 10.239 ms (fires at 11 ms).
+        let call = Instant::now();
+        assert_eq!(service.oneshot("x").await.unwrap(), 13);
+        assert_eq!(call.elapsed(), ms(11) + ms(5));
+        assert_eq!(log.calls().len(), 13);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_switch_to_a_percentile_starts_a_histogram() {
+        let layer = HedgeLayer::from_config(&fixed(50, 1)).unwrap();
+        let mut p90 = fixed(50, 1);
+        p90.delay_percentile = Some(0.9);
+        p90.min_samples = 2;
+        p90.latency_window = Duration::from_secs(1);
+        layer.reconfigure(&p90).unwrap();
+        assert_eq!(layer.current_delay(), None, "no window has samples yet");
+        let (service, log) = backend(&[(20, true), (20, true), (1000, true), (5, true)]);
+        let service = layer.layer(service);
+        service.clone().oneshot("x").await.unwrap();
+        advance(Duration::from_secs(1)).await;
+        service.clone().oneshot("x").await.unwrap();
+        // p90 of two samples of 20 ms: 20 ms's bucket's upper bound.
+        assert_eq!(layer.current_delay(), Some(Duration::from_micros(20_479)));
+        let call = Instant::now();
+        assert_eq!(service.oneshot("x").await.unwrap(), 4);
+        assert_eq!(call.elapsed(), ms(21) + ms(5));
+        assert_eq!(log.calls().len(), 4);
+    }
+
+    /// Calls racing reloads on two threads: every call ends with its answer, and each sends at
+    /// most the hedges one of the two settings allows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_racing_reloads_each_hedge_by_one_setting() {
+        let one = fixed(0, 1);
+        let three = fixed(0, 3);
+        let layer = HedgeLayer::from_config(&one).unwrap();
+        let attempts = Arc::new(AtomicU32::new(0));
+        let service = layer.layer(yielding(Arc::clone(&attempts)));
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    for n in 0..200 {
+                        assert_eq!(service.clone().oneshot(n).await.unwrap(), 7);
+                    }
+                })
+            })
+            .collect();
+        let reloader = {
+            let layer = layer.clone();
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    layer
+                        .reconfigure(if i % 2 == 0 { &three } else { &one })
+                        .unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        for task in tasks {
+            task.await.unwrap();
+        }
+        reloader.await.unwrap();
+        // A zero delay sends every attempt at the first poll, before any answers: each call
+        // made 2 attempts or 4 (one setting's), so the total is even and within these bounds.
+        let attempts = attempts.load(Ordering::SeqCst);
+        assert!((1600..=3200).contains(&attempts), "{attempts}");
+        assert_eq!(attempts % 2, 0);
+    }
+
+    /// Counts its calls; each answers after one yield, so the first poll finds it pending.
+    fn yielding(
+        attempts: Arc<AtomicU32>,
+    ) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send {
+        service_fn(move |_: u32| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::task::yield_now().await;
+                Ok::<_, BoxError>(7)
+            }
+        })
+    }
+}

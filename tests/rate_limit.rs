@@ -489,3 +489,181 @@ async fn metrics_count_admitted_rejected_and_waited_calls() {
     assert_eq!(counter("steadfast_rate_limit_rejected_total"), Some(2));
     assert_eq!(counter("steadfast_rate_limit_waited_total"), Some(2));
 }
+
+/// `reconfigure`: each field of the rate applies live and keeps the limiter's state; a
+/// rejected config changes nothing; reloads racing calls lose no slot.
+#[cfg(feature = "serde")]
+mod reconfigure {
+    use super::*;
+    use steadfast::rate_limit::{Config, Limit};
+
+    fn config(calls: u32, per: Duration, burst: u32) -> Config {
+        let mut config = Config::default();
+        config.limit = Some(Limit::new(calls, per));
+        config.burst = burst;
+        config
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_limit_applies_after_the_debt_already_run_up() {
+        let layer = RateLimitLayer::from_config(&config(1, secs(1), 1)).unwrap();
+        let (mut svc, calls) = service(&layer);
+        call(&mut svc, 1).await.unwrap();
+        assert_eq!(rejected(&mut svc).await, secs(1));
+        layer.reconfigure(&config(10, secs(1), 1)).unwrap();
+        // The call admitted at 1 per second still holds its second: the TAT is kept.
+        assert_eq!(rejected(&mut svc).await, secs(1));
+        assert_eq!(layer.wait_time(), secs(1));
+        advance(secs(1)).await;
+        call(&mut svc, 2).await.unwrap();
+        // From there on, one every 100 ms.
+        assert_eq!(rejected(&mut svc).await, ms(100));
+        advance(ms(100)).await;
+        call(&mut svc, 3).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_larger_burst_lets_more_in_at_once_and_a_smaller_one_fewer() {
+        let layer = RateLimitLayer::from_config(&config(1, secs(1), 1)).unwrap();
+        let (mut svc, calls) = service(&layer);
+        call(&mut svc, 1).await.unwrap();
+        assert_eq!(rejected(&mut svc).await, secs(1));
+        layer.reconfigure(&config(1, secs(1), 3)).unwrap();
+        // The TAT is 1 s ahead and may now run 2 s ahead: two more go.
+        call(&mut svc, 2).await.unwrap();
+        call(&mut svc, 3).await.unwrap();
+        assert_eq!(rejected(&mut svc).await, secs(1));
+        layer.reconfigure(&config(1, secs(1), 1)).unwrap();
+        // Back to no burst: the TAT is 3 s ahead; a call goes when it is not ahead at all.
+        assert_eq!(rejected(&mut svc).await, secs(3));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_max_wait_lets_calls_wait_or_stops_them_waiting() {
+        let layer = RateLimitLayer::from_config(&config(1, secs(1), 1)).unwrap();
+        let (mut svc, calls) = service(&layer);
+        call(&mut svc, 1).await.unwrap();
+        assert_eq!(rejected(&mut svc).await, secs(1));
+        let mut waiting = config(1, secs(1), 1);
+        waiting.max_wait = secs(1);
+        layer.reconfigure(&waiting).unwrap();
+        let start = Instant::now();
+        call(&mut svc, 2).await.unwrap();
+        assert_eq!(start.elapsed(), secs(1), "waited for its turn");
+        layer.reconfigure(&config(1, secs(1), 1)).unwrap();
+        assert_eq!(rejected(&mut svc).await, secs(1), "rejects at once again");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_config_changes_nothing() {
+        let layer = RateLimitLayer::from_config(&config(2, secs(1), 2)).unwrap();
+        let (mut svc, _) = service(&layer);
+        let mut bad_burst = config(100, secs(1), 0);
+        bad_burst.max_wait = secs(1);
+        let mut renamed = config(100, secs(1), 5);
+        renamed.name = "other".to_owned();
+        let mut no_limit = config(100, secs(1), 5);
+        no_limit.limit = None;
+        for (bad, field) in [(bad_burst, "burst"), (renamed, "name"), (no_limit, "limit")] {
+            assert_eq!(layer.reconfigure(&bad).unwrap_err().field(), field);
+        }
+        call(&mut svc, 1).await.unwrap();
+        call(&mut svc, 2).await.unwrap();
+        assert_eq!(
+            rejected(&mut svc).await,
+            ms(500),
+            "2 per second, burst 2, no wait"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keyed_layer_applies_the_rate_to_every_key_and_keeps_its_bounds() {
+        let mut base = config(1, secs(1), 1);
+        base.max_keys = 10;
+        let layer = base
+            .to_builder()
+            .build_keyed(|(key, _): &(&'static str, u32)| *key)
+            .unwrap();
+        let mut svc = layer.layer(service_fn(|(_, n): (&'static str, u32)| async move {
+            Ok::<_, BoxError>(n)
+        }));
+        let mut go = async |key: &'static str| match svc.ready().await.unwrap().call((key, 0)).await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => Err(err.downcast_ref::<RateLimited>().unwrap().retry_after()),
+        };
+        assert_eq!(go("a").await, Ok(()));
+        assert_eq!(go("a").await, Err(secs(1)));
+        let mut bigger = base.clone();
+        bigger.max_keys = 20;
+        assert_eq!(layer.reconfigure(&bigger).unwrap_err().field(), "max_keys");
+        let mut idle = base.clone();
+        idle.idle_timeout = secs(5);
+        assert_eq!(
+            layer.reconfigure(&idle).unwrap_err().field(),
+            "idle_timeout"
+        );
+        assert_eq!(go("a").await, Err(secs(1)), "nothing changed");
+
+        let mut burst = base.clone();
+        burst.burst = 2;
+        layer.reconfigure(&burst).unwrap();
+        // The old key keeps its TAT (1 s ahead, within the new burst); a new key gets the burst.
+        assert_eq!(go("a").await, Ok(()));
+        assert_eq!(go("a").await, Err(secs(1)));
+        assert_eq!(go("b").await, Ok(()));
+        assert_eq!(go("b").await, Ok(()));
+        assert_eq!(go("b").await, Err(secs(1)));
+        assert_eq!(layer.len(), 2);
+    }
+
+    /// Reloads every few calls, between two configs with the same rate (one allows a wait
+    /// that no call can use), while four tasks on two threads call: exactly the burst is
+    /// admitted (one call per hour refills nothing in the test), no more, no fewer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reloads_racing_calls_lose_no_slot_and_give_none_twice() {
+        const BURST: u32 = 100;
+        let base = config(1, secs(3600), BURST);
+        let mut other = base.clone();
+        other.max_wait = ms(1);
+        let layer = RateLimitLayer::from_config(&base).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = layer.layer(backend(calls.clone()));
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let mut svc = svc.clone();
+                tokio::spawn(async move {
+                    let mut admitted = 0;
+                    for n in 0..100 {
+                        match call(&mut svc, n).await {
+                            Ok(_) => admitted += 1,
+                            Err(err) => assert!(err.is::<RateLimited>(), "{err}"),
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let reloader = {
+            let layer = layer.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let config = if i % 2 == 0 { &other } else { &base };
+                    layer.reconfigure(config).unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += task.await.unwrap();
+        }
+        reloader.await.unwrap();
+        assert_eq!(admitted, BURST);
+        assert_eq!(calls.load(Ordering::SeqCst), BURST as usize);
+    }
+}

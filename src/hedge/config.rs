@@ -3,11 +3,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::layer::HedgeLayer;
+use super::live::{DelayMode, LiveSettings, Settings};
 use super::policy::{CloneRequest, HedgeIf};
-use super::state::LatencyWindow;
+use super::state::{LatencyWindow, WindowSettings};
 use crate::ConfigError;
 use crate::error::{check_fraction, check_range};
 use crate::retry::state::BudgetState;
@@ -191,14 +193,10 @@ impl<P> Builder<P> {
     /// or a ttl outside `[1 s, 60 s]`.
     pub fn build(self) -> Result<HedgeLayer<P>, ConfigError> {
         self.check()?;
-        let delay = match self.delay {
-            DelaySetting::Fixed(delay) => Delay::Fixed(delay),
-            DelaySetting::Percentile(percentile) => Delay::Percentile(LatencyWindow::new(
-                percentile,
-                u64::from(self.min_samples),
-                self.latency_window,
-            )),
-        };
+        let window = OnceLock::new();
+        if matches!(self.delay, DelaySetting::Percentile(_)) {
+            let _ = window.set(LatencyWindow::new(self.window_settings()));
+        }
         let budget = match &self.shared_budget {
             Some(shared) => Arc::clone(shared.state()),
             None => Arc::new(BudgetState::new(&self.budget)),
@@ -206,8 +204,8 @@ impl<P> Builder<P> {
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::register(&self.name);
         Ok(HedgeLayer::from_shared(Arc::new(HedgeCore {
-            delay,
-            max_attempts: self.max_hedged_attempts + 1,
+            live: LiveSettings::new(self.settings()),
+            window,
             budget,
             #[cfg(feature = "serde")]
             own_budget: self.shared_budget.is_none(),
@@ -216,6 +214,35 @@ impl<P> Builder<P> {
             #[cfg(feature = "metrics")]
             metrics,
         })))
+    }
+
+    /// The settings every call reads, packed.
+    pub(super) fn settings(&self) -> Settings {
+        let delay = match self.delay {
+            DelaySetting::Fixed(delay) => DelayMode::Fixed(delay),
+            DelaySetting::Percentile(_) => DelayMode::Percentile,
+        };
+        Settings::new(delay, self.max_hedged_attempts + 1)
+    }
+
+    /// The latency window's settings (its percentile 1.0 with a fixed delay, where they are
+    /// unused).
+    pub(super) fn window_settings(&self) -> WindowSettings {
+        let percentile = match self.delay {
+            DelaySetting::Percentile(percentile) => percentile,
+            DelaySetting::Fixed(_) => 1.0,
+        };
+        WindowSettings {
+            percentile,
+            min_samples: u64::from(self.min_samples),
+            period: self.latency_window,
+        }
+    }
+
+    /// Whether the delay is a percentile.
+    #[cfg(feature = "serde")]
+    pub(super) fn is_percentile(&self) -> bool {
+        matches!(self.delay, DelaySetting::Percentile(_))
     }
 }
 
@@ -247,18 +274,14 @@ impl<P> Builder<P> {
     }
 }
 
-/// The delay as the calls read it.
-#[derive(Debug)]
-pub(crate) enum Delay {
-    Fixed(Duration),
-    Percentile(LatencyWindow),
-}
-
 /// What every clone of a layer and every service it makes share.
 pub(crate) struct HedgeCore<P> {
-    pub(crate) delay: Delay,
-    /// Attempts per call, the first included.
-    pub(crate) max_attempts: u32,
+    /// The delay's kind (and a fixed delay) and the attempts per call: one word, read once per
+    /// call (see `live.rs`).
+    pub(crate) live: LiveSettings,
+    /// The latency histogram, made when the delay first is a percentile (at build, or by a
+    /// reload that switches to one) and kept from then on.
+    pub(crate) window: OnceLock<LatencyWindow>,
     pub(crate) budget: Arc<BudgetState>,
     /// Whether `budget` is the layer's own, not a [`SharedBudget`] another layer draws on too:
     /// only its own is the hedge's to reconfigure.
@@ -270,12 +293,24 @@ pub(crate) struct HedgeCore<P> {
     pub(crate) metrics: super::telemetry::Metrics,
 }
 
+impl<P> HedgeCore<P> {
+    /// The delay before a call's first timed hedge, for settings read now: the fixed delay, or
+    /// the latency window's percentile (`None` until a window had enough samples).
+    #[inline]
+    pub(crate) fn delay(&self, settings: Settings) -> Option<Duration> {
+        match settings.delay() {
+            DelayMode::Fixed(delay) => Some(delay),
+            DelayMode::Percentile => self.window.get().and_then(LatencyWindow::delay),
+        }
+    }
+}
+
 impl<P> fmt::Debug for HedgeCore<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HedgeCore")
             .field("name", &self.name)
-            .field("delay", &self.delay)
-            .field("max_attempts", &self.max_attempts)
+            .field("settings", &self.live.load())
+            .field("has_window", &self.window.get().is_some())
             .field("budget", &self.budget)
             .finish_non_exhaustive()
     }

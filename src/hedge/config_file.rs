@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::HedgeLayer;
 use super::config::{
     Builder, DEFAULT_BUDGET, DEFAULT_DELAY, DEFAULT_LATENCY_WINDOW, DEFAULT_MAX_HEDGED_ATTEMPTS,
-    DEFAULT_MIN_SAMPLES, DEFAULT_NAME, Delay,
+    DEFAULT_MIN_SAMPLES, DEFAULT_NAME,
 };
+use super::state::LatencyWindow;
 use crate::ConfigError;
 use crate::config::duration_field;
 use crate::retry::RetryBudget;
@@ -115,84 +116,62 @@ impl HedgeLayer {
 
 impl<P> HedgeLayer<P> {
     /// Applies a reloaded config to this running hedge, shared by every clone and every
-    /// service it made: the `budget` changes live, keeping what it holds, as a retry layer's
-    /// does ([`RetryLayer::reconfigure`](crate::retry::RetryLayer::reconfigure)). A budget
-    /// shared with another layer ([`Builder::shared_budget`]) is that layer's to change: the
-    /// hedge's `budget` then must stay the default.
+    /// service it made, from the next call (a call in progress keeps the settings it started
+    /// with): `delay`, `delay_percentile` (a switch between a fixed and a percentile delay
+    /// too), `min_samples`, `latency_window`, `max_hedged_attempts` and the `budget`.
     ///
-    /// The other settings are read by every call from the layer's immutable settings (the
-    /// percentile delay's window is built for its percentile, samples and length), and making
-    /// them live would add loads to the call path: a reload that keeps them passes, one that
-    /// changes them is refused, naming the field, and takes a new layer. With a fixed delay,
-    /// `min_samples` and `latency_window` are unused, and not compared. The policy is code,
-    /// and stays.
+    /// What it keeps: the budget keeps what it holds, as a retry layer's does
+    /// ([`RetryLayer::reconfigure`](crate::retry::RetryLayer::reconfigure)). The latency
+    /// histogram keeps its samples through any change: a new percentile or `min_samples`
+    /// applies at once to the window that ended last, a new `latency_window` moves the end of
+    /// the current window, and a switch to a fixed delay leaves the histogram idle (no call
+    /// records into it, and its settings stay), to be used again by a switch back, whose first
+    /// window also holds the samples from before the switch. A switch to a percentile on a
+    /// layer that never had one starts an empty histogram: no timed hedge until a window has
+    /// `min_samples`.
+    ///
+    /// A budget shared with another layer ([`Builder::shared_budget`]) is that layer's to
+    /// change: the hedge's `budget` then must stay the default. The policy is code, and stays.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`], and nothing changes: the one [`from_config`](HedgeLayer::from_config)
-    /// gives for the config; one naming `name`, `delay`, `delay_percentile`, `min_samples`,
-    /// `latency_window` or `max_hedged_attempts` when the config changes it; or `budget` when
-    /// it turns a limited budget unlimited or back, or sets a budget the layer does not own.
+    /// gives for the config; one naming `name` when the config changes it (it labels the
+    /// metrics registered at build); or `budget` when it turns a limited budget unlimited or
+    /// back, or sets a budget the layer does not own.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
         self.check_reconfigure(config)?;
+        // Checked: from here on nothing fails.
+        let builder = config.to_builder();
         let shared = self.shared();
         if shared.own_budget {
             shared.budget.reconfigure(&config.budget)?;
         }
+        if builder.is_percentile() {
+            let window = builder.window_settings();
+            match shared.window.get() {
+                Some(existing) => existing.reconfigure(window),
+                // Made before the word says "percentile", so calls find it (see `live.rs`).
+                None => {
+                    let _ = shared.window.set(LatencyWindow::new(window));
+                }
+            }
+        }
+        shared.live.store(builder.settings());
         tracing::info!(
             hedge.name = %shared.name,
+            hedge.settings = ?shared.live.load(),
             "hedge reconfigured"
         );
         Ok(())
     }
 
-    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`.
-    fn check_reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+    /// What [`reconfigure`](Self::reconfigure) checks, changing nothing (for a stack that
+    /// checks every layer before it changes any).
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
         config.to_builder().check()?;
         let shared = self.shared();
         crate::config::check_same_name(&shared.name, &config.name)?;
-        let unchanged = "unchanged: it is read on every call, so a new value takes a new layer";
-        match (&shared.delay, config.delay_percentile) {
-            (Delay::Fixed(delay), None) => {
-                if *delay != config.delay {
-                    return Err(ConfigError::new("delay", unchanged, config.delay));
-                }
-            }
-            (Delay::Percentile(window), Some(percentile)) => {
-                let (built, min_samples, period) = window.settings();
-                if built != percentile {
-                    return Err(ConfigError::new("delay_percentile", unchanged, percentile));
-                }
-                if min_samples != u64::from(config.min_samples) {
-                    return Err(ConfigError::new(
-                        "min_samples",
-                        unchanged,
-                        config.min_samples,
-                    ));
-                }
-                if period != config.latency_window {
-                    return Err(ConfigError::new(
-                        "latency_window",
-                        unchanged,
-                        config.latency_window,
-                    ));
-                }
-            }
-            (_, percentile) => {
-                return Err(ConfigError::new(
-                    "delay_percentile",
-                    "unchanged: a fixed delay and a percentile delay are different layers",
-                    percentile,
-                ));
-            }
-        }
-        if shared.max_attempts != config.max_hedged_attempts + 1 {
-            return Err(ConfigError::new(
-                "max_hedged_attempts",
-                unchanged,
-                config.max_hedged_attempts,
-            ));
-        }
         if shared.own_budget {
             shared.budget.check_reconfigure(&config.budget)
         } else if config.budget == DEFAULT_BUDGET {

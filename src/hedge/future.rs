@@ -11,7 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
-use super::config::{Delay, HedgeCore};
+use super::config::HedgeCore;
+use super::live::{DelayMode, Settings};
 use super::policy::HedgePolicy;
 use super::telemetry::{self, Cause, Skip};
 use crate::classify::is_local_rejection;
@@ -119,10 +120,12 @@ pin_project! {
         // What copies are made from; `None` for a request that is sent once.
         kept: Option<P::Kept>,
         core: Arc<Core<S, P>>,
-        // When the call started: read in `call` with a percentile delay (latency is recorded),
-        // otherwise when the first attempt is first found pending.
+        // The layer's settings when the call was made: its delay kind and attempts.
+        settings: Settings,
+        // When the call started to wait: the first poll that found the first attempt pending,
+        // or saw it fail. `None` for a call answered at its first poll, which reads no clock.
         start: Option<Instant>,
-        // The delay between timed hedges, read in `call`; `None`: no timed hedge.
+        // The delay between timed hedges, read with `start`; `None`: no timed hedge.
         delay: Option<Duration>,
         // Attempts sent, the first included.
         sent: u32,
@@ -146,12 +149,12 @@ where
     P: HedgePolicy<Req>,
     S: Service<P::Sent>,
 {
+    #[inline]
     pub(crate) fn new(
         future: S::Future,
         kept: Option<P::Kept>,
         core: Arc<Core<S, P>>,
-        start: Option<Instant>,
-        delay: Option<Duration>,
+        settings: Settings,
     ) -> Self {
         Self {
             first: Attempt::Running { future },
@@ -159,8 +162,9 @@ where
             hedges: None,
             kept,
             core,
-            start,
-            delay,
+            settings,
+            start: None,
+            delay: None,
             sent: 1,
             target: 1,
             tick: 1,
@@ -189,7 +193,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let config = this.core.config();
-        let max_attempts = config.max_attempts;
+        let max_attempts = this.settings.max_attempts();
+        let records = this.settings.delay() == DelayMode::Percentile;
 
         // Polled after completion (the first attempt ended and no hedge is left: every exit
         // clears them): like a fused future, never ready again, and no hedge is sent.
@@ -205,8 +210,8 @@ where
                 match future.poll(cx) {
                     Poll::Ready(Ok(response)) => {
                         this.first.set(Attempt::Ended);
-                        if let Some(start) = *this.start {
-                            record_latency(config, start);
+                        if records {
+                            record_latency(config, *this.start);
                         }
                         if this.hedges.is_some() || this.timer.is_some() {
                             *this.hedges = None;
@@ -219,9 +224,14 @@ where
                         if this.kept.is_none() {
                             return Poll::Ready(Err(error));
                         }
+                        begin(config, *this.settings, this.start, this.delay);
                         failed(this.hedges, this.target, *this.sent, max_attempts, error);
                     }
                     Poll::Pending => {
+                        // The call waits: its latency and its timer count from now.
+                        if this.kept.is_some() || records {
+                            begin(config, *this.settings, this.start, this.delay);
+                        }
                         if this.kept.is_none() {
                             return Poll::Pending;
                         }
@@ -239,8 +249,8 @@ where
                             // caller drops this future, so what they hold comes back at once.
                             *slot = None;
                             telemetry::won(config, index as u32 + 2);
-                            if let Some(start) = *this.start {
-                                record_latency(config, start);
+                            if records {
+                                record_latency(config, *this.start);
                             }
                             this.first.set(Attempt::Ended);
                             *this.hedges = None;
@@ -264,8 +274,7 @@ where
                 if this.timer.is_some() {
                     this.timer.set(None);
                 }
-            } else if let Some(delay) = *this.delay {
-                let start = *this.start.get_or_insert_with(Instant::now);
+            } else if let (Some(start), Some(delay)) = (*this.start, *this.delay) {
                 if delay.is_zero() {
                     if *this.tick < max_attempts {
                         *this.target = max_attempts;
@@ -436,10 +445,32 @@ where
     Sending::Sent
 }
 
-fn record_latency<P>(config: &HedgeCore<P>, start: Instant) {
-    if let Delay::Percentile(window) = &config.delay {
-        let now = Instant::now();
-        window.record(now, now.saturating_duration_since(start));
+/// Marks the call as waiting, once: reads the clock, and the delay its timed hedges use.
+fn begin<P>(
+    config: &HedgeCore<P>,
+    settings: Settings,
+    start: &mut Option<Instant>,
+    delay: &mut Option<Duration>,
+) {
+    if start.is_none() {
+        *start = Some(Instant::now());
+        *delay = config.delay(settings);
+    }
+}
+
+/// Records a successful call's latency in the percentile window: zero, with no clock read, for
+/// a call answered at its first poll (`start` is `None`).
+fn record_latency<P>(config: &HedgeCore<P>, start: Option<Instant>) {
+    // No window: a reload switched to a percentile an instant ago, on another thread.
+    let Some(window) = config.window.get() else {
+        return;
+    };
+    match start {
+        None => window.record_immediate(),
+        Some(start) => {
+            let now = Instant::now();
+            window.record(now, now.saturating_duration_since(start));
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::Hedge;
-use super::config::{Builder, Delay, HedgeCore};
+use super::config::{Builder, HedgeCore};
 use super::policy::CloneRequest;
 use crate::sync::Arc;
 
@@ -45,15 +45,12 @@ impl<P> HedgeLayer<P> {
     /// The delay a call made now would wait before its first hedge: the fixed delay, or the
     /// percentile of the last full window (`None` until a window had `min_samples` calls).
     pub fn current_delay(&self) -> Option<Duration> {
-        match &self.config.delay {
-            Delay::Fixed(delay) => Some(*delay),
-            Delay::Percentile(window) => window.delay(),
-        }
+        self.config.delay(self.config.live.load())
     }
 
     /// The configured hedges per call beyond the first attempt.
     pub fn max_hedged_attempts(&self) -> u32 {
-        self.config.max_attempts - 1
+        self.config.live.load().max_attempts() - 1
     }
 }
 

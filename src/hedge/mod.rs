@@ -73,15 +73,22 @@
 //!
 //! # Percentile delay
 //!
-//! With `delay_percentile(p)`, each successful call's latency (from `call` to its answer,
-//! whichever attempt gave it) is recorded in a histogram of log-linear buckets (16 per power of
-//! two: a value is overestimated by at most 1/16) of `AtomicU64`s, one relaxed increment per
-//! call. Every `latency_window` the window rotates: the percentile of the window just ended
-//! becomes the delay of the next, as in tower's `hedge`; a window with fewer than
-//! `min_samples` calls gives no delay, and no timed hedge is sent until one has enough (a failed
-//! attempt still sends the next at once). The rotation takes a lock with `try_lock`, so no call
-//! ever waits on it. This mode reads the clock twice per call (at `call` and at the answer); a
-//! fixed delay reads it only when the first attempt is not answered at once.
+//! With `delay_percentile(p)`, each successful call's latency (from the first poll that finds
+//! the call waiting, when its hedge timer starts too, to its answer, whichever attempt gave
+//! it) is recorded in a histogram of log-linear buckets (16 per power of two: a value is
+//! overestimated by at most 1/16) of `AtomicU64`s, one relaxed increment per call. Every
+//! `latency_window` the window rotates: the percentile of the window just ended becomes the
+//! delay of the next, as in tower's `hedge`; a window with fewer than `min_samples` calls gives
+//! no delay, and no timed hedge is sent until one has enough (a failed attempt still sends the
+//! next at once). The rotation takes a lock with `try_lock`, so no call ever waits on it.
+//!
+//! Either delay reads the clock only for a call that waits: at the first poll that finds its
+//! first attempt pending (and, with a percentile, at the answer). A call answered at its first
+//! poll reads no clock and arms no timer; with a percentile it counts as a latency of zero
+//! (below the histogram's 1 µs resolution), without checking whether the window is due to
+//! rotate: the next call that waits checks. Every call is counted, none is sampled, so the
+//! percentile is that of all calls. What no sample counts is the time a service spends in its
+//! own `call` before its future is polled, which the timer does not count either.
 //!
 //! The delay is at least 1 ms (tokio's timer resolution), so a service that answers within a
 //! microsecond does not turn every call into a burst of hedges.
@@ -102,6 +109,15 @@
 //! layers with the same [`SharedBudget`](crate::retry::SharedBudget) (`shared_budget`). In one
 //! stack (retry outside the hedge) both layers then deposit for each call, the hedge once per
 //! attempt, so the budget's `ratio` counts about twice: halve it.
+//!
+//! # Live reload
+//!
+//! With the `serde` feature, [`HedgeLayer::reconfigure`] applies a new delay (fixed or
+//! percentile, and a switch between them), `max_hedged_attempts` and budget to a running
+//! layer, keeping the latency histogram and what the budget holds; a config it refuses changes
+//! nothing. Each call reads the layer's settings once, in `call` (one relaxed load of one
+//! packed word), and keeps them to its end, so a call racing a reload hedges wholly by the old
+//! settings or wholly by the new.
 //!
 //! # Deadline
 //!
@@ -163,7 +179,6 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 mod config;
@@ -171,6 +186,7 @@ mod config;
 mod config_file;
 pub mod future;
 mod layer;
+mod live;
 mod policy;
 mod state;
 mod telemetry;
@@ -187,7 +203,7 @@ pub use self::layer::HedgeLayer;
 pub use self::policy::HttpHedge;
 pub use self::policy::{CloneRequest, HedgeIf, HedgePolicy};
 
-use self::config::{Delay, HedgeCore};
+use self::config::HedgeCore;
 use self::future::{Core, ResponseFuture};
 use crate::sync::Arc;
 
@@ -264,13 +280,11 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let config = self.core.config();
         config.budget.deposit();
+        // Read once: the call hedges by these settings to its end, whatever a reload does.
+        let settings = config.live.load();
         let (sent, kept) = config.policy.first(request);
-        let (start, delay) = match &config.delay {
-            Delay::Fixed(delay) => (None, Some(*delay)),
-            // Latency is recorded from here, so the clock is read now.
-            Delay::Percentile(window) => (Some(Instant::now()), window.delay()),
-        };
         let future = self.inner.call(sent);
-        ResponseFuture::new(future, kept, Arc::clone(&self.core), start, delay)
+        // No clock is read here: a call answered at its first poll needs none (see the future).
+        ResponseFuture::new(future, kept, Arc::clone(&self.core), settings)
     }
 }

@@ -30,10 +30,28 @@
 //!   reading the old value for a moment only moves a sample into the previous window.
 //! - `delay_micros` is one self-contained value (the summary), stored under the lock and loaded
 //!   `Relaxed` by every hedged call: no other memory is read through it.
-//! - `rotate_at` (nanoseconds since `base`) is loaded `Relaxed` on every record as a cheap
-//!   "is a rotation due" test; the lock, taken with `try_lock` so that no caller ever waits,
-//!   re-checks it, so a rotation happens once per period however many callers see it due. The
-//!   mutex orders the clearing and summarising between rotations.
+//! - `rotate_at` (nanoseconds since `base`) is loaded `Relaxed` on every timed record as a
+//!   cheap "is a rotation due" test; the lock, taken with `try_lock` so that no caller ever
+//!   waits, re-checks it, so a rotation happens once per period however many callers see it
+//!   due. The mutex orders the clearing and summarising between rotations.
+//! - The percentile, the samples a window needs and the window's length live under the same
+//!   lock: only a rotation reads them, and `reconfigure` changes them under the lock (it waits
+//!   for it; no call does), so a rotation summarises with one setting or the other, wholly.
+//!
+//! # Calls answered at once
+//!
+//! A call's latency counts from the first poll that finds its first attempt pending (when its
+//! hedge timer starts too), so a call answered at its first poll counts as zero: it lands in
+//! the first bucket without reading the clock, and without checking whether a rotation is due
+//! (the next timed sample checks). The time a service spends inside `call` itself, before its
+//! future is polled, is not counted for any call; for the percentile of an asynchronous
+//! service it is nothing to speak of, and the hedge's timer does not count it either.
+//!
+//! # Reconfiguring
+//!
+//! A new percentile or `min_samples` re-summarises the window that ended last (its array is
+//! kept until the next rotation clears it), so the delay follows the new setting at once; a
+//! new window length moves the end of the current window, which keeps its samples.
 
 use std::sync::TryLockError;
 use std::time::Duration;
@@ -95,36 +113,67 @@ pub(crate) struct LatencyWindow {
     /// When the next rotation is due, in nanoseconds since `base`.
     rotate_at: AtomicU64,
     base: Instant,
-    period: Duration,
-    percentile: f64,
-    min_samples: u64,
-    /// Held only while rotating.
-    rotation: Mutex<()>,
+    /// Held only while rotating, or reconfiguring.
+    rotation: Mutex<WindowSettings>,
+}
+
+/// What a rotation summarises with; changed live by `reconfigure`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WindowSettings {
+    pub(crate) percentile: f64,
+    pub(crate) min_samples: u64,
+    pub(crate) period: Duration,
 }
 
 impl LatencyWindow {
     /// A window of `period`, starting now, that summarises each full window into its
     /// `percentile` (in (0, 1], checked by the builder) once it has `min_samples` samples.
-    pub(crate) fn new(percentile: f64, min_samples: u64, period: Duration) -> Self {
+    pub(crate) fn new(settings: WindowSettings) -> Self {
         let counts = || (0..BUCKETS).map(|_| AtomicU64::new(0)).collect();
         Self {
             counts: [counts(), counts()],
             active: AtomicU32::new(0),
             delay_micros: AtomicU64::new(NO_DELAY),
-            rotate_at: AtomicU64::new(nanos(period)),
+            rotate_at: AtomicU64::new(nanos(settings.period)),
             base: Instant::now(),
-            period,
-            percentile,
-            min_samples,
-            rotation: Mutex::new(()),
+            rotation: Mutex::new(settings),
         }
     }
 
-    /// The settings it was made with: the percentile, the samples a window needs and the
-    /// window's length.
+    /// The lock of the rotation and the settings. Every update under it is a plain store,
+    /// consistent whatever a panicking holder left: a poisoned lock is used as it is.
     #[cfg(feature = "serde")]
-    pub(crate) fn settings(&self) -> (f64, u64, Duration) {
-        (self.percentile, self.min_samples, self.period)
+    fn settings_lock(&self) -> crate::sync::MutexGuard<'_, WindowSettings> {
+        self.rotation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The settings in force.
+    #[cfg(all(test, not(steadfast_loom), feature = "serde"))]
+    pub(crate) fn settings(&self) -> WindowSettings {
+        *self.settings_lock()
+    }
+
+    /// Applies new settings, keeping the samples: see [Reconfiguring](self#reconfiguring).
+    #[cfg(feature = "serde")]
+    pub(crate) fn reconfigure(&self, new: WindowSettings) {
+        let mut settings = self.settings_lock();
+        let old = *settings;
+        *settings = new;
+        if new.period != old.period {
+            let start = self
+                .rotate_at
+                .load(Ordering::Relaxed)
+                .saturating_sub(nanos(old.period));
+            self.rotate_at
+                .store(start.saturating_add(nanos(new.period)), Ordering::Relaxed);
+        }
+        if new.percentile != old.percentile || new.min_samples != old.min_samples {
+            let retired = (self.active.load(Ordering::Relaxed) as usize & 1) ^ 1;
+            let summary = summarise(&self.counts[retired], &new);
+            self.delay_micros.store(summary, Ordering::Relaxed);
+        }
     }
 
     /// The delay before a timed hedge: the percentile of the last full window, at least
@@ -136,6 +185,14 @@ impl LatencyWindow {
             NO_DELAY => None,
             micros => Some(Duration::from_micros(micros.max(MIN_DELAY_MICROS))),
         }
+    }
+
+    /// Records a call answered at its first poll: a latency of zero, with no clock read and
+    /// no rotation (see [Calls answered at once](self#calls-answered-at-once)).
+    #[inline]
+    pub(crate) fn record_immediate(&self) {
+        let active = self.active.load(Ordering::Relaxed) as usize & 1;
+        self.counts[active][0].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one call's latency, measured at `now`, and rotates the window if it is due.
@@ -153,9 +210,8 @@ impl LatencyWindow {
     /// Retires the active array into the summary and starts a new window. Skipped if another
     /// caller is rotating (it does the same work) or already did.
     fn rotate(&self, since_base: u64) {
-        // Every update under the lock is a plain store, consistent whatever a panicking holder
-        // left: a poisoned lock is used as it is.
-        let _guard = match self.rotation.try_lock() {
+        // As in `settings_lock`: a poisoned lock is used as it is.
+        let settings = match self.rotation.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return,
@@ -169,19 +225,19 @@ impl LatencyWindow {
             count.store(0, Ordering::Relaxed);
         }
         self.active.store(next as u32, Ordering::Relaxed);
-        let summary = self.summarise(&self.counts[retired]);
+        let summary = summarise(&self.counts[retired], &settings);
         self.delay_micros.store(summary, Ordering::Relaxed);
         self.rotate_at.store(
-            since_base.saturating_add(nanos(self.period)),
+            since_base.saturating_add(nanos(settings.period)),
             Ordering::Relaxed,
         );
     }
+}
 
-    /// The percentile of `counts` (a bucket's upper bound), or [`NO_DELAY`] below `min_samples`.
-    fn summarise(&self, counts: &[AtomicU64]) -> u64 {
-        let snapshot: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        percentile_of(&snapshot, self.percentile, self.min_samples)
-    }
+/// The percentile of `counts` (a bucket's upper bound), or [`NO_DELAY`] below `min_samples`.
+fn summarise(counts: &[AtomicU64], settings: &WindowSettings) -> u64 {
+    let snapshot: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    percentile_of(&snapshot, settings.percentile, settings.min_samples)
 }
 
 /// The `percentile` of a histogram's bucket counts: the upper bound of the bucket that holds the
@@ -204,6 +260,15 @@ fn percentile_of(counts: &[u64], percentile: f64, min_samples: u64) -> u64 {
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+fn settings(percentile: f64, min_samples: u64, period: Duration) -> WindowSettings {
+    WindowSettings {
+        percentile,
+        min_samples,
+        period,
+    }
 }
 
 #[cfg(all(test, not(steadfast_loom)))]
@@ -232,7 +297,7 @@ mod tests {
 
     #[test]
     fn no_delay_until_a_full_window_has_min_samples() {
-        let window = LatencyWindow::new(0.5, 4, Duration::from_secs(1));
+        let window = LatencyWindow::new(settings(0.5, 4, Duration::from_secs(1)));
         let start = window.base;
         window.record(start, Duration::from_millis(10));
         window.record(start, Duration::from_millis(10));
@@ -255,6 +320,54 @@ mod tests {
             delay <= Duration::from_micros(20_000 + 20_000 / 16),
             "{delay:?}"
         );
+    }
+
+    #[test]
+    fn an_immediate_answer_counts_as_zero_without_rotating() {
+        let window = LatencyWindow::new(settings(0.5, 3, Duration::from_secs(1)));
+        let start = window.base;
+        window.record_immediate();
+        window.record_immediate();
+        assert_eq!(
+            window.rotate_at.load(Ordering::Relaxed),
+            nanos(Duration::from_secs(1))
+        );
+        // The timed sample rotates: two zeros and 5 ms, whose median is zero (the floor: 1 ms).
+        window.record(start + Duration::from_secs(1), Duration::from_millis(5));
+        assert_eq!(window.delay(), Some(Duration::from_millis(1)));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn reconfiguring_keeps_the_samples_and_resummarises_the_last_window() {
+        let window = LatencyWindow::new(settings(0.5, 4, Duration::from_secs(1)));
+        let start = window.base;
+        for millis in [10, 20, 30] {
+            window.record(start, Duration::from_millis(millis));
+        }
+        window.record(start + Duration::from_secs(1), Duration::from_millis(40));
+        let p50 = window.delay().expect("four samples");
+        assert!(
+            p50 >= Duration::from_millis(20) && p50 < Duration::from_millis(22),
+            "{p50:?}"
+        );
+        // p100 of the same window, at once.
+        window.reconfigure(settings(1.0, 4, Duration::from_secs(1)));
+        let p100 = window.delay().expect("four samples");
+        assert!(
+            p100 >= Duration::from_millis(40) && p100 < Duration::from_millis(43),
+            "{p100:?}"
+        );
+        // Five samples needed: the last window had four.
+        window.reconfigure(settings(1.0, 5, Duration::from_secs(1)));
+        assert_eq!(window.delay(), None);
+        // A 3 s window: the current one (from 1 s) now ends at 4 s, not 2 s.
+        window.reconfigure(settings(1.0, 5, Duration::from_secs(3)));
+        assert_eq!(
+            window.rotate_at.load(Ordering::Relaxed),
+            nanos(Duration::from_secs(4))
+        );
+        assert_eq!(window.settings(), settings(1.0, 5, Duration::from_secs(3)));
     }
 
     /// A plain sorted-sample model of the percentile.
@@ -292,7 +405,7 @@ mod tests {
         fn a_window_summarises_what_it_recorded(
             samples in proptest::collection::vec(0u64..10_000_000, 1..100),
         ) {
-            let window = LatencyWindow::new(0.9, 1, Duration::from_secs(1));
+            let window = LatencyWindow::new(settings(0.9, 1, Duration::from_secs(1)));
             let start = window.base;
             for &micros in &samples {
                 window.record(start, Duration::from_micros(micros));
@@ -327,7 +440,7 @@ mod loom_tests {
     #[test]
     fn loom_a_sample_racing_a_rotation_is_counted_once() {
         loom::model(|| {
-            let window = Arc::new(LatencyWindow::new(1.0, 1, Duration::from_secs(1)));
+            let window = Arc::new(LatencyWindow::new(settings(1.0, 1, Duration::from_secs(1))));
             let start = window.base;
             let recorder = {
                 let window = Arc::clone(&window);
@@ -344,10 +457,41 @@ mod loom_tests {
         });
     }
 
+    /// A reconfiguration racing a rotation: the summary is made with the old settings or the
+    /// new ones, wholly, and the next window's end follows the new length.
+    #[cfg(feature = "serde")]
+    #[test]
+    fn loom_a_reconfiguration_racing_a_rotation_applies_wholly() {
+        loom::model(|| {
+            let window = Arc::new(LatencyWindow::new(settings(1.0, 1, Duration::from_secs(1))));
+            let start = window.base;
+            window.record(start, Duration::from_micros(3));
+            let reconfigure = {
+                let window = Arc::clone(&window);
+                loom::thread::spawn(move || {
+                    window.reconfigure(settings(1.0, 5, Duration::from_secs(2)));
+                })
+            };
+            window.record(start + Duration::from_secs(1), Duration::from_micros(7));
+            reconfigure.join().unwrap();
+            // Reconfigured first: the first window now ends at 2 s, so the sample at 1 s does
+            // not rotate. Rotated first: the window [0, 1 s) is summarised, then the one from
+            // 1 s lasts 2 s, and the re-summary asks five samples where there were two. Either
+            // way no delay (the new `min_samples`), never the old setting's 7 µs.
+            assert_eq!(window.delay_micros.load(Ordering::Relaxed), NO_DELAY);
+            let rotate_at = window.rotate_at.load(Ordering::Relaxed);
+            assert!(
+                rotate_at == nanos(Duration::from_secs(2))
+                    || rotate_at == nanos(Duration::from_secs(3)),
+                "{rotate_at}"
+            );
+        });
+    }
+
     #[test]
     fn loom_one_rotation_per_period() {
         loom::model(|| {
-            let window = Arc::new(LatencyWindow::new(1.0, 1, Duration::from_secs(1)));
+            let window = Arc::new(LatencyWindow::new(settings(1.0, 1, Duration::from_secs(1))));
             let due = window.base + Duration::from_secs(1);
             let other = {
                 let window = Arc::clone(&window);

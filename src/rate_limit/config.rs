@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::keyed::KeyedRateLimitLayer;
 use super::layer::RateLimitLayer;
+use super::live::{LiveRate, Rate};
 use super::state::Gcra;
 use super::telemetry::Telemetry;
 use crate::ConfigError;
@@ -47,12 +48,33 @@ impl Default for Builder {
     }
 }
 
-/// What every limiter of a layer shares: the rate, the allowed wait and the reporting.
+/// What every limiter of a layer shares: the rate, the allowed wait and the reporting, as
+/// built (the Redis backend's layers keep it so; local ones make it live, [`LocalPolicy`]).
 #[derive(Debug)]
 pub(crate) struct Policy {
     pub(crate) gcra: Gcra,
     pub(crate) max_wait: u64,
     pub(crate) telemetry: Telemetry,
+}
+
+/// What every service of a local limiter (whole or keyed) shares: the rate, which
+/// `reconfigure` changes live, and the reporting.
+#[derive(Debug)]
+pub(crate) struct LocalPolicy {
+    pub(crate) live: LiveRate,
+    pub(crate) telemetry: Telemetry,
+}
+
+impl From<Policy> for LocalPolicy {
+    fn from(policy: Policy) -> Self {
+        Self {
+            live: LiveRate::new(Rate {
+                gcra: policy.gcra,
+                max_wait: policy.max_wait,
+            }),
+            telemetry: policy.telemetry,
+        }
+    }
 }
 
 impl Builder {
@@ -132,7 +154,7 @@ impl Builder {
     /// A [`ConfigError`] naming the first setter whose value is out of range, or `limit` when
     /// it was not set.
     pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
-        Ok(RateLimitLayer::new(self.policy()?))
+        Ok(RateLimitLayer::new(self.policy()?.into()))
     }
 
     /// Checks every setting and builds a layer with one limiter per key, where `key` computes
@@ -149,17 +171,18 @@ impl Builder {
         K: Hash + Eq + Clone,
     {
         let bounds = self.bounds.validate()?;
-        Ok(KeyedRateLimitLayer::new(self.policy()?, bounds, key))
+        Ok(KeyedRateLimitLayer::new(self.policy()?.into(), bounds, key))
     }
 
-    /// The keyed bounds, checked: for the Redis backend's keyed layer.
-    #[cfg(feature = "redis")]
+    /// The keyed bounds, checked: for the Redis backend's keyed layer, and for a keyed
+    /// layer's `reconfigure` to compare.
+    #[cfg(any(feature = "redis", feature = "serde"))]
     pub(super) fn bounds(&self) -> Result<Bounds, ConfigError> {
         self.bounds.validate()
     }
 
     pub(super) fn policy(self) -> Result<Policy, ConfigError> {
-        let (gcra, max_wait) = self.check()?;
+        let Rate { gcra, max_wait } = self.check()?;
         Ok(Policy {
             gcra,
             max_wait,
@@ -169,7 +192,7 @@ impl Builder {
 
     /// Checks the settings [`build`](Self::build) checks and returns the rate and the allowed
     /// wait in nanoseconds, registering nothing.
-    pub(super) fn check(&self) -> Result<(Gcra, u64), ConfigError> {
+    pub(super) fn check(&self) -> Result<Rate, ConfigError> {
         let Some((n, per)) = self.limit else {
             return Err(ConfigError::new(
                 "limit",
@@ -203,13 +226,13 @@ impl Builder {
                 self.max_wait,
             ));
         }
-        Ok((
-            Gcra {
+        Ok(Rate {
+            gcra: Gcra {
                 interval,
                 tolerance: interval * u64::from(self.burst - 1),
             },
             // Exact: at most a year in ns.
-            self.max_wait.as_nanos() as u64,
-        ))
+            max_wait: self.max_wait.as_nanos() as u64,
+        })
     }
 }

@@ -4,10 +4,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::RateLimitLayer;
+use std::hash::Hash;
+
+use super::config::LocalPolicy;
 use super::config::{
     Builder, DEFAULT_BURST, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_KEYS, DEFAULT_MAX_WAIT, DEFAULT_NAME,
 };
+use super::live::Rate;
+use super::{KeyedRateLimitLayer, RateLimitLayer};
 use crate::ConfigError;
 use crate::config::duration_field;
 
@@ -115,11 +119,10 @@ impl RateLimitLayer {
         config.to_builder().build()
     }
 
-    /// Checks a reloaded config against this running limiter, and changes nothing: the rate,
-    /// the burst and the allowed wait are read by every call from the layer's immutable
-    /// policy, and making them live would add loads (or a lock) to the call path. A reload
-    /// whose `[rate_limit]` did not change passes; one that changes it is refused, naming the
-    /// field, and a new setting takes a new layer (and a new limiter).
+    /// Applies a reloaded config to this running limiter, shared by every clone and every
+    /// service it made: a new `limit`, `burst` or `max_wait` holds from the next call of each
+    /// service, and the limiter keeps its state (the theoretical arrival time: what the calls
+    /// already admitted used up; see the [module docs](super#live-reload)).
     ///
     /// `max_keys` and `idle_timeout` are not used by a limiter without keys, and a reload
     /// ignores them, as [`from_config`](Self::from_config) does.
@@ -127,23 +130,76 @@ impl RateLimitLayer {
     /// # Errors
     ///
     /// A [`ConfigError`], and nothing changes: the one [`from_config`](Self::from_config) gives
-    /// for the config, or one naming `name`, `limit`, `burst` or `max_wait` when the config
-    /// changes it.
+    /// for the config, or one naming `name` when the config changes it (the name labels the
+    /// metrics registered at build).
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
-        let builder = config.to_builder();
-        let (gcra, max_wait) = builder.check()?;
-        crate::config::check_same_name(self.name(), &config.name)?;
-        let policy = self.policy();
-        let unchanged = "unchanged: it is read on every call, so a new value takes a new layer";
-        if gcra.interval != policy.gcra.interval {
-            return Err(ConfigError::new("limit", unchanged, config.limit));
-        }
-        if gcra.tolerance != policy.gcra.tolerance {
-            return Err(ConfigError::new("burst", unchanged, config.burst));
-        }
-        if max_wait != policy.max_wait {
-            return Err(ConfigError::new("max_wait", unchanged, config.max_wait));
-        }
+        let rate = self.check_reconfigure(config)?;
+        apply(self.policy(), rate);
         Ok(())
     }
+
+    /// What [`reconfigure`](Self::reconfigure) checks, changing nothing: the rate it would
+    /// apply, or its error (for a stack that checks every layer before it changes any).
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Rate, ConfigError> {
+        let rate = config.to_builder().check()?;
+        crate::config::check_same_name(self.policy().telemetry.name(), &config.name)?;
+        Ok(rate)
+    }
+}
+
+impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
+    /// Applies a reloaded config to this running keyed limiter, shared by every clone and every
+    /// service it made: a new `limit`, `burst` or `max_wait` holds for every key from the next
+    /// call of each service, and each key's limiter keeps its state (see the
+    /// [module docs](super#live-reload)).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes: the one [`Builder::build_keyed`] gives for the
+    /// config; one naming `name` when the config changes it; or one naming `max_keys` or
+    /// `idle_timeout` when it changes them: the map of keys is sized when built, and a new
+    /// bound takes a new layer.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let rate = self.check_reconfigure(config)?;
+        apply(self.parts().0, rate);
+        Ok(())
+    }
+
+    /// What [`reconfigure`](Self::reconfigure) checks, changing nothing: the rate it would
+    /// apply, or its error (for a stack that checks every layer before it changes any).
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Rate, ConfigError> {
+        let builder = config.to_builder();
+        let rate = builder.check()?;
+        let bounds = builder.bounds()?;
+        let (policy, built) = self.parts();
+        crate::config::check_same_name(policy.telemetry.name(), &config.name)?;
+        let unchanged = "unchanged: the map of keys is sized when built, so a new bound takes \
+                         a new layer";
+        if bounds.max_keys != built.max_keys {
+            return Err(ConfigError::new("max_keys", unchanged, config.max_keys));
+        }
+        if bounds.idle_timeout != built.idle_timeout {
+            return Err(ConfigError::new(
+                "idle_timeout",
+                unchanged,
+                config.idle_timeout,
+            ));
+        }
+        Ok(rate)
+    }
+}
+
+/// Makes a checked rate live, and says so when it changed.
+fn apply(policy: &LocalPolicy, rate: Rate) {
+    if policy.live.rate() == rate {
+        return;
+    }
+    policy.live.set(rate);
+    tracing::info!(
+        rate_limit.name = %policy.telemetry.name(),
+        rate_limit.interval_ns = rate.gcra.interval,
+        rate_limit.tolerance_ns = rate.gcra.tolerance,
+        rate_limit.max_wait_ms = crate::clock::millis(std::time::Duration::from_nanos(rate.max_wait)),
+        "rate limiter reconfigured"
+    );
 }

@@ -11,8 +11,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::config::Policy;
+use super::config::LocalPolicy;
 use super::error::RateLimited;
+use super::live::Rate;
 use super::state::{Decision, Limiter};
 use crate::BoxError;
 use crate::deadline::Deadline;
@@ -27,26 +28,28 @@ pub(crate) enum Verdict {
     Reserved {
         wait: u64,
         tat: u64,
+        interval: u64,
         limiter: Arc<Limiter>,
     },
 }
 
-/// Decides a call at `now` on `limiter`. Takes a reference count only for a reservation, so a
-/// keyed limiter can decide under its shard's lock without one.
+/// Decides a call at `now` on `limiter` at `rate`. Takes a reference count only for a
+/// reservation, so a keyed limiter can decide under its shard's lock without one.
 #[inline]
-pub(crate) fn verdict(policy: &Policy, limiter: &Arc<Limiter>, now: Instant) -> Verdict {
+pub(crate) fn verdict(rate: Rate, limiter: &Arc<Limiter>, now: Instant) -> Verdict {
     // With no wait allowed the deadline cannot matter: no thread-local read.
-    let max_wait = if policy.max_wait == 0 {
+    let max_wait = if rate.max_wait == 0 {
         0
     } else {
-        allowed_wait(policy.max_wait, now)
+        allowed_wait(rate.max_wait, now)
     };
-    match limiter.acquire(policy.gcra, limiter.ns_since_epoch(now), max_wait) {
+    match limiter.acquire(rate.gcra, limiter.ns_since_epoch(now), max_wait) {
         Decision::Admitted => Verdict::Admitted,
         Decision::Rejected { retry_after } => Verdict::Rejected { retry_after },
         Decision::Reserved { wait, tat } => Verdict::Reserved {
             wait,
             tat,
+            interval: rate.gcra.interval,
             limiter: Arc::clone(limiter),
         },
     }
@@ -56,7 +59,7 @@ pub(crate) fn verdict(policy: &Policy, limiter: &Arc<Limiter>, now: Instant) -> 
 /// or a rejection.
 #[inline]
 pub(crate) fn respond<S, Req>(
-    policy: &Arc<Policy>,
+    policy: &Arc<LocalPolicy>,
     verdict: Verdict,
     now: Instant,
     inner: &mut S,
@@ -70,16 +73,18 @@ where
             policy.telemetry.admitted();
             ResponseFuture::called(inner.call(request))
         }
-        Verdict::Rejected { retry_after } => {
-            let retry_after = Duration::from_nanos(retry_after);
-            policy.telemetry.rejected(retry_after);
-            ResponseFuture::rejected(RateLimited::new(retry_after))
-        }
-        Verdict::Reserved { wait, tat, limiter } => {
+        Verdict::Rejected { retry_after } => ResponseFuture::rejected_by(policy, retry_after),
+        Verdict::Reserved {
+            wait,
+            tat,
+            interval,
+            limiter,
+        } => {
             let reservation = Reservation {
                 policy: Arc::clone(policy),
                 limiter,
                 tat,
+                interval,
             };
             ResponseFuture::waiting(reservation, now, Duration::from_nanos(wait), inner, request)
         }
@@ -102,10 +107,12 @@ fn allowed_wait(max_wait: u64, now: Instant) -> u64 {
 
 /// A slot reserved by a waiting call: given back if the call is dropped before its turn.
 struct Reservation {
-    policy: Arc<Policy>,
+    policy: Arc<LocalPolicy>,
     limiter: Arc<Limiter>,
     /// The TAT the reservation wrote.
     tat: u64,
+    /// What it added to the TAT: the emission interval when it reserved.
+    interval: u64,
 }
 
 impl Reservation {
@@ -118,7 +125,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let refunded = self.limiter.refund(self.policy.gcra, self.tat);
+        let refunded = self.limiter.refund(self.interval, self.tat);
         self.policy.telemetry.cancelled(refunded);
     }
 }
@@ -174,6 +181,16 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         Self {
             kind: Kind::Rejected { error },
         }
+    }
+
+    /// A rejection reported to `policy`'s telemetry; out of line, so that the admitted path
+    /// stays small.
+    #[cold]
+    #[inline(never)]
+    fn rejected_by(policy: &LocalPolicy, retry_after: u64) -> Self {
+        let retry_after = Duration::from_nanos(retry_after);
+        policy.telemetry.rejected(retry_after);
+        Self::rejected(RateLimited::new(retry_after))
     }
 
     #[cold]

@@ -10,16 +10,20 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::Policy;
+use super::config::LocalPolicy;
 use super::future::{ResponseFuture, respond, verdict};
 use super::layer::wait_time;
+use super::live::CachedRate;
 use super::state::Limiter;
 use crate::BoxError;
 use crate::keyed::{Bounds, KeyedMap};
 
 /// What every clone of a keyed layer and its services share.
 struct Keyed<K, F> {
-    policy: Arc<Policy>,
+    policy: Arc<LocalPolicy>,
+    /// The map's bounds, as built: `reconfigure` compares them.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    bounds: Bounds,
     limiters: KeyedMap<K, Limiter>,
     key: F,
 }
@@ -35,10 +39,11 @@ pub struct KeyedRateLimitLayer<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
-    pub(crate) fn new(policy: Policy, bounds: Bounds, key: F) -> Self {
+    pub(crate) fn new(policy: LocalPolicy, bounds: Bounds, key: F) -> Self {
         Self {
             keyed: Arc::new(Keyed {
                 policy: Arc::new(policy),
+                bounds,
                 limiters: KeyedMap::new(bounds),
                 key,
             }),
@@ -72,6 +77,12 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     pub fn name(&self) -> &str {
         self.keyed.policy.telemetry.name()
     }
+
+    /// The live rate and the map's bounds, for `reconfigure`.
+    #[cfg(feature = "serde")]
+    pub(super) fn parts(&self) -> (&LocalPolicy, Bounds) {
+        (&self.keyed.policy, self.keyed.bounds)
+    }
 }
 
 impl<K, F> Clone for KeyedRateLimitLayer<K, F> {
@@ -97,6 +108,7 @@ impl<S, K, F> Layer<S> for KeyedRateLimitLayer<K, F> {
     fn layer(&self, inner: S) -> Self::Service {
         KeyedRateLimit {
             inner,
+            rate: self.keyed.policy.live.copy(),
             keyed: Arc::clone(&self.keyed),
         }
     }
@@ -105,6 +117,8 @@ impl<S, K, F> Layer<S> for KeyedRateLimitLayer<K, F> {
 /// A service behind one rate limit per key; made by [`KeyedRateLimitLayer`].
 pub struct KeyedRateLimit<S, K, F> {
     inner: S,
+    /// This service's copy of the live rate; see `live.rs`.
+    rate: CachedRate,
     keyed: Arc<Keyed<K, F>>,
 }
 
@@ -124,6 +138,7 @@ impl<S: Clone, K, F> Clone for KeyedRateLimit<S, K, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            rate: self.rate,
             keyed: Arc::clone(&self.keyed),
         }
     }
@@ -157,15 +172,17 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let key = (self.keyed.key)(&request);
-        let now = crate::clock::call_now();
         let policy = &self.keyed.policy;
+        policy.live.refresh(&mut self.rate);
+        let rate = self.rate.rate();
+        let now = crate::clock::call_now();
         // Decided under the shard's lock (one CAS), so a hit takes no reference count; the
         // inner service is called after the lock is released.
         let verdict = self.keyed.limiters.with(
             key,
             now,
             || Limiter::new(now),
-            |limiter| verdict(policy, limiter, now),
+            |limiter| verdict(rate, limiter, now),
         );
         respond(policy, verdict, now, &mut self.inner, request)
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower_layer::Layer;
 
-use super::config::Policy;
+use super::config::LocalPolicy;
 use super::state::Limiter;
 use super::{Builder, RateLimit};
 
@@ -17,7 +17,7 @@ use super::{Builder, RateLimit};
 /// a second layer for a second limit.
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    policy: Arc<Policy>,
+    policy: Arc<LocalPolicy>,
     limiter: Arc<Limiter>,
 }
 
@@ -27,7 +27,7 @@ impl RateLimitLayer {
         Builder::new()
     }
 
-    pub(crate) fn new(policy: Policy) -> Self {
+    pub(crate) fn new(policy: LocalPolicy) -> Self {
         Self {
             policy: Arc::new(policy),
             limiter: Arc::new(Limiter::new(Instant::now())),
@@ -44,21 +44,19 @@ impl RateLimitLayer {
         self.policy.telemetry.name()
     }
 
-    /// The rate and the allowed wait, for `reconfigure` to compare.
+    /// The live rate, for `reconfigure` to change.
     #[cfg(feature = "serde")]
-    pub(super) fn policy(&self) -> &Policy {
+    pub(super) fn policy(&self) -> &LocalPolicy {
         &self.policy
     }
 }
 
-/// How long a call at `now` would wait on `limiter`.
-pub(crate) fn wait_time(policy: &Policy, limiter: &Limiter, now: Instant) -> Duration {
-    limiter
-        .tat()
-        .checked_sub(Duration::from_nanos(policy.gcra.tolerance))
-        .map_or(Duration::ZERO, |earliest| {
-            earliest.saturating_duration_since(now)
-        })
+/// How long a call at `now` would wait on `limiter`, at the current rate.
+pub(crate) fn wait_time(policy: &LocalPolicy, limiter: &Limiter, now: Instant) -> Duration {
+    policy
+        .live
+        .rate()
+        .wait_at(limiter.tat_ns(), limiter.ns_since_epoch(now))
 }
 
 impl fmt::Debug for RateLimitLayer {
@@ -74,6 +72,6 @@ impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, self.policy.clone(), self.limiter.clone())
+        RateLimit::new(inner, Arc::clone(&self.policy), Arc::clone(&self.limiter))
     }
 }

@@ -103,6 +103,22 @@
 //! A keyed call hashes its key once (SipHash, keyed per map), locks one of 16 shards of the map,
 //! and decides under the lock: it takes no reference count unless it waits.
 //!
+//! # Live reload
+//!
+//! With the `serde` feature, [`RateLimitLayer::reconfigure`] and
+//! [`KeyedRateLimitLayer::reconfigure`] apply a new `limit`, `burst` and `max_wait` to a
+//! running limiter, from the next call of each of its services; a config they refuse changes
+//! nothing. The limiter keeps its state, the theoretical arrival time, as it is: what the calls
+//! admitted before the reload used up stays used up at the rate they were admitted under (no
+//! call is admitted twice for the same span of time, and no debt is forgiven or scaled), and
+//! the new rate spaces the calls after it. So a limit raised from 1 to 10 a second, just after
+//! a call, still waits out that call's second before the first call at the new rate; a larger
+//! burst lets in at once what the new tolerance allows over the same arrival time. A call
+//! waiting for its turn keeps the slot it reserved, and gives back, if cancelled, what it took.
+//!
+//! The call path stays as it was: each service keeps a copy of the rate and checks one
+//! generation word per call (one relaxed load) to see whether a reload made it stale.
+//!
 //! # Defaults
 //!
 //! | setting | default |
@@ -121,6 +137,7 @@
 //! | event `debug` | "rate limiter rejected a call" | `rate_limit.name`, `.retry_after_ms` | each rejection |
 //! | event `debug` | "rate limiter delayed a call" | `rate_limit.name`, `.wait_ms` | a call starts to wait |
 //! | event `debug` | "rate limiter's waiting call was cancelled" | `rate_limit.name`, `.refunded` | a waiting call is dropped |
+//! | event `info` | "rate limiter reconfigured" | `rate_limit.name`, `.interval_ns`, `.tolerance_ns`, `.max_wait_ms` | `reconfigure` changed the rate (feature `serde`) |
 //! | counter | `steadfast_rate_limit_admitted_total` | `name` | each call sent to the service, at once or after a wait |
 //! | counter | `steadfast_rate_limit_rejected_total` | `name` | each rejection |
 //! | counter | `steadfast_rate_limit_waited_total` | `name` | each call that started to wait |
@@ -174,6 +191,7 @@ pub mod error;
 pub mod future;
 mod keyed;
 mod layer;
+mod live;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod state;
@@ -194,22 +212,26 @@ pub use self::error::RateLimited;
 pub use self::keyed::{KeyedRateLimit, KeyedRateLimitLayer};
 pub use self::layer::RateLimitLayer;
 
-use self::config::Policy;
+use self::config::LocalPolicy;
 use self::future::{ResponseFuture, respond, verdict};
+use self::live::CachedRate;
 use self::state::Limiter;
 use crate::BoxError;
 
 /// A service behind a rate limit; made by [`RateLimitLayer`].
 pub struct RateLimit<S> {
     inner: S,
-    policy: Arc<Policy>,
+    /// This service's copy of the live rate; see `live.rs`.
+    rate: CachedRate,
+    policy: Arc<LocalPolicy>,
     limiter: Arc<Limiter>,
 }
 
 impl<S> RateLimit<S> {
-    pub(crate) fn new(inner: S, policy: Arc<Policy>, limiter: Arc<Limiter>) -> Self {
+    pub(crate) fn new(inner: S, policy: Arc<LocalPolicy>, limiter: Arc<Limiter>) -> Self {
         Self {
             inner,
+            rate: policy.live.copy(),
             policy,
             limiter,
         }
@@ -230,6 +252,7 @@ impl<S: Clone> Clone for RateLimit<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            rate: self.rate,
             policy: Arc::clone(&self.policy),
             limiter: Arc::clone(&self.limiter),
         }
@@ -261,8 +284,9 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        self.policy.live.refresh(&mut self.rate);
         let now = crate::clock::call_now();
-        let verdict = verdict(&self.policy, &self.limiter, now);
+        let verdict = verdict(self.rate.rate(), &self.limiter, now);
         respond(&self.policy, verdict, now, &mut self.inner, request)
     }
 }

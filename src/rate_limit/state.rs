@@ -42,7 +42,6 @@
 //! order of the TAT and no two calls can take the same slot.
 
 use std::fmt;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -94,15 +93,20 @@ impl Limiter {
         }
     }
 
-    /// `now` in nanoseconds since the epoch (saturating: 584 years).
+    /// `now` in nanoseconds since the epoch (saturating: 584 years). In 64-bit arithmetic:
+    /// seconds times 10⁹ cannot overflow before the 584 years are up.
     #[inline]
     pub(crate) fn ns_since_epoch(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        let since = now.saturating_duration_since(self.epoch);
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
     }
 
-    /// The TAT as an instant, for reading.
-    pub(crate) fn tat(&self) -> Instant {
-        self.epoch + Duration::from_nanos(self.tat.load(Ordering::Relaxed))
+    /// The TAT in nanoseconds since the epoch, for reading.
+    pub(crate) fn tat_ns(&self) -> u64 {
+        self.tat.load(Ordering::Relaxed)
     }
 
     /// Decides a call at `now` (ns since the epoch) that may wait at most `max_wait` ns.
@@ -127,16 +131,12 @@ impl Limiter {
         }
     }
 
-    /// Gives back the slot of a reservation that wrote `tat`, if nobody reserved after it;
-    /// whether it did.
-    pub(crate) fn refund(&self, gcra: Gcra, tat: u64) -> bool {
+    /// Gives back the slot of a reservation that wrote `tat` by adding `interval` (the rate's
+    /// at the time: a reload since does not change what the reservation took), if nobody
+    /// reserved after it; whether it did.
+    pub(crate) fn refund(&self, interval: u64, tat: u64) -> bool {
         self.tat
-            .compare_exchange(
-                tat,
-                tat - gcra.interval,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(tat, tat - interval, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -232,7 +232,7 @@ mod tests {
                         if latest {
                             model.tat -= interval;
                         }
-                        prop_assert_eq!(limiter.refund(gcra, tat), latest);
+                        prop_assert_eq!(limiter.refund(gcra.interval, tat), latest);
                     }
                     Op::Cancel(_) => {}
                 }
@@ -342,7 +342,7 @@ mod loom_models {
                 let limiter = limiter.clone();
                 thread::spawn(move || limiter.acquire(GCRA, 0, 100))
             };
-            let refunded = limiter.refund(GCRA, tat);
+            let refunded = limiter.refund(GCRA.interval, tat);
             let theirs = other.join().unwrap();
             let final_tat = limiter.tat.load(Ordering::Relaxed);
             match theirs {
