@@ -158,6 +158,7 @@ impl Core {
             match member.word.return_if_due(now_ms, &self.ejected) {
                 Ok(_) => {
                     returned = true;
+                    member.publish_state();
                     tracing::info!(
                         pool.name = %self.name,
                         pool.endpoint = ?member.key,
@@ -246,11 +247,19 @@ pub(crate) struct Member<K, S> {
     /// with the endpoint's ejection count, so that it starts empty after each ejection.
     window: Option<CountWindow>,
     pub(crate) core: Arc<Core>,
+    /// Its own gauges and counter, set on its state changes (never by a call).
+    #[cfg(feature = "metrics")]
+    metrics: super::telemetry::EndpointMetrics,
 }
 
 impl<K, S> Member<K, S> {
-    pub(crate) fn new(key: K, service: S, tier: u32, core: Arc<Core>) -> Self {
+    pub(crate) fn new(key: K, service: S, tier: u32, core: Arc<Core>) -> Self
+    where
+        K: fmt::Debug,
+    {
         Self {
+            #[cfg(feature = "metrics")]
+            metrics: super::telemetry::EndpointMetrics::new(&core.name, &key),
             key,
             service,
             tier,
@@ -268,18 +277,16 @@ impl<K, S> Member<K, S> {
     }
 
     /// What [`Pool::endpoints`](super::Pool::endpoints) reports, with the calls in flight the
-    /// endpoint's entry counted; `None` once removed.
+    /// endpoint's entry counted; `None` once removed. Sets the endpoint's in-flight gauge: the
+    /// one metric read lazily rather than on a state change.
     pub(crate) fn snapshot(&self, in_flight: u32) -> Option<EndpointSnapshot<K>>
     where
         K: Clone,
     {
         let word = self.word.load();
-        let state = match word.kind() {
-            KIND_HEALTHY => EndpointState::Healthy,
-            KIND_EJECTED => EndpointState::Ejected,
-            KIND_UNHEALTHY => EndpointState::Unhealthy,
-            _ => return None,
-        };
+        let state = state_of(word)?;
+        #[cfg(feature = "metrics")]
+        self.metrics.set_in_flight(in_flight);
         Some(EndpointSnapshot {
             key: self.key.clone(),
             tier: self.tier,
@@ -302,6 +309,14 @@ impl<K: fmt::Debug, S> Member<K, S> {
         if let Some(window) = &self.window {
             self.record_rate(window, outcome == Outcome::Failure, sent);
         }
+    }
+
+    /// Sets the endpoint's state gauges from its word, after a transition this thread made.
+    /// (Two transitions reported at once may set them out of order; the next sets them right,
+    /// as for the pool-wide counts.)
+    pub(crate) fn publish_state(&self) {
+        #[cfg(feature = "metrics")]
+        self.metrics.set_state(state_of(self.word.load()));
     }
 
     /// When the `n`-th ejection that starts now ends.
@@ -378,7 +393,11 @@ impl<K: fmt::Debug, S> Member<K, S> {
             "pool endpoint ejected"
         );
         #[cfg(feature = "metrics")]
-        core.metrics.ejections.increment(1);
+        {
+            core.metrics.ejections.increment(1);
+            self.metrics.ejections.increment(1);
+        }
+        self.publish_state();
         core.bump_version();
         core.publish_counts();
     }
@@ -405,6 +424,7 @@ impl<K: fmt::Debug, S> Member<K, S> {
                 "pool endpoint healthy again: its health check passed"
             );
         }
+        self.publish_state();
         core.bump_version();
         core.publish_counts();
         true
@@ -417,6 +437,7 @@ impl<K: fmt::Debug, S> Member<K, S> {
             if from.kind() == KIND_UNHEALTHY {
                 core.unhealthy.fetch_sub(1, Ordering::AcqRel);
             }
+            self.publish_state();
         }
     }
 
@@ -424,6 +445,16 @@ impl<K: fmt::Debug, S> Member<K, S> {
     #[allow(dead_code)]
     pub(crate) fn word(&self) -> Word {
         self.word.load()
+    }
+}
+
+/// The public state of a word; `None` for a removed endpoint.
+fn state_of(word: Word) -> Option<EndpointState> {
+    match word.kind() {
+        KIND_HEALTHY => Some(EndpointState::Healthy),
+        KIND_EJECTED => Some(EndpointState::Ejected),
+        KIND_UNHEALTHY => Some(EndpointState::Unhealthy),
+        _ => None,
     }
 }
 

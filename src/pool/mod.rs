@@ -141,8 +141,14 @@
 //! | gauge | `steadfast_pool_endpoints` | endpoints per state | `name`, `state` (`healthy`, `ejected`, `unhealthy`) |
 //! | counter | `steadfast_pool_ejections_total` | ejections | `name` |
 //! | gauge | `steadfast_pool_panic_routing` | 1 while panic routing, else 0 | `name` |
+//! | gauge | `steadfast_pool_endpoint_state` | 1 for the endpoint's state, 0 for the others (all 0 once removed) | `name`, `endpoint`, `state` |
+//! | counter | `steadfast_pool_endpoint_ejections_total` | this endpoint's ejections | `name`, `endpoint` |
+//! | gauge | `steadfast_pool_endpoint_in_flight` | its calls in flight, as of the last [`endpoints()`](Pool::endpoints) | `name`, `endpoint` |
 //!
-//! Metrics need the `metrics` feature; their handles are registered once, when the pool is built.
+//! Metrics need the `metrics` feature; their handles are registered once, when the pool is built
+//! (an endpoint's, when it is inserted), and no call touches them. The `endpoint` label is the
+//! key's `Debug` text, without the quotes of a string key: one set of series per endpoint, so
+//! keep keys few and stable (addresses, not request data).
 //!
 //! # Readiness
 //!
@@ -319,6 +325,7 @@ where
             pool.tier = member.tier,
             "pool endpoint inserted"
         );
+        let inserted = Arc::clone(&member);
         self.edit(|members| {
             let mut next = Vec::with_capacity(members.len() + 1);
             for m in members {
@@ -331,6 +338,8 @@ where
             next.push(member);
             next
         });
+        // A replaced endpoint of the same key zeroed the gauges they share as it left.
+        inserted.publish_state();
     }
 
     fn remove(&self, key: &K) -> bool {
