@@ -33,10 +33,12 @@
 use std::cell::Cell;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::member::Member;
+// loom's `Arc` under the loom models, so that they check the counts and that the endpoint is
+// freed exactly once.
+use crate::sync::Arc;
 
 /// The most stripes an endpoint gets, whatever the machine: each costs a cache line (128 bytes)
 /// per endpoint and a load per weighing.
@@ -147,7 +149,13 @@ pub(crate) struct InFlight<K, S> {
 impl<K, S> InFlight<K, S> {
     #[inline]
     pub(crate) fn new(entry: &Entry<K, S>) -> Self {
-        let stripe = &entry.stripes[turn() & (entry.stripes.len() - 1)];
+        Self::on_stripe(entry, turn())
+    }
+
+    /// On the stripe `turn` picks (modulo the stripe count).
+    #[inline]
+    fn on_stripe(entry: &Entry<K, S>, turn: usize) -> Self {
+        let stripe = &entry.stripes[turn & (entry.stripes.len() - 1)];
         Self {
             sent: entry.member.word.load().ejections(),
             stripe: Arc::clone(stripe),
@@ -189,5 +197,77 @@ mod tests {
         assert_eq!(turn(), here);
         let there = std::thread::spawn(turn).join().unwrap();
         assert_ne!(here, there);
+    }
+}
+
+#[cfg(all(test, steadfast_loom))]
+mod loom_tests {
+    //! loom models of the striped count: holds taken and dropped on several threads, one of
+    //! them moving to another thread, while the count is read and the entry is dropped.
+
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use loom::thread;
+
+    use super::*;
+    use crate::pool::member::Core;
+
+    fn entry(stripes: usize) -> Entry<u32, ()> {
+        let core = std::sync::Arc::new(Core::new(
+            Cow::Borrowed("loom"),
+            1,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            1.0,
+            0.0,
+            None,
+        ));
+        Entry::new(Member::new(7, (), 0, core), stripes)
+    }
+
+    /// Two threads each hold a call on their own stripe; a third hold, taken here, ends on
+    /// another thread. Every read of the count is at most the holds taken, and the count is
+    /// zero once every hold is dropped.
+    #[test]
+    fn loom_the_striped_count_is_exact_when_calls_end() {
+        loom::model(|| {
+            let entry = Arc::new(entry(2));
+            let moved = InFlight::on_stripe(&entry, 0);
+            let handles: Vec<_> = (0..2)
+                .map(|turn| {
+                    let entry = Arc::clone(&entry);
+                    thread::spawn(move || {
+                        let hold = InFlight::on_stripe(&entry, turn);
+                        assert!((1..=3).contains(&entry.in_flight()));
+                        drop(hold);
+                    })
+                })
+                .collect();
+            let mover = thread::spawn(move || drop(moved));
+            assert!(entry.in_flight() <= 3);
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            mover.join().unwrap();
+            assert_eq!(entry.in_flight(), 0);
+        });
+    }
+
+    /// The entry is dropped (the endpoint removed) while a call holds it: the call still
+    /// reaches its endpoint, and the endpoint is freed once, by whichever drop comes last
+    /// (loom reports a leak or a double free).
+    #[test]
+    fn loom_a_removed_endpoint_lives_until_its_last_call_ends() {
+        loom::model(|| {
+            let entry = entry(2);
+            let hold = InFlight::on_stripe(&entry, 1);
+            let call = thread::spawn(move || {
+                assert_eq!(hold.member().key, 7);
+                drop(hold);
+            });
+            drop(entry);
+            call.join().unwrap();
+        });
     }
 }
