@@ -44,12 +44,12 @@ use crate::sync::Arc;
 /// per endpoint and a load per weighing.
 const MAX_STRIPES: usize = 16;
 
-/// The stripe count for this machine: a power of two, about two per core (so that the worker
-/// threads of one runtime, which take consecutive turns, rarely share one), from 2 to
-/// [`MAX_STRIPES`].
+/// The stripe count for this machine: a power of two, at least one per core (the worker threads
+/// of one runtime take consecutive turns, so as many of them as there are stripes never share
+/// one), from 2 to [`MAX_STRIPES`]. More would only add loads to every weighing.
 pub(crate) fn stripes_for_this_machine() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    (2 * cores).next_power_of_two().clamp(2, MAX_STRIPES)
+    cores.next_power_of_two().clamp(2, MAX_STRIPES)
 }
 
 /// The turn of the next thread that sends a call through any pool.
