@@ -6,7 +6,15 @@
 //! each with its own clone of the pool (tower's `Balance` is not `Clone`, and a `Buffer` in
 //! front of it would measure the buffer, so it has no contended case). Throughput in calls/s.
 //!
+//! The contended group has a reference row: the bare endpoint behind one counter that every
+//! call increments and decrements (two atomic read-modify-writes of one shared cache line, as
+//! a pool that counts each endpoint's load in one word does), to show what that line costs
+//! when two cores take turns writing it.
+//!
 //! `cargo bench --all-features --bench pool -- --warm-up-time 1 --measurement-time 2`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steadfast::pool::Pool;
@@ -25,6 +33,18 @@ fn pool()
     Pool::builder()
         .build((0..ENDPOINTS).map(|i| (i, bare())))
         .unwrap()
+}
+
+/// The reference row: the bare endpoint behind one shared in-flight counter.
+fn one_shared_counter()
+-> impl Service<u64, Response = u64, Error = std::convert::Infallible, Future: Send> + Clone + Send
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    tower::service_fn(move |x: u64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        std::hint::black_box(counter.fetch_sub(1, Ordering::Relaxed));
+        std::future::ready(Ok::<_, std::convert::Infallible>(x))
+    })
 }
 
 fn uncontended(c: &mut Criterion) {
@@ -73,6 +93,11 @@ fn contended(c: &mut Criterion) {
 
     let service = bare();
     group.bench_function("one endpoint, direct", |b| {
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
+    });
+
+    let service = one_shared_counter();
+    group.bench_function("one endpoint, one shared counter (reference)", |b| {
         b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 

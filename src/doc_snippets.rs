@@ -1,4 +1,5 @@
-//! The Rust snippets of README.md, docs/guide.md, docs/recipes.md and docs/migrating.md,
+//! The Rust snippets of README.md, docs/guide.md, docs/recipes.md, docs/migrating.md and
+//! docs/telemetry.md,
 //! compiled as doctests so that they cannot drift from the API: rustdoc treats every
 //! ```` ```rust ```` block of an included file as a doctest (`no_run` where a snippet needs a
 //! network, `text`, `toml` or `sh` where it is not Rust).
@@ -35,7 +36,8 @@ mod readme {}
     feature = "tonic",
     feature = "hedge",
     feature = "limit",
-    feature = "rate-limit"
+    feature = "rate-limit",
+    feature = "pool"
 ))]
 mod guide {}
 #[doc = include_str!("../docs/recipes.md")]
@@ -47,7 +49,8 @@ mod guide {}
     feature = "bulkhead",
     feature = "fallback",
     feature = "http",
-    feature = "tonic"
+    feature = "tonic",
+    feature = "pool"
 ))]
 mod recipes {}
 
@@ -65,3 +68,8 @@ mod recipes {}
     feature = "rate-limit"
 ))]
 mod migrating {}
+
+#[doc = include_str!("../docs/telemetry.md")]
+#[doc(test(attr(allow(unused_variables, dead_code))))]
+#[cfg(all(feature = "circuit-breaker", feature = "metrics"))]
+mod telemetry {}

@@ -117,3 +117,30 @@ async fn chaos() {
     assert_eq!(metrics.len(), 1);
     assert_all_described("chaos", &metrics);
 }
+
+#[cfg(feature = "pool")]
+#[tokio::test(start_paused = true)]
+async fn pool() {
+    let metrics = described(|| {
+        let pool = steadfast::pool::Pool::builder()
+            .build([(
+                "a",
+                tower::service_fn(|x: u32| async move { Ok::<_, steadfast::BoxError>(x) }),
+            )])
+            .unwrap();
+        drop(pool);
+    });
+    let names: Vec<_> = metrics.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "steadfast_pool_ejections_total",
+            "steadfast_pool_endpoint_ejections_total",
+            "steadfast_pool_endpoint_in_flight",
+            "steadfast_pool_endpoint_state",
+            "steadfast_pool_endpoints",
+            "steadfast_pool_panic_routing",
+        ]
+    );
+    assert_all_described("pool", &metrics);
+}

@@ -867,6 +867,109 @@ mod metrics {
             other => panic!("{other:?}"),
         }
     }
+
+    fn counter(value: Option<&DebugValue>) -> u64 {
+        match value {
+            Some(DebugValue::Counter(n)) => *n,
+            other => panic!("not a counter: {other:?}"),
+        }
+    }
+
+    /// The per-endpoint series: a state one-hot, an ejection counter and the calls in flight
+    /// as of the last `endpoints()`; a removed endpoint's state gauges all read 0, and an
+    /// endpoint inserted again under the same key reads healthy.
+    #[tokio::test(start_paused = true)]
+    async fn metrics_per_endpoint_follow_ejections_health_and_removal() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _recorder = ::metrics::set_default_local_recorder(&recorder);
+        let rs = replicas(3);
+        rs[0].set(Mode::Fail);
+        rs[1].set(Mode::Hang);
+        let mut pool = Pool::builder()
+            .consecutive_failures(1)
+            .base_ejection_time(Duration::from_secs(10))
+            .max_ejected_fraction(1.0)
+            .panic_threshold(0.0)
+            .name("inventory")
+            .build(endpoints(&rs))
+            .unwrap();
+        let state = |snapshot: &[Entry], endpoint: &str| -> [f64; 3] {
+            ["healthy", "ejected", "unhealthy"].map(|state| {
+                gauge(find(
+                    snapshot,
+                    "steadfast_pool_endpoint_state",
+                    &[
+                        ("name", "inventory"),
+                        ("endpoint", endpoint),
+                        ("state", state),
+                    ],
+                ))
+            })
+        };
+        let labels = |endpoint| [("name", "inventory"), ("endpoint", endpoint)];
+        let snapshot = snapshotter.snapshot().into_vec();
+        for key in ["a", "b", "c"] {
+            assert_eq!(
+                state(&snapshot, key),
+                [1.0, 0.0, 0.0],
+                "{key} starts healthy"
+            );
+        }
+
+        // "a" fails once and is ejected; calls to "b" hang and stay in flight.
+        let mut hanging = Vec::new();
+        while state_of(&pool, "a") != EndpointState::Ejected {
+            let mut fut = Box::pin(pool.ready().await.unwrap().call(0));
+            if futures_poll(&mut fut).is_pending() {
+                hanging.push(fut);
+            }
+        }
+        let in_flight_b = pool
+            .endpoints()
+            .iter()
+            .find(|e| *e.key() == "b")
+            .map(|e| e.in_flight())
+            .unwrap();
+        assert_eq!(in_flight_b, hanging.len());
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(state(&snapshot, "a"), [0.0, 1.0, 0.0]);
+        assert_eq!(
+            counter(find(
+                &snapshot,
+                "steadfast_pool_endpoint_ejections_total",
+                &labels("a")
+            )),
+            1
+        );
+        assert_eq!(
+            gauge(find(
+                &snapshot,
+                "steadfast_pool_endpoint_in_flight",
+                &labels("b")
+            )),
+            in_flight_b as f64
+        );
+
+        // The ejection ends: "a" reads healthy again, its counter keeps its count.
+        rs[0].set(Mode::Ok);
+        advance(Duration::from_secs(10)).await;
+        assert_eq!(state_of(&pool, "a"), EndpointState::Healthy);
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(state(&snapshot, "a"), [1.0, 0.0, 0.0]);
+
+        // Removed: every state gauge of "b" reads 0; its hanging calls end with their futures.
+        assert!(pool.remove(&"b"));
+        drop(hanging);
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(state(&snapshot, "b"), [0.0, 0.0, 0.0]);
+
+        // Inserted again under the same key, and replaced: healthy, not zeroed by the old one.
+        pool.insert("b", rs[2].clone());
+        pool.insert("b", rs[2].clone());
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(state(&snapshot, "b"), [1.0, 0.0, 0.0]);
+    }
 }
 
 /// Fails every other call.

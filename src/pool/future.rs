@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::NoEndpointAvailable;
-use super::member::InFlight;
+use super::load::InFlight;
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
 

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::EndpointState;
 use super::endpoint::EndpointSnapshot;
+use super::load::Entry;
 use super::state::{
     EjectedCount, KIND_EJECTED, KIND_HEALTHY, KIND_UNHEALTHY, MAX_UNTIL_MS, Moved, OnFailure,
     StateWord, Word,
@@ -46,6 +47,8 @@ pub(crate) struct Core {
     /// reported once.
     panicking: AtomicBool,
     next_id: AtomicU64,
+    /// Stripes per endpoint (see [`load`](super::load)), decided once for the machine.
+    pub(crate) stripes: usize,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: super::telemetry::Metrics,
 }
@@ -79,6 +82,7 @@ impl Core {
             next_return_ms: AtomicU64::new(u64::MAX),
             panicking: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
+            stripes: super::load::stripes_for_this_machine(),
             #[cfg(feature = "metrics")]
             metrics,
             name,
@@ -132,7 +136,7 @@ impl Core {
     /// ejection is either seen by the scan or lowers the mark after the reset, so no end is
     /// forgotten. (`SeqCst`, so the reset and the scan's loads are not reordered.)
     #[inline]
-    pub(crate) fn return_due<K, S>(&self, members: &[Arc<Member<K, S>>]) -> bool
+    pub(crate) fn return_due<K, S>(&self, members: &[Arc<Entry<K, S>>]) -> bool
     where
         K: fmt::Debug,
     {
@@ -147,17 +151,14 @@ impl Core {
     }
 
     #[cold]
-    fn return_due_slow<K: fmt::Debug, S>(
-        &self,
-        members: &[Arc<Member<K, S>>],
-        now_ms: u64,
-    ) -> bool {
+    fn return_due_slow<K: fmt::Debug, S>(&self, members: &[Arc<Entry<K, S>>], now_ms: u64) -> bool {
         self.next_return_ms.store(u64::MAX, Ordering::SeqCst);
         let mut returned = false;
         for member in members {
             match member.word.return_if_due(now_ms, &self.ejected) {
                 Ok(_) => {
                     returned = true;
+                    member.publish_state();
                     tracing::info!(
                         pool.name = %self.name,
                         pool.endpoint = ?member.key,
@@ -233,7 +234,8 @@ impl fmt::Debug for Core {
     }
 }
 
-/// One endpoint in the set: its service (cloned for each call), its state word and its load.
+/// One endpoint's state: its service (cloned for each call) and its state word. Its load is
+/// counted by the [`Entry`](super::load::Entry) that lists it.
 pub(crate) struct Member<K, S> {
     pub(crate) key: K,
     pub(crate) service: S,
@@ -241,31 +243,31 @@ pub(crate) struct Member<K, S> {
     /// Unique in the pool; its low 6 bits name it in a retry's set of tried endpoints.
     pub(crate) id: u64,
     pub(crate) word: StateWord,
-    /// Calls sent and not finished (their futures hold an [`InFlight`]).
-    pub(crate) in_flight: AtomicU32,
     /// The last outcomes, with failure-rate ejection on: the breaker's count window, tagged
     /// with the endpoint's ejection count, so that it starts empty after each ejection.
     window: Option<CountWindow>,
     pub(crate) core: Arc<Core>,
+    /// Its own gauges and counter, set on its state changes (never by a call).
+    #[cfg(feature = "metrics")]
+    metrics: super::telemetry::EndpointMetrics,
 }
 
 impl<K, S> Member<K, S> {
-    pub(crate) fn new(key: K, service: S, tier: u32, core: Arc<Core>) -> Self {
+    pub(crate) fn new(key: K, service: S, tier: u32, core: Arc<Core>) -> Self
+    where
+        K: fmt::Debug,
+    {
         Self {
+            #[cfg(feature = "metrics")]
+            metrics: super::telemetry::EndpointMetrics::new(&core.name, &key),
             key,
             service,
             tier,
             id: core.next_id(),
             word: StateWord::new(),
-            in_flight: AtomicU32::new(0),
             window: core.failure_rate.map(|(_, size)| CountWindow::new(size)),
             core,
         }
-    }
-
-    #[inline]
-    pub(crate) fn load(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Whether routing may send calls here outside panic routing.
@@ -274,22 +276,22 @@ impl<K, S> Member<K, S> {
         self.word.load().kind() == KIND_HEALTHY
     }
 
-    pub(crate) fn snapshot(&self) -> Option<EndpointSnapshot<K>>
+    /// What [`Pool::endpoints`](super::Pool::endpoints) reports, with the calls in flight the
+    /// endpoint's entry counted; `None` once removed. Sets the endpoint's in-flight gauge: the
+    /// one metric read lazily rather than on a state change.
+    pub(crate) fn snapshot(&self, in_flight: u32) -> Option<EndpointSnapshot<K>>
     where
         K: Clone,
     {
         let word = self.word.load();
-        let state = match word.kind() {
-            KIND_HEALTHY => EndpointState::Healthy,
-            KIND_EJECTED => EndpointState::Ejected,
-            KIND_UNHEALTHY => EndpointState::Unhealthy,
-            _ => return None,
-        };
+        let state = state_of(word)?;
+        #[cfg(feature = "metrics")]
+        self.metrics.set_in_flight(in_flight);
         Some(EndpointSnapshot {
             key: self.key.clone(),
             tier: self.tier,
             state,
-            in_flight: self.load() as usize,
+            in_flight: in_flight as usize,
             ejections: word.ejections(),
         })
     }
@@ -307,6 +309,14 @@ impl<K: fmt::Debug, S> Member<K, S> {
         if let Some(window) = &self.window {
             self.record_rate(window, outcome == Outcome::Failure, sent);
         }
+    }
+
+    /// Sets the endpoint's state gauges from its word, after a transition this thread made.
+    /// (Two transitions reported at once may set them out of order; the next sets them right,
+    /// as for the pool-wide counts.)
+    pub(crate) fn publish_state(&self) {
+        #[cfg(feature = "metrics")]
+        self.metrics.set_state(state_of(self.word.load()));
     }
 
     /// When the `n`-th ejection that starts now ends.
@@ -383,7 +393,11 @@ impl<K: fmt::Debug, S> Member<K, S> {
             "pool endpoint ejected"
         );
         #[cfg(feature = "metrics")]
-        core.metrics.ejections.increment(1);
+        {
+            core.metrics.ejections.increment(1);
+            self.metrics.ejections.increment(1);
+        }
+        self.publish_state();
         core.bump_version();
         core.publish_counts();
     }
@@ -410,6 +424,7 @@ impl<K: fmt::Debug, S> Member<K, S> {
                 "pool endpoint healthy again: its health check passed"
             );
         }
+        self.publish_state();
         core.bump_version();
         core.publish_counts();
         true
@@ -422,6 +437,7 @@ impl<K: fmt::Debug, S> Member<K, S> {
             if from.kind() == KIND_UNHEALTHY {
                 core.unhealthy.fetch_sub(1, Ordering::AcqRel);
             }
+            self.publish_state();
         }
     }
 
@@ -432,54 +448,22 @@ impl<K: fmt::Debug, S> Member<K, S> {
     }
 }
 
+/// The public state of a word; `None` for a removed endpoint.
+fn state_of(word: Word) -> Option<EndpointState> {
+    match word.kind() {
+        KIND_HEALTHY => Some(EndpointState::Healthy),
+        KIND_EJECTED => Some(EndpointState::Ejected),
+        KIND_UNHEALTHY => Some(EndpointState::Unhealthy),
+        _ => None,
+    }
+}
+
 impl<K: fmt::Debug, S> fmt::Debug for Member<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Member")
             .field("key", &self.key)
             .field("tier", &self.tier)
             .field("word", &self.word)
-            .field("in_flight", &self.load())
             .finish_non_exhaustive()
-    }
-}
-
-/// A call's hold on its endpoint: counts it in flight until dropped, and remembers the epoch it
-/// was sent in.
-pub(crate) struct InFlight<K, S> {
-    member: Arc<Member<K, S>>,
-    sent: u32,
-}
-
-impl<K, S> InFlight<K, S> {
-    #[inline]
-    pub(crate) fn new(member: &Arc<Member<K, S>>) -> Self {
-        member.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self {
-            sent: member.word.load().ejections(),
-            member: Arc::clone(member),
-        }
-    }
-
-    pub(crate) fn member(&self) -> &Member<K, S> {
-        &self.member
-    }
-
-    pub(crate) fn sent(&self) -> u32 {
-        self.sent
-    }
-}
-
-impl<K, S> Drop for InFlight<K, S> {
-    #[inline]
-    fn drop(&mut self) {
-        self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl<K: fmt::Debug, S> fmt::Debug for InFlight<K, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InFlight")
-            .field("endpoint", &self.member.key)
-            .finish()
     }
 }

@@ -141,8 +141,14 @@
 //! | gauge | `steadfast_pool_endpoints` | endpoints per state | `name`, `state` (`healthy`, `ejected`, `unhealthy`) |
 //! | counter | `steadfast_pool_ejections_total` | ejections | `name` |
 //! | gauge | `steadfast_pool_panic_routing` | 1 while panic routing, else 0 | `name` |
+//! | gauge | `steadfast_pool_endpoint_state` | 1 for the endpoint's state, 0 for the others (all 0 once removed) | `name`, `endpoint`, `state` |
+//! | counter | `steadfast_pool_endpoint_ejections_total` | this endpoint's ejections | `name`, `endpoint` |
+//! | gauge | `steadfast_pool_endpoint_in_flight` | its calls in flight, as of the last [`endpoints()`](Pool::endpoints) | `name`, `endpoint` |
 //!
-//! Metrics need the `metrics` feature; their handles are registered once, when the pool is built.
+//! Metrics need the `metrics` feature; their handles are registered once, when the pool is built
+//! (an endpoint's, when it is inserted), and no call touches them. The `endpoint` label is the
+//! key's `Debug` text, without the quotes of a string key: one set of series per endpoint, so
+//! keep keys few and stable (addresses, not request data).
 //!
 //! # Readiness
 //!
@@ -183,6 +189,7 @@ mod endpoint;
 pub mod error;
 pub mod future;
 mod health;
+mod load;
 mod member;
 #[cfg(any(feature = "http", feature = "tonic"))]
 pub mod probe;
@@ -211,7 +218,8 @@ pub use self::endpoint::{Endpoint, EndpointSnapshot, EndpointState};
 pub use self::error::NoEndpointAvailable;
 pub use self::future::ResponseFuture;
 
-use self::member::{Core, InFlight, Member};
+use self::load::{Entry, InFlight};
+use self::member::{Core, Member};
 use self::routing::{Routable, Routing};
 use crate::BoxError;
 use crate::classify::{Classify, ErrorsAsFailures};
@@ -219,7 +227,7 @@ use crate::random::{SplitMix64, random_seed};
 use crate::sync::Ordering;
 
 /// The endpoints, in tier order.
-type Members<K, S> = Arc<[Arc<Member<K, S>>]>;
+type Members<K, S> = Arc<[Arc<Entry<K, S>>]>;
 
 /// One version of the pool: its endpoints and the routing over them.
 struct View<K, S> {
@@ -284,7 +292,7 @@ where
     K: Eq + fmt::Debug,
 {
     /// Replaces the membership under the lock: `edit` gets the current endpoints.
-    fn edit(&self, edit: impl FnOnce(&[Arc<Member<K, S>>]) -> Vec<Arc<Member<K, S>>>) {
+    fn edit(&self, edit: impl FnOnce(&[Arc<Entry<K, S>>]) -> Vec<Arc<Entry<K, S>>>) {
         let mut view = self.lock();
         let mut members = edit(&view.members);
         // Stable: within a tier, the order of insertion.
@@ -302,11 +310,14 @@ where
     }
 
     fn insert(&self, endpoint: Endpoint<K, S>) {
-        let member = Arc::new(Member::new(
-            endpoint.key,
-            endpoint.service,
-            endpoint.tier,
-            Arc::clone(&self.core),
+        let member = Arc::new(Entry::new(
+            Member::new(
+                endpoint.key,
+                endpoint.service,
+                endpoint.tier,
+                Arc::clone(&self.core),
+            ),
+            self.core.stripes,
         ));
         tracing::info!(
             pool.name = %self.core.name,
@@ -314,6 +325,7 @@ where
             pool.tier = member.tier,
             "pool endpoint inserted"
         );
+        let inserted = Arc::clone(&member);
         self.edit(|members| {
             let mut next = Vec::with_capacity(members.len() + 1);
             for m in members {
@@ -326,6 +338,8 @@ where
             next.push(member);
             next
         });
+        // A replaced endpoint of the same key zeroed the gauges they share as it left.
+        inserted.publish_state();
     }
 
     fn remove(&self, key: &K) -> bool {
@@ -373,7 +387,7 @@ impl<K: fmt::Debug, S> fmt::Debug for Roster<K, S> {
     }
 }
 
-impl<K, S> Routable for Arc<Member<K, S>> {
+impl<K, S> Routable for Arc<Entry<K, S>> {
     #[inline]
     fn tier(&self) -> u32 {
         self.tier
@@ -384,7 +398,7 @@ impl<K, S> Routable for Arc<Member<K, S>> {
     }
     #[inline]
     fn load(&self) -> u32 {
-        Member::load(self)
+        self.in_flight()
     }
     #[inline]
     fn id(&self) -> u64 {
@@ -443,14 +457,17 @@ where
         let endpoints: Vec<Endpoint<K, S>> = endpoints.into_iter().map(Into::into).collect();
         let core = Arc::clone(&shared.core);
         shared.edit(|_| {
-            let mut members: Vec<Arc<Member<K, S>>> = Vec::with_capacity(endpoints.len());
+            let mut members: Vec<Arc<Entry<K, S>>> = Vec::with_capacity(endpoints.len());
             for endpoint in endpoints {
                 members.retain(|m| m.key != endpoint.key);
-                members.push(Arc::new(Member::new(
-                    endpoint.key,
-                    endpoint.service,
-                    endpoint.tier,
-                    Arc::clone(&core),
+                members.push(Arc::new(Entry::new(
+                    Member::new(
+                        endpoint.key,
+                        endpoint.service,
+                        endpoint.tier,
+                        Arc::clone(&core),
+                    ),
+                    core.stripes,
                 )));
             }
             members
@@ -504,7 +521,10 @@ where
     pub fn endpoints(&self) -> Vec<EndpointSnapshot<K>> {
         let members = self.shared.members();
         self.shared.core.return_due(&members);
-        members.iter().filter_map(|m| m.snapshot()).collect()
+        members
+            .iter()
+            .filter_map(|m| m.snapshot(m.in_flight()))
+            .collect()
     }
 
     /// The number of endpoints.

@@ -186,15 +186,19 @@ fn choose<E: Routable>(
     if n <= 1 {
         return nth(0);
     }
-    let a = up_to(rng.next_u64(), n - 1);
+    // One draw for both: the first choice from its high 32 bits, the second from its low 32
+    // (moved up, as `up_to` reads the high bits), so a pool of up to 2^32 endpoints is drawn
+    // from evenly enough.
     let z = rng.next_u64();
-    let mut b = up_to(z, n - 2);
+    let a = up_to(z & !0xFFFF_FFFF, n - 1);
+    let mut b = up_to(z << 32, n - 2);
     if b >= a {
         b += 1;
     }
     let (a, b) = (nth(a), nth(b));
     let (la, lb) = (endpoints[a].load(), endpoints[b].load());
-    // `up_to` used the high bits of `z`; its lowest bit is independent of them.
+    // The second choice moves with bit 0 of `z` only when `(z << 32) × (n - 1)` carries at a
+    // boundary, a chance of about n / 2^32: the tie-break bit is independent of both choices.
     if la < lb || (la == lb && z & 1 == 0) {
         a
     } else {
