@@ -204,3 +204,83 @@ async fn rejections_as_responses() {
     svc.ready().await.unwrap();
     assert!(poll_twice(pin!(svc.call(1))).contains("`http::ResponseFuture`"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn pool_answered_and_rejected() {
+    use steadfast::pool::Pool;
+    let mut pool = Pool::builder().build([("a", echo())]).unwrap();
+    pool.ready().await.unwrap();
+    assert_eq!(
+        poll_twice(pin!(pool.call(1))),
+        "`pool::ResponseFuture` polled after completion"
+    );
+
+    // No endpoint: the rejection.
+    pool.remove(&"a");
+    pool.ready().await.unwrap();
+    assert!(poll_twice(pin!(pool.call(1))).contains("`pool::ResponseFuture`"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedge_answered_first_and_failed() {
+    use steadfast::hedge::HedgeLayer;
+    let layer = HedgeLayer::builder()
+        .delay(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(echo());
+    svc.ready().await.unwrap();
+    assert_eq!(
+        poll_twice(pin!(svc.call(1))),
+        "`hedge::ResponseFuture` polled after completion"
+    );
+
+    // Every attempt failed: the last error.
+    let mut svc = layer.layer(failing());
+    svc.ready().await.unwrap();
+    assert!(poll_twice(pin!(svc.call(1))).contains("`hedge::ResponseFuture`"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_limit_called_and_rejected() {
+    use steadfast::limit::AdaptiveLimitLayer;
+    let layer = AdaptiveLimitLayer::builder()
+        .initial_limit(1)
+        .min_limit(1)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(echo());
+    svc.ready().await.unwrap();
+    assert_eq!(
+        poll_twice(pin!(svc.call(1))),
+        "`limit::ResponseFuture` polled after completion"
+    );
+
+    // Over the limit: the one slot is held by a call still pending.
+    let mut slow = layer.layer(service_fn(|x: u32| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, Infallible>(x)
+    }));
+    slow.ready().await.unwrap();
+    let _holds_the_slot = slow.call(1);
+    slow.ready().await.unwrap();
+    assert!(poll_twice(pin!(slow.call(2))).contains("`limit::ResponseFuture`"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_admitted_and_rejected() {
+    use steadfast::rate_limit::RateLimitLayer;
+    let layer = RateLimitLayer::builder()
+        .limit(1, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(echo());
+    svc.ready().await.unwrap();
+    assert_eq!(
+        poll_twice(pin!(svc.call(1))),
+        "`rate_limit::ResponseFuture` polled after completion"
+    );
+    // The second call within the second: rejected.
+    svc.ready().await.unwrap();
+    assert!(poll_twice(pin!(svc.call(2))).contains("`rate_limit::ResponseFuture`"));
+}

@@ -16,6 +16,7 @@ use super::live::{DelayMode, Settings};
 use super::policy::HedgePolicy;
 use super::telemetry::{self, Cause, Skip};
 use crate::classify::is_local_rejection;
+use crate::completion::polled_after_completion;
 use crate::deadline::Deadline;
 use crate::retry::state::{BudgetState, Withdraw, Withdrawal};
 use crate::sync::Arc;
@@ -196,10 +197,10 @@ where
         let max_attempts = this.settings.max_attempts();
         let records = this.settings.delay() == DelayMode::Percentile;
 
-        // Polled after completion (the first attempt ended and no hedge is left: every exit
-        // clears them): like a fused future, never ready again, and no hedge is sent.
+        // The first attempt ended and no hedge is left only once an answer was given: every
+        // exit clears them.
         if matches!(*this.first, Attempt::Ended) && this.hedges.is_none() {
-            return Poll::Pending;
+            polled_after_completion("hedge::ResponseFuture");
         }
 
         // Poll order: the first attempt, then the hedges in the order sent, then the timer. An

@@ -14,6 +14,7 @@ use super::limiter::Limiter;
 use super::state::Snapshot;
 use crate::BoxError;
 use crate::classify::{Classify, Outcome, is_local_rejection};
+use crate::completion::polled_after_completion;
 use crate::sync::Arc;
 
 /// An admitted call's slot: given back exactly once, when the call ends or its future is dropped.
@@ -169,6 +170,7 @@ pin_project! {
         Rejected {
             error: LimitExceeded,
         },
+        Done,
     }
 }
 
@@ -202,16 +204,20 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // One inner future: the inner service's. The slot is not a future; it is sampled and
         // given back as soon as that future is ready.
-        match self.project().kind.project() {
+        let mut kind = self.project().kind;
+        let output = match kind.as_mut().project() {
             KindProj::Called { future, slot } => {
                 let result = ready!(future.poll(cx));
                 if let Some(mut slot) = slot.take() {
                     slot.finish(&result);
                 }
-                Poll::Ready(result.map_err(Into::into))
+                result.map_err(Into::into)
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(error.clone()))),
-        }
+            KindProj::Rejected { error } => Err(Box::new(error.clone()).into()),
+            KindProj::Done => polled_after_completion("limit::ResponseFuture"),
+        };
+        kind.set(Kind::Done);
+        Poll::Ready(output)
     }
 }
 
@@ -226,6 +232,7 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
                 .debug_struct("ResponseFuture")
                 .field("rejected", error)
                 .finish(),
+            Kind::Done => f.debug_struct("ResponseFuture").finish_non_exhaustive(),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::NoEndpointAvailable;
 use super::load::InFlight;
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
+use crate::completion::polled_after_completion;
 
 pin_project! {
     /// The response future of [`Pool`](super::Pool): drives the chosen endpoint's `poll_ready`,
@@ -87,9 +88,11 @@ where
                 StepProj::Readying { service, request } => {
                     match ready!(service.poll_ready(cx)) {
                         Ok(()) => {
+                            // Taken only here, and the step leaves `Readying` right after: gone
+                            // only if the endpoint's `call` panicked and the future is polled
+                            // again.
                             let Some(request) = request.take() else {
-                                this.step.set(Step::Done);
-                                return Poll::Pending;
+                                polled_after_completion("pool::ResponseFuture");
                             };
                             let future = service.call(request);
                             this.step.set(Step::Called { future });
@@ -127,8 +130,7 @@ where
                     this.step.set(Step::Done);
                     return Poll::Ready(Err(Box::new(error)));
                 }
-                // Polled after completion: there is nothing more to give.
-                StepProj::Done => return Poll::Pending,
+                StepProj::Done => polled_after_completion("pool::ResponseFuture"),
             }
         }
     }

@@ -16,6 +16,7 @@ use super::error::RateLimited;
 use super::live::Rate;
 use super::state::{Decision, Limiter};
 use crate::BoxError;
+use crate::completion::polled_after_completion;
 use crate::deadline::Deadline;
 
 /// What the limiter decided for one call; a reservation holds the limiter, to give its slot
@@ -165,6 +166,7 @@ pin_project! {
         // Boxed: a wait is the rare path, and the timer is larger than the rest of the future.
         Waiting { sleep: Pin<Box<Sleep>>, pending: Option<Box<Pending<S, Req>>> },
         Rejected { error: RateLimited },
+        Done,
     }
 }
 
@@ -234,13 +236,23 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let future = match self.as_mut().project().kind.project() {
-                KindProj::Called { future } => return future.poll(cx).map_err(Into::into),
-                KindProj::Rejected { error } => return Poll::Ready(Err(Box::new(error.clone()))),
+                KindProj::Called { future } => {
+                    let output = ready!(future.poll(cx)).map_err(Into::into);
+                    self.as_mut().project().kind.set(Kind::Done);
+                    return Poll::Ready(output);
+                }
+                KindProj::Rejected { error } => {
+                    let error = Box::new(error.clone());
+                    self.as_mut().project().kind.set(Kind::Done);
+                    return Poll::Ready(Err(error));
+                }
+                KindProj::Done => polled_after_completion("rate_limit::ResponseFuture"),
                 KindProj::Waiting { sleep, pending } => {
                     ready!(sleep.as_mut().poll(cx));
                     let Some(pending) = pending.take() else {
-                        // Only reachable by polling again after a panic in the inner `call`.
-                        return Poll::Ready(Err("rate limit future polled after a panic".into()));
+                        // Taken only here, and the kind leaves `Waiting` right after: gone only
+                        // if the inner `call` panicked and the future is polled again.
+                        polled_after_completion("rate_limit::ResponseFuture");
                     };
                     let Pending {
                         mut service,
@@ -266,6 +278,7 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
             Kind::Called { .. } => "called",
             Kind::Waiting { .. } => "waiting",
             Kind::Rejected { .. } => "rejected",
+            Kind::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
