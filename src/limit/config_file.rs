@@ -260,6 +260,39 @@ impl<C> AdaptiveLimitLayer<C> {
     /// `algorithm.gradient2.smoothing`), one naming `name` when it renames the layer, or one
     /// naming the AIMD timeout as above.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let (min, max, window_samples) = self.check_reconfigure(config)?;
+        let seed = config
+            .seed
+            .unwrap_or_else(|| crate::random::random_seed(config as *const Config as usize));
+        let (algorithm, window, samples) = self.limiter.settings();
+        let kind = std::mem::discriminant(&algorithm);
+        let new_algorithm = kind != std::mem::discriminant(&config.algorithm);
+        let new_window = (window, samples) != (config.window, window_samples);
+        let (old, new) = self.limiter.retune(
+            config.algorithm.clone(),
+            (min, max),
+            (config.window, window_samples),
+            seed,
+        );
+        tracing::info!(
+            limit.name = %self.limiter.name,
+            limit.min_limit = min,
+            limit.max_limit = max,
+            limit.previous = old,
+            limit.limit = new,
+            limit.new_algorithm = new_algorithm,
+            limit.new_window = new_window,
+            "concurrency limit reconfigured"
+        );
+        Ok(())
+    }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`: the bounds and the
+    /// window's fewest samples to apply if so.
+    pub(crate) fn check_reconfigure(
+        &self,
+        config: &Config,
+    ) -> Result<(u32, u32, u32), ConfigError> {
         let (_, min, max) = config
             .to_builder()
             .check()
@@ -285,30 +318,7 @@ impl<C> AdaptiveLimitLayer<C> {
                 config.window_samples,
             )
         })?;
-        let seed = config
-            .seed
-            .unwrap_or_else(|| crate::random::random_seed(config as *const Config as usize));
-        let (algorithm, window, samples) = self.limiter.settings();
-        let kind = std::mem::discriminant(&algorithm);
-        let new_algorithm = kind != std::mem::discriminant(&config.algorithm);
-        let new_window = (window, samples) != (config.window, window_samples);
-        let (old, new) = self.limiter.retune(
-            config.algorithm.clone(),
-            (min, max),
-            (config.window, window_samples),
-            seed,
-        );
-        tracing::info!(
-            limit.name = %self.limiter.name,
-            limit.min_limit = min,
-            limit.max_limit = max,
-            limit.previous = old,
-            limit.limit = new,
-            limit.new_algorithm = new_algorithm,
-            limit.new_window = new_window,
-            "concurrency limit reconfigured"
-        );
-        Ok(())
+        Ok((min, max, window_samples))
     }
 }
 
