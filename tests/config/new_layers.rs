@@ -849,12 +849,12 @@ fn the_sample_file_shows_the_new_layers_at_their_defaults() {
         }
     }
     let names: Vec<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["pool", "hedge", "limit", "rate_limit"]);
+    assert_eq!(names, ["rate_limit", "adaptive_limit", "hedge", "pool"]);
     for (name, body) in &sections {
         let parsed = match name.as_str() {
             "pool" => toml::<pool::Config>(body).map(|c| c == pool::Config::default()),
             "hedge" => toml::<hedge::Config>(body).map(|c| c == hedge::Config::default()),
-            "limit" => toml::<limit::Config>(body).map(|c| c == limit::Config::default()),
+            "adaptive_limit" => toml::<limit::Config>(body).map(|c| c == limit::Config::default()),
             _ => toml::<rate_limit::Config>(body).map(|c| c == rate_limit::Config::default()),
         };
         assert_eq!(parsed, Ok(true), "[{name}]\n{body}");
@@ -867,11 +867,25 @@ fn the_sample_file_shows_the_new_layers_at_their_defaults() {
         let valid = match name.as_str() {
             "pool" => toml::<pool::Config>(&uncommented).map(|c| round_trips(&c)),
             "hedge" => toml::<hedge::Config>(&uncommented).map(|c| round_trips(&c)),
-            "limit" => toml::<limit::Config>(&uncommented).map(|c| round_trips(&c)),
+            "adaptive_limit" => toml::<limit::Config>(&uncommented).map(|c| round_trips(&c)),
             _ => toml::<rate_limit::Config>(&uncommented).map(|c| round_trips(&c)),
         };
         assert_eq!(valid, Ok(()), "[{name}]\n{uncommented}");
     }
+    // The three stack sections, uncommented, are a stack file that builds.
+    let stack: String = sections
+        .iter()
+        .filter(|(name, _)| name != "pool")
+        .map(|(name, body)| {
+            let body = body.replace("# limit = ", "limit = ");
+            format!("[{name}]\n{body}")
+        })
+        .collect();
+    let config: steadfast::config::StackConfig =
+        toml(&stack).unwrap_or_else(|e| panic!("{e}\n{stack}"));
+    let layers = steadfast::config::StackLayers::from_config(&config).unwrap();
+    assert!(layers.rate_limit.is_some() && layers.adaptive_limit.is_some());
+    layers.reconfigure(&config).unwrap();
 }
 
 /// `key = value`: a setting the sample file shows commented out.
