@@ -15,6 +15,10 @@
 //! # edit examples/steadfast.toml: the next second prints what changed
 //! ```
 //!
+//! With features `rate-limit`, `limit` and `hedge` (`--features serde,http,rate-limit,limit,hedge`),
+//! the file's `[rate_limit]`, `[adaptive_limit]` and `[hedge]` sections guard the route and the
+//! `payments` calls too, and a reload applies them with the rest.
+//!
 //! `--once` serves on an ephemeral port, sends a few requests, reloads the file once, and exits:
 //! a bounded run for smoke tests.
 
@@ -36,6 +40,8 @@ use steadfast::config::{OptionalLayer, StackConfig, StackLayers};
 use steadfast::http::RejectionsAsResponsesLayer;
 use steadfast::retry::RetryLayer;
 use tokio::net::TcpListener;
+#[cfg(feature = "hedge")]
+use tower::Layer;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -182,6 +188,9 @@ fn app(running: &Running) -> Router {
             }
         }
     });
+    // With feature `hedge`, the file's `[hedge]` (if any) hedges each attempt, inside retry.
+    #[cfg(feature = "hedge")]
+    let backend = OptionalLayer::new(running.stack.hedge.clone()).layer(backend);
     let payments: BoxCloneSyncService<(), u64, BoxError> = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(running.payments_retry.clone())
@@ -200,14 +209,30 @@ fn app(running: &Running) -> Router {
     // Retry stays on the client side (`payments` above): an axum request body is not `Clone`,
     // and a server does not retry its own handler. The rest of the stack guards the route.
     let stack = &running.stack;
-    Router::new().route("/", get(handler)).layer(
+    let router = Router::new().route("/", get(handler)).layer(
         ServiceBuilder::new()
             .layer(RejectionsAsResponsesLayer::new())
             .layer(OptionalLayer::new(stack.overall_timeout.clone()))
             .layer(OptionalLayer::new(stack.circuit_breaker.clone()))
             .layer(OptionalLayer::new(stack.bulkhead.clone()))
             .layer(OptionalLayer::new(stack.attempt_timeout.clone())),
-    )
+    );
+    // With features `rate-limit` and `limit`, the file's `[rate_limit]` and `[adaptive_limit]`
+    // (if any) shed load outermost, their rejections answered as 429 and 503. Each is its own
+    // route layer, so the route's type does not grow with them.
+    #[cfg(feature = "limit")]
+    let router = router.layer(
+        ServiceBuilder::new()
+            .layer(RejectionsAsResponsesLayer::new())
+            .layer(OptionalLayer::new(stack.adaptive_limit.clone())),
+    );
+    #[cfg(feature = "rate-limit")]
+    let router = router.layer(
+        ServiceBuilder::new()
+            .layer(RejectionsAsResponsesLayer::new())
+            .layer(OptionalLayer::new(stack.rate_limit.clone())),
+    );
+    router
 }
 
 /// Reads `path` again and applies it; prints what changed, or why nothing did.

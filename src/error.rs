@@ -47,6 +47,17 @@ impl ConfigError {
         }
     }
 
+    /// The same error for `field`, a longer path to the same value: a setting of a nested
+    /// table, named as written in a file (`algorithm.gradient2.smoothing` for `smoothing`).
+    #[allow(dead_code)] // used by the file formats (feature `serde`)
+    pub(crate) fn at(self, field: &'static str) -> Self {
+        let message = match self.message.strip_prefix(&format!("`{}`", self.field)) {
+            Some(rest) => Cow::Owned(format!("`{field}`{rest}")),
+            None => self.message,
+        };
+        Self { field, message }
+    }
+
     /// The builder method whose value was rejected, e.g. `"sliding_window"`.
     pub fn field(&self) -> &'static str {
         self.field

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::config::{Config, MIN_WAIT_IN_OPEN, SlidingWindow};
+use super::config::{Config, MIN_WAIT_IN_OPEN};
 use super::live::{Fixed, Live};
+use super::shape::{Shape, Window, WindowCell};
 use super::state::{
     Generation, KIND_CLOSED, KIND_DISABLED, KIND_FORCED_OPEN, KIND_HALF_OPEN, KIND_OPEN, Packed,
     StateWord,
 };
 use super::telemetry::{CallKind, KeyCounts, Listener, Telemetry};
-use super::window::{ConsecutiveFailures, CountWindow, Sample, TimeWindow, Totals, WindowUpdate};
+use super::window::{ConsecutiveFailures, Sample, Totals, WindowUpdate};
 use super::{CircuitOpen, Snapshot, State};
 use crate::classify::Outcome;
 use crate::field::Field;
@@ -144,11 +145,6 @@ impl Ticket {
     }
 }
 
-enum Window {
-    Count(CountWindow),
-    Time(TimeWindow),
-}
-
 /// `half_open_since`: `| generation:16 | ms since epoch:48 |` of the latest half-open's start.
 const SINCE_MS: Field = Field::new(0, 48);
 const SINCE_GENERATION: Field = SINCE_MS.next(16);
@@ -161,11 +157,15 @@ const SINCE_GENERATION: Field = SINCE_MS.next(16);
 /// only by the winner of the transition they belong to, after its CAS, and are read after an
 /// `Acquire` load of the state; `half_open_since` carries the generation it belongs to, so a
 /// reader that races its writer sees a stale tag and treats the half-open as just started.
-/// `not_permitted` and the jitter generator are plain counters (`Relaxed`).
+/// `not_permitted` and the jitter generator are plain counters (`Relaxed`). The window is
+/// replaced through its cell; see `shape.rs` for how that orders with the state word.
 pub(crate) struct Breaker {
     state: StateWord,
-    window: Window,
-    consecutive: Option<(u64, ConsecutiveFailures)>,
+    /// The closed state's window. Calls record into the one their service's `Judge` holds,
+    /// never through the cell's lock.
+    window: WindowCell,
+    /// The run of consecutive failures, counted while the window's shape says so.
+    consecutive: ConsecutiveFailures,
     half_open_since: AtomicU64,
     reopens: AtomicU32,
     not_permitted: AtomicU64,
@@ -173,6 +173,8 @@ pub(crate) struct Breaker {
     rng: AtomicSplitMix64,
     epoch: Instant,
     live: Live,
+    // Read only by `reconfigure` (feature `serde`).
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     fixed: Fixed,
     telemetry: Telemetry,
 }
@@ -204,14 +206,8 @@ impl Breaker {
     }
 
     fn reporting(config: Config, listener: Option<Listener>, keys: Option<Arc<KeyCounts>>) -> Self {
-        let window = match config.window {
-            SlidingWindow::Count(n) => Window::Count(CountWindow::new(n)),
-            SlidingWindow::Time(d) => {
-                let bucket_ms = config.bucket_ms();
-                let buckets = crate::clock::millis(d).div_ceil(bucket_ms);
-                Window::Time(TimeWindow::new(bucket_ms, buckets))
-            }
-        };
+        // Generation 0: the state word's first.
+        let window = WindowCell::new(Window::new(Shape::of(&config), 0));
         let seed = config
             .seed
             .unwrap_or_else(|| random_seed(&config as *const Config as usize));
@@ -219,9 +215,7 @@ impl Breaker {
         Self {
             state: StateWord::new(config.initial_state),
             window,
-            consecutive: config
-                .consecutive_failures
-                .map(|k| (u64::from(k), ConsecutiveFailures::new())),
+            consecutive: ConsecutiveFailures::new(),
             half_open_since: AtomicU64::new(0),
             reopens: AtomicU32::new(0),
             not_permitted: AtomicU64::new(0),
@@ -241,8 +235,33 @@ impl Breaker {
     }
 
     /// The settings a running breaker cannot change.
+    #[cfg(feature = "serde")]
     pub(crate) fn fixed(&self) -> &Fixed {
         &self.fixed
+    }
+
+    /// The window calls record into, and how `reconfigure` replaces it.
+    pub(crate) fn window(&self) -> &WindowCell {
+        &self.window
+    }
+
+    /// Starts a new, empty window of `shape`: see `shape.rs`. Closed, the breaker moves to its
+    /// next generation (still closed, not reported), so that the outcomes of calls admitted
+    /// before are stale; otherwise its state, generation and timers stay.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn replace_window(&self, shape: Shape) {
+        let generation = self.state.load().generation();
+        self.window.replace(Window::new(shape, generation));
+        // One successful CAS in every state (the same word rewritten when not closed): later
+        // words are in its release sequence, so a call admitted under them sees the new
+        // window's version.
+        let _ = self.state.transition(self.state.load(), |w| {
+            Some(if w.kind() == KIND_CLOSED {
+                w.to_closed()
+            } else {
+                w
+            })
+        });
     }
 
     /// The settings a running breaker can change (`reconfigure`).
@@ -258,12 +277,6 @@ impl Breaker {
     #[inline]
     fn wait_in_open_ms(&self) -> u64 {
         crate::clock::millis(self.live.wait_in_open())
-    }
-
-    /// Whether a finished call needs the clock: to time it (slow calls) or to find its bucket.
-    #[inline]
-    pub(crate) fn needs_end_time(&self) -> bool {
-        self.fixed.slow_calls || matches!(self.window, Window::Time(_))
     }
 
     /// Milliseconds since the breaker's epoch, rounded up, so that `until` compares equal at the
@@ -431,10 +444,11 @@ impl Breaker {
     // Outcomes
     // -----------------------------------------------------------------------------------------
 
-    /// Records how a permitted call ended. `end` is the time it ended, when
-    /// [`needs_end_time`](Self::needs_end_time).
+    /// Records how a permitted call ended, in `window`: the one its service held when it was
+    /// called. `end` is the time it ended, when [`Window::needs_end_time`].
     pub(crate) fn record(
         &self,
+        window: &Window,
         permit: Permission,
         outcome: Outcome,
         slow: bool,
@@ -445,7 +459,8 @@ impl Breaker {
             PermissionKind::Passthrough => {}
             PermissionKind::Normal => {
                 if outcome != Outcome::Ignored {
-                    self.record_closed(permit.generation, outcome == Outcome::Failure, slow, end);
+                    let failure = outcome == Outcome::Failure;
+                    self.record_closed(window, permit.generation, failure, slow, end);
                 }
             }
             PermissionKind::Probe => self.record_probe(permit.generation, outcome, slow, end),
@@ -455,16 +470,11 @@ impl Breaker {
     /// Whether a success of `permit` changes nothing and needs no recording: closed, a count
     /// window full of successes, no failure run. One or two loads; the healthy path.
     #[inline]
-    pub(crate) fn absorbs_success(&self, permit: Permission) -> bool {
+    pub(crate) fn absorbs_success(&self, window: &Window, permit: Permission) -> bool {
         let absorbed = permit.kind == PermissionKind::Normal
-            && match &self.window {
-                Window::Count(window) => window.absorbs_success(permit.generation),
-                Window::Time(_) => false,
-            }
-            && self
-                .consecutive
-                .as_ref()
-                .is_none_or(|(_, run)| run.is_clear(permit.generation));
+            && window.absorbs_success(permit.generation)
+            && (!window.shape().consecutive_failures
+                || self.consecutive.is_clear(permit.generation));
         if absorbed {
             self.telemetry.call(CallKind::Success);
         }
@@ -481,6 +491,7 @@ impl Breaker {
 
     fn record_closed(
         &self,
+        window: &Window,
         generation: Generation,
         failure: bool,
         slow: bool,
@@ -490,21 +501,22 @@ impl Breaker {
         if word.kind() != KIND_CLOSED || word.generation() != generation {
             return; // admitted before a transition: stale
         }
-        if let Some((_, run)) = &self.consecutive {
+        if window.shape().consecutive_failures {
             let limit = self.live.consecutive_failures();
-            if run.record(generation, failure).is_some_and(|n| n >= limit) {
+            let run = self.consecutive.record(generation, failure);
+            if run.is_some_and(|n| n >= limit) {
                 self.trip(word, end);
                 return;
             }
         }
         let sample = Sample { failure, slow };
-        let recorded = match &self.window {
-            Window::Count(window) => window.record(generation, sample),
-            Window::Time(window) => {
-                let now = end.unwrap_or_else(Instant::now);
-                window.record(generation, sample, self.ms_since_epoch(now))
-            }
+        // A count window needs no time; a time window's bucket does.
+        let now_ms = match end {
+            Some(end) => self.ms_since_epoch(end),
+            None if window.needs_end_time() => self.ms_since_epoch(Instant::now()),
+            None => 0,
         };
+        let recorded = window.record(generation, sample, now_ms);
         if let WindowUpdate::Counted(totals) = recorded {
             if self.exceeds_thresholds(totals, self.live.minimum_calls()) {
                 self.trip(word, end);
@@ -521,7 +533,7 @@ impl Breaker {
         // Divide rather than multiply the threshold: `3.0 / 10.0 == 0.3` holds in floating
         // point, `0.3 * 10.0 == 3.0` does not, and the threshold is inclusive.
         totals.failures as f64 / calls >= self.live.failure_rate_threshold()
-            || (self.fixed.slow_calls
+            || (self.live.slow_calls()
                 && totals.slow as f64 / calls >= self.live.slow_call_rate_threshold())
     }
 
@@ -627,11 +639,13 @@ impl Breaker {
     }
 
     fn clear_window(&self, generation: Generation) {
-        if let Window::Count(window) = &self.window {
+        // Emptied now so that the window's tag keeps up with the generation; if a replacement
+        // holds the cell this instant, the new window starts empty anyway, and a count window's
+        // first outcome of the generation empties it too. The time window and the failure run
+        // need no clearing: their tags make every older count read as empty.
+        if let Some(window) = self.window.try_current() {
             window.adopt(generation);
         }
-        // The time window and the failure run need no clearing: their tags make every older
-        // count read as empty.
     }
 
     /// How long the next open interval lasts, in ms: `wait_in_open`, grown on re-opens, jittered.
@@ -691,10 +705,10 @@ impl Breaker {
         let now = Instant::now();
         let word = self.refresh(now);
         let totals = match word.kind() {
-            KIND_CLOSED => match &self.window {
-                Window::Count(window) => window.totals(word.generation()),
-                Window::Time(window) => window.totals(word.generation(), self.ms_since_epoch(now)),
-            },
+            KIND_CLOSED => {
+                let (_, window) = self.window.load();
+                window.totals(word.generation(), self.ms_since_epoch(now))
+            }
             KIND_HALF_OPEN => Totals {
                 calls: u64::from(word.completed()),
                 failures: u64::from(word.failed()),
@@ -739,11 +753,30 @@ impl Breaker {
         self.manual(Packed::to_closed, None);
     }
 
+    /// The state word's generation, for the loom models.
+    #[cfg(all(test, steadfast_loom))]
+    pub(crate) fn state_generation_for_test(&self) -> Generation {
+        self.state.load().generation()
+    }
+
     /// Puts the breaker straight into half-open, for the loom models (which cannot wait).
     #[cfg(test)]
     pub(crate) fn enter_half_open_for_test(&self) {
         let word = self.state.load();
         let _ = self.state.transition(word, |w| Some(w.to_half_open(0)));
+    }
+
+    /// [`record`](Self::record) into the current window, for the loom models.
+    #[cfg(all(test, steadfast_loom))]
+    pub(crate) fn record_current(
+        &self,
+        permit: Permission,
+        outcome: Outcome,
+        slow: bool,
+        end: Option<Instant>,
+    ) {
+        let (_, window) = self.window.load();
+        self.record(&window, permit, outcome, slow, end);
     }
 
     pub(crate) fn set_shadow(&self, shadow: bool) {

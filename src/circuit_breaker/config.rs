@@ -502,8 +502,4 @@ impl Config {
         debug_assert!(MAX_OPEN_WAIT.as_millis() < u128::from(MAX_OPEN_UNTIL_MS));
         Ok(self)
     }
-
-    pub(crate) fn bucket_ms(&self) -> u64 {
-        crate::clock::millis(self.bucket_width).max(1)
-    }
 }

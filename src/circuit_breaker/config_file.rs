@@ -10,6 +10,7 @@ use super::config::{
     DEFAULT_HALF_OPEN_CALLS, DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME,
     DEFAULT_SLIDING_WINDOW, DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
 };
+use super::shape::Shape;
 use super::{CircuitBreakerLayer, State};
 use crate::ConfigError;
 use crate::config::{duration_field, optional_duration_field};
@@ -279,36 +280,50 @@ mod http_classify {
 
 impl<C> CircuitBreakerLayer<C> {
     /// Applies a new config to this running breaker, shared by every clone and every service it
-    /// made, keeping its state and its window.
+    /// made, keeping its state.
     ///
-    /// Changed at once: `failure_rate_threshold`, `slow_call_rate_threshold`,
-    /// `slow_call_duration` (its value), `minimum_calls`, `consecutive_failures` (its value),
-    /// `wait_in_open`, `open_backoff`, `open_jitter`, `half_open_calls`,
-    /// `max_wait_in_half_open` and `shadow`. A new threshold applies to the window as it is: the
-    /// next outcome recorded is judged by it (a breaker already open keeps its interval; the
-    /// next one is the new `wait_in_open`). A lower `half_open_calls` admits no more probes and
-    /// judges those in once that many have finished; a probe past it finishes uncounted.
+    /// Changed at once, keeping the window: `failure_rate_threshold`,
+    /// `slow_call_rate_threshold`, `slow_call_duration` (its value), `minimum_calls`,
+    /// `consecutive_failures` (its value), `wait_in_open`, `open_backoff`, `open_jitter`,
+    /// `half_open_calls`, `max_wait_in_half_open` and `shadow`. A new threshold applies to the
+    /// window as it is: the next outcome recorded is judged by it (a breaker already open keeps
+    /// its interval; the next one is the new `wait_in_open`). A lower `half_open_calls` admits no
+    /// more probes and judges those in once that many have finished; a probe past it finishes
+    /// uncounted.
     ///
-    /// The window's shape is fixed when the breaker is built: `sliding_window`, `bucket_width`
-    /// (of a time window), and whether slow-call detection and the failure run are on at all,
-    /// as is `initial_state`. A config that changes one of them is refused; build a new layer
-    /// for a new window. `seed` and `classify` are used when the breaker is built (the
-    /// classifier is part of the layer's type); a reload ignores them.
+    /// A new window: `sliding_window`, `bucket_width` (of a time window), and turning
+    /// slow-call detection or the failure run on or off decide what the closed state counts, so
+    /// a change of one of them starts a new, empty window (and a new failure run). The breaker
+    /// keeps its state: closed, it stays closed, and the outcomes of calls admitted before the
+    /// change are dropped (they were made under the old window); open or half-open, it keeps its
+    /// timers and probes, and counts in the new window once it closes.
+    ///
+    /// `initial_state` is how the breaker started, long past for a running one: a change is
+    /// refused. `seed` and `classify` are used when the breaker is built (the classifier is
+    /// part of the layer's type); a reload ignores them.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field, and nothing changes, when the config is one
     /// [`from_config`](CircuitBreakerLayer::from_config) refuses, when it renames the breaker
-    /// (`name`: the metrics label stays), or when it changes a fixed field.
+    /// (`name`: the metrics label stays), or when it changes `initial_state`.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
         let new = self.check_reconfigure(config)?;
-        self.breaker().live().store(&new);
+        let breaker = self.breaker();
+        breaker.live().store(&new);
+        let shape = Shape::of(&new);
+        let (_, window) = breaker.window().load();
+        let new_window = !window.shape().same_as(&shape);
+        if new_window {
+            breaker.replace_window(shape);
+        }
         self.set_shadow(new.shadow);
         tracing::info!(
             circuit_breaker.name = self.name(),
             circuit_breaker.failure_rate_threshold = new.failure_rate_threshold,
             circuit_breaker.minimum_calls = new.minimum_calls,
             circuit_breaker.half_open_calls = new.half_open_calls,
+            circuit_breaker.new_window = new_window,
             "circuit breaker reconfigured"
         );
         Ok(())
@@ -320,45 +335,14 @@ impl<C> CircuitBreakerLayer<C> {
         let new = config.to_builder().settings()?;
         crate::config::check_same_name(self.name(), &new.name)?;
         let built = self.breaker().fixed();
-        let fixed = |field: &'static str, same: bool, value: &dyn std::fmt::Debug| {
-            if same {
-                Ok(())
-            } else {
-                Err(ConfigError::new(
-                    field,
-                    "as the breaker was built (it fixes the window's layout or the breaker's \
-                     start): build a new layer to change it",
-                    value,
-                ))
-            }
-        };
-        fixed(
-            "sliding_window",
-            built.window == new.window,
-            &config.sliding_window,
-        )?;
-        if matches!(built.window, SlidingWindow::Time(_)) {
-            fixed(
-                "bucket_width",
-                built.bucket_width == new.bucket_width,
-                &config.bucket_width,
-            )?;
+        if built.initial_state != new.initial_state {
+            return Err(ConfigError::new(
+                "initial_state",
+                "as the breaker was built (it is how the breaker started): build a new layer \
+                 to change it",
+                config.initial_state,
+            ));
         }
-        fixed(
-            "slow_call_duration",
-            built.slow_calls == new.slow_call_duration.is_some(),
-            &config.slow_call_duration,
-        )?;
-        fixed(
-            "consecutive_failures",
-            built.consecutive_failures == new.consecutive_failures.is_some(),
-            &config.consecutive_failures,
-        )?;
-        fixed(
-            "initial_state",
-            built.initial_state == new.initial_state,
-            &config.initial_state,
-        )?;
         Ok(new)
     }
 }

@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::breaker::{Breaker, PackedRejection, Permission, PermissionKind};
+use super::shape::Window;
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
 use crate::completion::polled_after_completion;
@@ -21,24 +22,68 @@ use crate::sync::Arc;
 /// `CircuitBreaker`'s `Sharing`), so that the reference count a future takes is on a cache line
 /// no other thread writes: futures of services used from different threads do not contend on
 /// the breaker's own `Arc`.
+///
+/// It also holds the breaker's window as it was when it was made, and that window's version:
+/// the service checks the version once per call and makes a new `Judge` when `reconfigure`
+/// replaced the window (see `shape.rs`), so that no call takes the window's lock.
 pub(crate) struct Judge<C> {
     pub(crate) breaker: Arc<Breaker>,
     classifier: C,
-    /// Whether calls are timed for slow-call detection (read once here, not through the breaker).
+    window: Arc<Window>,
+    window_version: u64,
+    /// Whether calls are timed for slow-call detection (read once here, not per call).
     times_calls: bool,
+    /// Whether an outcome needs the time it ended (slow calls, or a time window).
+    needs_end_time: bool,
 }
 
 impl<C> Judge<C> {
+    /// A judge of the breaker's current window; takes the window's lock.
     pub(crate) fn new(breaker: Arc<Breaker>, classifier: C) -> Self {
+        let (version, window) = breaker.window().load();
+        Self::with_window(breaker, classifier, version, window)
+    }
+
+    fn with_window(
+        breaker: Arc<Breaker>,
+        classifier: C,
+        window_version: u64,
+        window: Arc<Window>,
+    ) -> Self {
         Self {
-            times_calls: breaker.fixed().slow_calls,
+            times_calls: window.shape().slow_calls,
+            needs_end_time: window.needs_end_time(),
             breaker,
             classifier,
+            window,
+            window_version,
         }
     }
 
-    pub(crate) fn classifier(&self) -> &C {
-        &self.classifier
+    /// A judge of its own with the same classifier, of the current window: this one's if it
+    /// is still current (no lock), else the cell's.
+    pub(crate) fn renewed(&self) -> Self
+    where
+        C: Clone,
+    {
+        let breaker = Arc::clone(&self.breaker);
+        if self.is_current() {
+            let window = Arc::clone(&self.window);
+            Self::with_window(
+                breaker,
+                self.classifier.clone(),
+                self.window_version,
+                window,
+            )
+        } else {
+            Self::new(breaker, self.classifier.clone())
+        }
+    }
+
+    /// Whether its window is the breaker's current one: one `Relaxed` load.
+    #[inline(always)]
+    pub(crate) fn is_current(&self) -> bool {
+        self.breaker.window().version() == self.window_version
     }
 }
 
@@ -77,7 +122,7 @@ impl<C> Guard<C> {
             kind: permit,
             generation: self.permit.generation,
         };
-        let end = breaker.needs_end_time().then(Instant::now);
+        let end = self.shared.needs_end_time.then(Instant::now);
         // `start` is set only when calls are timed, so the live duration is read only then.
         let slow = match (self.start, end) {
             (Some(start), Some(end)) => {
@@ -85,10 +130,11 @@ impl<C> Guard<C> {
             }
             _ => false,
         };
-        if outcome == Outcome::Success && !slow && breaker.absorbs_success(permit) {
+        let window = &self.shared.window;
+        if outcome == Outcome::Success && !slow && breaker.absorbs_success(window, permit) {
             return; // the healthy path: one load, see `CountWindow::absorbs_success`
         }
-        breaker.record(permit, outcome, slow, end);
+        breaker.record(window, permit, outcome, slow, end);
     }
 }
 

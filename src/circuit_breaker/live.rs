@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use super::State;
-use super::config::{Config as Settings, OpenBackoff, SlidingWindow};
+use super::config::{Config as Settings, OpenBackoff};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The changeable settings of one breaker.
@@ -114,6 +114,11 @@ impl Live {
         load_f64(&self.slow_call_rate_threshold)
     }
 
+    /// Whether slow-call detection is on (its duration is stored as `u64::MAX` ns when off).
+    pub(crate) fn slow_calls(&self) -> bool {
+        self.slow_call_nanos.load(Ordering::Relaxed) != u64::MAX
+    }
+
     /// The slow-call duration, when slow-call detection is on.
     #[inline]
     pub(crate) fn slow_call_duration(&self) -> Duration {
@@ -151,30 +156,19 @@ impl Live {
     }
 }
 
-/// The settings a running breaker cannot change: the layout of its window, whether it times
-/// calls, and how it started. Kept instead of the whole of its settings, whose other values
-/// live in [`Live`] (a breaker of a 100-call window fits in 1 KiB).
+/// The settings a running breaker cannot change: how it started. Kept instead of the whole of
+/// its settings, whose other values live in [`Live`] and in its window's
+/// [`Shape`](super::shape::Shape) (a breaker of a 100-call window fits in 1 KiB).
 #[derive(Debug)]
-// All but `slow_calls` are read only by `reconfigure` (feature `serde`), to refuse what cannot
-// change.
+// Read only by `reconfigure` (feature `serde`), to refuse what cannot change.
 #[cfg_attr(not(feature = "serde"), allow(dead_code))]
 pub(crate) struct Fixed {
-    pub(crate) window: SlidingWindow,
-    pub(crate) bucket_width: Duration,
-    /// Slow-call detection is on: calls are timed.
-    pub(crate) slow_calls: bool,
-    /// The run of consecutive failures is counted.
-    pub(crate) consecutive_failures: bool,
     pub(crate) initial_state: State,
 }
 
 impl Fixed {
     pub(crate) fn of(settings: &Settings) -> Self {
         Self {
-            window: settings.window,
-            bucket_width: settings.bucket_width,
-            slow_calls: settings.slow_call_duration.is_some(),
-            consecutive_failures: settings.consecutive_failures.is_some(),
             initial_state: settings.initial_state,
         }
     }

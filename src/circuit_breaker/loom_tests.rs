@@ -69,7 +69,7 @@ fn loom_one_trip_per_generation() {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     if let Some(permit) = permit(breaker.admit()) {
-                        breaker.record(permit, Outcome::Failure, false, None);
+                        breaker.record_current(permit, Outcome::Failure, false, None);
                     }
                 })
             })
@@ -94,7 +94,7 @@ fn loom_stale_probe_never_closes() {
         let probe = permit(breaker.admit()).expect("the first caller probes");
         let late = {
             let breaker = breaker.clone();
-            thread::spawn(move || breaker.record(probe, Outcome::Success, false, None))
+            thread::spawn(move || breaker.record_current(probe, Outcome::Success, false, None))
         };
         // Meanwhile the breaker is forced open by hand.
         breaker.force_open();
@@ -142,7 +142,7 @@ fn loom_concurrent_outcomes_keep_the_window_exact() {
                 let breaker = breaker.clone();
                 thread::spawn(move || {
                     let permit = permit(breaker.admit()).unwrap();
-                    breaker.record(permit, outcome, false, None);
+                    breaker.record_current(permit, outcome, false, None);
                 })
             })
             .collect();
@@ -170,7 +170,7 @@ fn loom_a_reset_racing_a_record_leaves_the_count_window_exact() {
             let breaker = breaker.clone();
             thread::spawn(move || {
                 let permit = permit(breaker.admit()).unwrap();
-                breaker.record(permit, Outcome::Failure, false, None);
+                breaker.record_current(permit, Outcome::Failure, false, None);
             })
         };
         breaker.reset();
@@ -183,7 +183,7 @@ fn loom_a_reset_racing_a_record_leaves_the_count_window_exact() {
         // slot they evict is not subtracted, a current one is.
         for _ in 0..2 {
             let permit = permit(breaker.admit()).unwrap();
-            breaker.record(permit, Outcome::Success, false, None);
+            breaker.record_current(permit, Outcome::Success, false, None);
         }
         let snap = breaker.snapshot();
         assert_eq!((snap.calls(), snap.failed_calls()), (2, 0));
@@ -309,9 +309,9 @@ fn loom_consecutive_failures_trip_once() {
         let second = permit(breaker.admit()).unwrap();
         let other = {
             let breaker = breaker.clone();
-            thread::spawn(move || breaker.record(first, Outcome::Failure, false, None))
+            thread::spawn(move || breaker.record_current(first, Outcome::Failure, false, None))
         };
-        breaker.record(second, Outcome::Failure, false, None);
+        breaker.record_current(second, Outcome::Failure, false, None);
         other.join().unwrap();
         assert_eq!(opened.load(Ordering::SeqCst), 1, "two in a row, one trip");
         assert_eq!(breaker.state(), State::Open);
@@ -344,14 +344,14 @@ fn loom_reload_of_the_probe_cap_loses_no_slot() {
             thread::spawn(move || {
                 let probe = permit(breaker.admit());
                 if let Some(probe) = probe {
-                    breaker.record(probe, Outcome::Success, false, None);
+                    breaker.record_current(probe, Outcome::Success, false, None);
                 }
                 probe.is_some()
             })
         };
         let mine = permit(breaker.admit());
         if let Some(probe) = mine {
-            breaker.record(probe, Outcome::Success, false, None);
+            breaker.record_current(probe, Outcome::Success, false, None);
         }
         reloader.join().unwrap();
         let theirs = prober.join().unwrap();
@@ -371,6 +371,79 @@ fn loom_reload_of_the_probe_cap_loses_no_slot() {
                 let next = permit(breaker.admit()).expect("the half-open is judged, not stuck");
                 assert_eq!(next.kind, PermissionKind::Normal);
                 assert_eq!(breaker.state(), State::Closed);
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+/// `reconfigure` replacing the window (a count window of 2 for one of 3) while a call that the
+/// old window may hold finishes with a failure. The old window already holds a failure, and
+/// `minimum_calls` is 2: the call's failure trips the breaker only if it was recorded in the old
+/// window before the replacement. Whatever the interleaving: a call admitted in the generation
+/// that ends current counts in the new window; any other is dropped, never counted in the new
+/// window and never tripping the breaker after the replacement.
+#[test]
+fn loom_window_replacement_racing_a_record() {
+    use super::shape::Shape;
+
+    loom::model(|| {
+        let breaker = CircuitBreakerLayer::builder()
+            .sliding_window(SlidingWindow::Count(2))
+            .minimum_calls(2)
+            .failure_rate_threshold(0.5)
+            .wait_in_open(Duration::from_secs(3600))
+            .build()
+            .unwrap()
+            .breaker()
+            .clone();
+        let before = permit(breaker.admit()).expect("closed");
+        breaker.record_current(before, Outcome::Failure, false, None);
+        // The service's `Judge`, made before the replacement.
+        let judged = breaker.window().load();
+        let caller = {
+            let breaker = breaker.clone();
+            thread::spawn(move || {
+                let permit = permit(breaker.admit())?;
+                // `call`: one version read; a new window only when it moved.
+                let window = if breaker.window().version() == judged.0 {
+                    judged.1
+                } else {
+                    breaker.window().load().1
+                };
+                breaker.record(&window, permit, Outcome::Failure, false, None);
+                Some(permit)
+            })
+        };
+        let shape = Shape {
+            window: SlidingWindow::Count(3),
+            bucket_width: Duration::from_secs(1),
+            slow_calls: false,
+            consecutive_failures: false,
+        };
+        breaker.replace_window(shape);
+        let call = caller.join().unwrap();
+
+        let (version, window) = breaker.window().load();
+        assert_eq!(version, 1);
+        assert_eq!(window.shape(), &shape);
+        let snapshot = breaker.snapshot();
+        match snapshot.state() {
+            State::Open => {
+                // Tripped by the old window, before the replacement: admitted in the first
+                // generation, and the new window was never counted in.
+                assert_eq!(call.map(|p| p.generation), Some(before.generation));
+            }
+            State::Closed => {
+                let current = breaker.state_generation_for_test();
+                let counted = call.is_some_and(|p| p.generation == current);
+                let expected = Totals {
+                    calls: u64::from(counted),
+                    failures: u64::from(counted),
+                    slow: 0,
+                };
+                assert_eq!(window.totals(current, 0), expected);
+                assert_ne!(current, before.generation, "a new generation");
             }
             other => panic!("{other:?}"),
         }

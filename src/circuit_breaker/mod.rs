@@ -184,6 +184,7 @@ pub mod future;
 mod keyed;
 mod layer;
 mod live;
+mod shape;
 mod snapshot;
 mod state;
 mod telemetry;
@@ -298,6 +299,10 @@ impl<S, C: Clone> CircuitBreaker<S, C> {
     /// The reference its futures will hold, for one more call.
     #[inline(always)]
     fn shared_for_call(&mut self) -> Arc<Judge<C>> {
+        if !self.shared.is_current() {
+            // `reconfigure` replaced the window: calls from now on record into the new one.
+            self.make_own();
+        }
         match self.sharing {
             Sharing::Own => {}
             Sharing::Parent { called: false } => self.sharing = Sharing::Parent { called: true },
@@ -308,10 +313,7 @@ impl<S, C: Clone> CircuitBreaker<S, C> {
 
     #[cold]
     fn make_own(&mut self) {
-        let own = Judge::new(
-            self.shared.breaker.clone(),
-            self.shared.classifier().clone(),
-        );
+        let own = self.shared.renewed();
         self.shared = Arc::new(own);
         self.sharing = Sharing::Own;
     }

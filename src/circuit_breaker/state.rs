@@ -36,7 +36,8 @@
 //! in flight longer than that could count against another generation (a probe slot freed in the
 //! wrong half-open, an outcome in the wrong window); a `max_wait_in_half_open` and a timeout
 //! below the breaker keep calls far shorter. Transitions made by hand (`force_open`, `disable`,
-//! `reset`) are not bounded: an application that calls them thousands of times a second
+//! `reset`), and the new generation a `reconfigure` with a new window shape moves a closed breaker
+//! to, are not bounded: an application that calls them thousands of times a second
 //! shortens the bound accordingly.
 //! - Half-open counters: `in_flight` probes admitted and not yet finished; `completed` probes that
 //!   finished with a success or a failure; of those, `failed` and `slow`. Invariant:

@@ -174,13 +174,22 @@ impl CountTotals {
 }
 
 impl CountWindow {
+    /// An empty window of the last `size` outcomes, current in generation 0: the pool's.
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     pub(crate) fn new(size: u32) -> Self {
+        Self::new_at(size, 0)
+    }
+
+    /// An empty window of the last `size` outcomes, current in `generation` (a breaker's
+    /// replacement window starts in the breaker's generation, which `is_newer` may not place
+    /// after 0).
+    pub(crate) fn new_at(size: u32, generation: Generation) -> Self {
         let size = size.clamp(1, MAX_COUNT_WINDOW);
         Self {
             size,
             cursor: AtomicU64::new(0),
             slots: (0..size).map(|_| AtomicU32::new(0)).collect(),
-            totals: AtomicU64::new(CountTotals::empty(0).encode()),
+            totals: AtomicU64::new(CountTotals::empty(generation).encode()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! A whole stack from one file: [`StackConfig`], and the layers built from it, [`StackLayers`].
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use tower_layer::Identity;
@@ -9,6 +10,12 @@ use super::OptionalLayer;
 use crate::ConfigError;
 use crate::bulkhead::{self, BulkheadLayer};
 use crate::circuit_breaker::{self, CircuitBreakerLayer};
+#[cfg(feature = "hedge")]
+use crate::hedge::{self, HedgeLayer};
+#[cfg(feature = "limit")]
+use crate::limit::{self, AdaptiveLimitLayer};
+#[cfg(feature = "rate-limit")]
+use crate::rate_limit::{self, RateLimitLayer};
 use crate::retry::{self, RetryLayer};
 use crate::stack::ResilienceStack;
 use crate::timeout::{self, TimeoutLayer};
@@ -20,8 +27,14 @@ use crate::timeout::{self, TimeoutLayer};
 /// ```toml
 /// # The stack, outermost first. A missing section is a missing layer; an empty one
 /// # (`[bulkhead]`) is the layer with its defaults.
+/// [rate_limit]                     # feature `rate-limit`
+/// limit = { calls = 100, per = "1s" }
+/// [adaptive_limit]                 # feature `limit`
+/// max_limit = 100
 /// [retry]
 /// max_attempts = 3
+/// [hedge]                          # feature `hedge`
+/// delay = "50ms"
 /// [overall_timeout]
 /// timeout = "2s"
 /// [circuit_breaker]
@@ -36,7 +49,13 @@ use crate::timeout::{self, TimeoutLayer};
 /// wait_in_open = "1m"
 /// [retries.payments]
 /// max_attempts = 2
+/// [hedges.search]                  # and [adaptive_limits.*], [rate_limits.*]
+/// delay_percentile = 0.95
 /// ```
+///
+/// The second wave's sections (`rate_limit`, `adaptive_limit`, `hedge`, and their instances)
+/// exist with their features; a file that has one is refused by a build without it (an unknown
+/// field).
 ///
 /// The fallback has no section: its function is code. A named instance whose `name` is not set
 /// takes its key as its name (the `name` label of its metrics).
@@ -50,9 +69,21 @@ use crate::timeout::{self, TimeoutLayer};
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StackConfig {
+    /// [`ResilienceStack::rate_limit`]: the rate limit, outermost.
+    #[cfg(feature = "rate-limit")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<rate_limit::Config>,
+    /// [`ResilienceStack::adaptive_limit`]: the adaptive concurrency limit.
+    #[cfg(feature = "limit")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_limit: Option<limit::Config>,
     /// [`ResilienceStack::retry`]: retry, with its budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<retry::Config>,
+    /// [`ResilienceStack::hedge`]: hedged requests, inside retry.
+    #[cfg(feature = "hedge")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<hedge::Config>,
     /// [`ResilienceStack::overall_timeout`]; its `name` defaults to `"overall"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overall_timeout: Option<timeout::Config>,
@@ -77,6 +108,18 @@ pub struct StackConfig {
     /// Named bulkheads: `[bulkheads.<name>]`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub bulkheads: BTreeMap<String, bulkhead::Config>,
+    /// Named hedges: `[hedges.<name>]`.
+    #[cfg(feature = "hedge")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hedges: BTreeMap<String, hedge::Config>,
+    /// Named adaptive limits: `[adaptive_limits.<name>]`.
+    #[cfg(feature = "limit")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub adaptive_limits: BTreeMap<String, limit::Config>,
+    /// Named rate limits: `[rate_limits.<name>]`.
+    #[cfg(feature = "rate-limit")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rate_limits: BTreeMap<String, rate_limit::Config>,
 }
 
 /// A named instance's config, with its key as its name unless the file named it.
@@ -125,6 +168,34 @@ impl StackConfig {
         )
     }
 
+    /// The config of the hedge `[hedges.<name>]`, if the file has one.
+    #[cfg(feature = "hedge")]
+    pub fn hedge(&self, name: &str) -> Option<hedge::Config> {
+        named(&self.hedges, name, |c| &mut c.name, hedge::DEFAULT_NAME)
+    }
+
+    /// The config of the adaptive limit `[adaptive_limits.<name>]`, if the file has one.
+    #[cfg(feature = "limit")]
+    pub fn adaptive_limit(&self, name: &str) -> Option<limit::Config> {
+        named(
+            &self.adaptive_limits,
+            name,
+            |c| &mut c.name,
+            limit::DEFAULT_NAME,
+        )
+    }
+
+    /// The config of the rate limit `[rate_limits.<name>]`, if the file has one.
+    #[cfg(feature = "rate-limit")]
+    pub fn rate_limit(&self, name: &str) -> Option<rate_limit::Config> {
+        named(
+            &self.rate_limits,
+            name,
+            |c| &mut c.name,
+            rate_limit::DEFAULT_NAME,
+        )
+    }
+
     /// The stack's timeouts with their default names, `"overall"` and `"attempt"`, as
     /// [`ResilienceStack`] names timeouts given as a `Duration`.
     fn timeouts_named(&self) -> (Option<timeout::Config>, Option<timeout::Config>) {
@@ -147,12 +218,31 @@ impl StackConfig {
 /// handles to read (a breaker's state) and to [`reconfigure`](Self::reconfigure) them, and the
 /// [`stack`](Self::stack) to apply.
 ///
+/// The stack holds the first wave's layers; the rate limit, the adaptive limit and the hedge
+/// are built and reconfigured with them, and go into the stack where the code uses them (see
+/// [`ConfiguredStack`] for why):
+///
+/// ```rust,ignore
+/// let layers = StackLayers::from_config(&config)?;
+/// let limit = layers.adaptive_limit.clone().ok_or("the file needs [adaptive_limit]")?;
+/// let stack = layers.stack().adaptive_limit(limit);
+/// ```
+///
 /// Cloning it clones the handles: the clones share each layer's state.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StackLayers {
+    /// The rate limit, if the file has `[rate_limit]`.
+    #[cfg(feature = "rate-limit")]
+    pub rate_limit: Option<RateLimitLayer>,
+    /// The adaptive limit, if the file has `[adaptive_limit]`.
+    #[cfg(feature = "limit")]
+    pub adaptive_limit: Option<AdaptiveLimitLayer>,
     /// The retry layer, if the file has `[retry]`.
     pub retry: Option<RetryLayer>,
+    /// The hedge, if the file has `[hedge]`.
+    #[cfg(feature = "hedge")]
+    pub hedge: Option<HedgeLayer>,
     /// The overall timeout, if the file has `[overall_timeout]`.
     pub overall_timeout: Option<TimeoutLayer>,
     /// The circuit breaker, if the file has `[circuit_breaker]`.
@@ -161,9 +251,18 @@ pub struct StackLayers {
     pub bulkhead: Option<BulkheadLayer>,
     /// The attempt timeout, if the file has `[attempt_timeout]`.
     pub attempt_timeout: Option<TimeoutLayer>,
+    /// The config last applied, shared by the clones: what a section that cannot be checked
+    /// before it is applied (the rate limit's) is put back to when a later one is refused.
+    applied: Arc<Mutex<StackConfig>>,
 }
 
-/// The type of the stack that [`StackLayers::stack`] makes: every layer optional.
+/// The type of the stack that [`StackLayers::stack`] makes: every layer of the first wave
+/// optional.
+///
+/// The rate limit, the adaptive limit and the hedge are not in it: an optional layer's service
+/// names the inner service twice (once wrapped, once bare), so each one doubles the length of
+/// the stack's type, and three more made a debug build of a stack over an axum router take
+/// minutes. Add the ones your code uses with the stack's setters (see [`StackLayers`]).
 pub type ConfiguredStack<F = Identity> = ResilienceStack<
     F,
     OptionalLayer<RetryLayer>,
@@ -182,6 +281,24 @@ impl StackLayers {
     pub fn from_config(config: &StackConfig) -> Result<Self, ConfigError> {
         let (overall, attempt) = config.timeouts_named();
         Ok(Self {
+            #[cfg(feature = "rate-limit")]
+            rate_limit: config
+                .rate_limit
+                .as_ref()
+                .map(RateLimitLayer::from_config)
+                .transpose()?,
+            #[cfg(feature = "limit")]
+            adaptive_limit: config
+                .adaptive_limit
+                .as_ref()
+                .map(AdaptiveLimitLayer::from_config)
+                .transpose()?,
+            #[cfg(feature = "hedge")]
+            hedge: config
+                .hedge
+                .as_ref()
+                .map(HedgeLayer::from_config)
+                .transpose()?,
             retry: config
                 .retry
                 .as_ref()
@@ -205,6 +322,7 @@ impl StackLayers {
                 .as_ref()
                 .map(TimeoutLayer::from_config)
                 .transpose()?,
+            applied: Arc::new(Mutex::new(config.clone())),
         })
     }
 
@@ -212,6 +330,9 @@ impl StackLayers {
     /// layer's `reconfigure`).
     ///
     /// All or nothing: every section is checked first, and if one is refused nothing changes.
+    /// The rate limit and the hedge check their sections only as they apply them: the rate
+    /// limit is applied first, then the hedge, and if the hedge refuses its section the rate
+    /// limit is put back to the section applied before (so for an instant it had the new one).
     /// A section can change, not appear or disappear: the stack's layers are fixed when it is
     /// built. Named instances are not part of the stack: reconfigure the layers built from
     /// them with [`StackConfig::breaker`] and the like.
@@ -222,7 +343,19 @@ impl StackLayers {
     /// removed is one naming the section (`circuit_breaker`, say).
     pub fn reconfigure(&self, config: &StackConfig) -> Result<(), ConfigError> {
         let (overall, attempt) = config.timeouts_named();
+        // One reload at a time: the rollback below puts back what this one found.
+        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         // Check everything before changing anything.
+        #[cfg(feature = "rate-limit")]
+        let rate_limit = same_shape("rate_limit", &self.rate_limit, &config.rate_limit)?;
+        #[cfg(feature = "limit")]
+        let adaptive_limit = same_shape(
+            "adaptive_limit",
+            &self.adaptive_limit,
+            &config.adaptive_limit,
+        )?;
+        #[cfg(feature = "hedge")]
+        let hedge = same_shape("hedge", &self.hedge, &config.hedge)?;
         let retry = same_shape("retry", &self.retry, &config.retry)?;
         let overall = same_shape("overall_timeout", &self.overall_timeout, &overall)?;
         let breaker = same_shape(
@@ -247,7 +380,32 @@ impl StackLayers {
         if let Some((layer, new)) = &attempt {
             layer.check_reconfigure(new)?;
         }
+        #[cfg(feature = "limit")]
+        if let Some((layer, new)) = &adaptive_limit {
+            layer.check_reconfigure(new)?;
+        }
+        // Checked by applying them: on an error, nothing else has changed yet.
+        #[cfg(feature = "rate-limit")]
+        if let Some((layer, new)) = rate_limit {
+            layer.reconfigure(new)?;
+        }
+        #[cfg(feature = "hedge")]
+        if let Some((layer, new)) = hedge {
+            let accepted = layer.reconfigure(new);
+            #[cfg(feature = "rate-limit")]
+            if accepted.is_err() {
+                if let (Some(layer), Some(old)) = (&self.rate_limit, &applied.rate_limit) {
+                    // Accepted before, so accepted again.
+                    let _ = layer.reconfigure(old);
+                }
+            }
+            accepted?;
+        }
         // Checked: each apply below succeeds.
+        #[cfg(feature = "limit")]
+        if let Some((layer, new)) = adaptive_limit {
+            layer.reconfigure(new)?;
+        }
         if let Some((layer, new)) = retry {
             layer.reconfigure(new)?;
         }
@@ -263,6 +421,7 @@ impl StackLayers {
         if let Some((layer, new)) = attempt {
             layer.reconfigure(new)?;
         }
+        *applied = config.clone();
         Ok(())
     }
 

@@ -416,6 +416,39 @@ impl Estimator {
         }
     }
 
+    /// The lowest and highest limits.
+    pub(crate) fn bounds(&self) -> (u32, u32) {
+        (self.min as u32, self.max as u32)
+    }
+
+    /// Applies new settings to a running estimator (`reconfigure`): new bounds, with the limit
+    /// clamped into them; the same algorithm keeps its state (its averages, Vegas' no-load
+    /// latency and probe count) under its new settings, another starts fresh from the current
+    /// limit. `seed` seeds a fresh Vegas.
+    #[cfg(feature = "serde")]
+    pub(crate) fn retune(&mut self, algorithm: Algorithm, min: u32, max: u32, seed: u64) {
+        match (&mut self.kind, algorithm) {
+            (
+                Kind::Gradient2 {
+                    settings,
+                    short,
+                    long,
+                },
+                Algorithm::Gradient2(new),
+            ) => {
+                short.factor = Ewma::new(new.short_window).factor;
+                long.factor = Ewma::new(new.long_window).factor;
+                *settings = new;
+            }
+            (Kind::Vegas { settings, .. }, Algorithm::Vegas(new)) => *settings = new,
+            (Kind::Aimd { settings }, Algorithm::Aimd(new)) => *settings = new,
+            (_, other) => self.kind = Self::new(other, 1, 1, 1, seed).kind,
+        }
+        self.min = f64::from(min);
+        self.max = f64::from(max);
+        self.limit = self.limit.max(self.min).min(self.max);
+    }
+
     /// The limit admission uses: the estimate's integer part.
     pub(crate) fn limit(&self) -> u32 {
         // In [min, max] ⊂ [1, u32::MAX], so the cast neither saturates nor truncates a sign.

@@ -116,10 +116,13 @@ impl AdaptiveLimitLayer {
     /// # Errors
     ///
     /// The [`ConfigError`] that [`Builder::build`] gives: `initial_limit`, `min_limit`,
-    /// `max_limit`, `window_samples`, `name`, or an algorithm's setting named as in its table
-    /// (`smoothing`, `rtt_tolerance`, `backoff_ratio`, ...).
+    /// `max_limit`, `window_samples`, `name`, or an algorithm's setting named by its path in the
+    /// file (`algorithm.gradient2.smoothing`, `algorithm.aimd.backoff_ratio`, ...).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        config.to_builder().build()
+        config
+            .to_builder()
+            .build()
+            .map_err(|e| in_file(e, &config.algorithm))
     }
 }
 
@@ -231,45 +234,109 @@ impl<'de> Deserialize<'de> for Algorithm {
 }
 
 impl<C> AdaptiveLimitLayer<C> {
-    /// Checks a reloaded config against this running limit, and changes nothing. The bounds
-    /// are copied into every clone of the layer and the algorithm's state is built for its
-    /// settings, so making them live would mean moving them into shared state that calls read:
-    /// a reload that keeps them passes, one that changes them is refused, naming the field,
-    /// and takes a new layer.
+    /// Applies a reloaded config to this running limit, shared by every clone and every
+    /// service it made, under the lock its calls only ever try (off the call path: a call that
+    /// ends meanwhile skips its sample, as when another call holds the lock).
+    ///
+    /// - `min_limit`, `max_limit`: the new bounds; the current limit is clamped into them (a
+    ///   limit of 50 under a new `max_limit` of 30 is 30 at once, and calls above it finish).
+    /// - `algorithm`: the same algorithm keeps its state (Gradient2's averages, Vegas' no-load
+    ///   latency and probe count) and takes its new settings at the next window; another one
+    ///   starts fresh from the current limit, clamped.
+    /// - `window`, `window_samples`: the window in progress is dropped and a new one starts.
     ///
     /// `initial_limit` was the limit before the first sample, long past for a running layer:
-    /// it is checked against the bounds, not compared. `seed` is used when the layer is
-    /// built; a reload ignores it. The classifier is code, and stays.
+    /// it is checked against the bounds, not applied. `seed` seeds a new Vegas (a seed is drawn
+    /// when absent). The classifier is code, and stays.
+    ///
+    /// AIMD's `timeout` also decides when a cancelled call counts as a drop, which every call
+    /// reads from the layer as built: a config that changes it (a new `algorithm.aimd.timeout`,
+    /// or a change to or from AIMD, field `algorithm`) is refused.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`], and nothing changes: the one [`from_config`](AdaptiveLimitLayer::from_config)
-    /// gives for the config, or one naming `name`, `min_limit`, `max_limit`, `algorithm`,
-    /// `window` or `window_samples` when the config changes it.
+    /// gives for the config (an algorithm's setting named by its path in the file,
+    /// `algorithm.gradient2.smoothing`), one naming `name` when it renames the layer, or one
+    /// naming the AIMD timeout as above.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
-        let (_, min, max) = config.to_builder().check()?;
-        crate::config::check_same_name(&self.limiter.name, &config.name)?;
-        let unchanged = "unchanged: a new value takes a new layer";
-        if min != self.min_limit {
-            return Err(ConfigError::new("min_limit", unchanged, min));
-        }
-        if max != self.max_limit {
-            return Err(ConfigError::new("max_limit", unchanged, max));
-        }
-        let (algorithm, window, window_samples) = self.limiter.settings();
-        if algorithm != config.algorithm {
-            return Err(ConfigError::new("algorithm", unchanged, &config.algorithm));
-        }
-        if window != config.window {
-            return Err(ConfigError::new("window", unchanged, config.window));
-        }
-        if usize::try_from(window_samples) != Ok(config.window_samples) {
-            return Err(ConfigError::new(
-                "window_samples",
-                unchanged,
-                config.window_samples,
-            ));
-        }
+        let (min, max, window_samples) = self.check_reconfigure(config)?;
+        let seed = config
+            .seed
+            .unwrap_or_else(|| crate::random::random_seed(config as *const Config as usize));
+        let (algorithm, window, samples) = self.limiter.settings();
+        let kind = std::mem::discriminant(&algorithm);
+        let new_algorithm = kind != std::mem::discriminant(&config.algorithm);
+        let new_window = (window, samples) != (config.window, window_samples);
+        let (old, new) = self.limiter.retune(
+            config.algorithm.clone(),
+            (min, max),
+            (config.window, window_samples),
+            seed,
+        );
+        tracing::info!(
+            limit.name = %self.limiter.name,
+            limit.min_limit = min,
+            limit.max_limit = max,
+            limit.previous = old,
+            limit.limit = new,
+            limit.new_algorithm = new_algorithm,
+            limit.new_window = new_window,
+            "concurrency limit reconfigured"
+        );
         Ok(())
     }
+
+    /// Whether [`reconfigure`](Self::reconfigure) would accept `config`: the bounds and the
+    /// window's fewest samples to apply if so.
+    pub(crate) fn check_reconfigure(
+        &self,
+        config: &Config,
+    ) -> Result<(u32, u32, u32), ConfigError> {
+        let (_, min, max) = config
+            .to_builder()
+            .check()
+            .map_err(|e| in_file(e, &config.algorithm))?;
+        crate::config::check_same_name(&self.limiter.name, &config.name)?;
+        let cancel_timeout = config.algorithm.cancel_timeout();
+        if cancel_timeout != self.limiter.cancel_timeout {
+            let field = match (&config.algorithm, self.limiter.cancel_timeout) {
+                (Algorithm::Aimd(_), Some(_)) => "algorithm.aimd.timeout",
+                _ => "algorithm",
+            };
+            return Err(ConfigError::new(
+                field,
+                "unchanged: AIMD's timeout (a cancelled call past it is a drop) is fixed when \
+                 the layer is built, and so is whether the algorithm is AIMD",
+                &config.algorithm,
+            ));
+        }
+        let window_samples = u32::try_from(config.window_samples).map_err(|_| {
+            ConfigError::new(
+                "window_samples",
+                "in [1, 4294967295]",
+                config.window_samples,
+            )
+        })?;
+        Ok((min, max, window_samples))
+    }
+}
+
+/// `error` with an algorithm's setting named by its path in a file: `smoothing` of a Gradient2
+/// is `algorithm.gradient2.smoothing`. The algorithms' own checks name their setters, as
+/// written in code.
+fn in_file(error: ConfigError, algorithm: &Algorithm) -> ConfigError {
+    let path = match (algorithm, error.field()) {
+        (Algorithm::Gradient2(_), "smoothing") => "algorithm.gradient2.smoothing",
+        (Algorithm::Gradient2(_), "rtt_tolerance") => "algorithm.gradient2.rtt_tolerance",
+        (Algorithm::Gradient2(_), "long_window") => "algorithm.gradient2.long_window",
+        (Algorithm::Gradient2(_), "short_window") => "algorithm.gradient2.short_window",
+        (Algorithm::Gradient2(_), "queue_size") => "algorithm.gradient2.queue_size",
+        (Algorithm::Vegas(_), "smoothing") => "algorithm.vegas.smoothing",
+        (Algorithm::Vegas(_), "probe_multiplier") => "algorithm.vegas.probe_multiplier",
+        (Algorithm::Aimd(_), "backoff_ratio") => "algorithm.aimd.backoff_ratio",
+        (Algorithm::Aimd(_), "timeout") => "algorithm.aimd.timeout",
+        _ => return error,
+    };
+    error.at(path)
 }

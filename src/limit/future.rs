@@ -213,7 +213,7 @@ where
                 }
                 result.map_err(Into::into)
             }
-            KindProj::Rejected { error } => Err(Box::new(error.clone()).into()),
+            KindProj::Rejected { error } => Err(Box::new(error.clone()) as BoxError),
             KindProj::Done => polled_after_completion("limit::ResponseFuture"),
         };
         kind.set(Kind::Done);

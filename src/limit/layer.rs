@@ -39,14 +39,14 @@ impl<C> AdaptiveLimitLayer<C> {
         self.limiter.word.load().in_flight() as usize
     }
 
-    /// The configured lowest limit.
+    /// The configured lowest limit (as last reconfigured, with feature `serde`).
     pub fn min_limit(&self) -> usize {
-        self.min_limit as usize
+        self.limiter.bounds().0 as usize
     }
 
-    /// The configured highest limit.
+    /// The configured highest limit (as last reconfigured, with feature `serde`).
     pub fn max_limit(&self) -> usize {
-        self.max_limit as usize
+        self.limiter.bounds().1 as usize
     }
 }
 

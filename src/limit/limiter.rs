@@ -140,6 +140,45 @@ impl<C> Limiter<C> {
         (tuning.estimator.algorithm(), window, samples)
     }
 
+    /// The lowest and highest limits in force. Waits for the lock: a call that ends meanwhile
+    /// skips its sample, as when another call holds it.
+    pub(crate) fn bounds(&self) -> (u32, u32) {
+        let tuning = self.tuning.lock().unwrap_or_else(PoisonError::into_inner);
+        tuning.estimator.bounds()
+    }
+
+    /// Applies a reloaded config under the lock (off the call path: a call that ends meanwhile
+    /// skips its sample, as when another call holds it): the estimator's new bounds and
+    /// algorithm (`Estimator::retune`), and a new, empty window when its settings changed.
+    /// The word's limit follows the estimator's, as after a sample. Returns the limit before
+    /// and after.
+    #[cfg(feature = "serde")]
+    pub(crate) fn retune(
+        &self,
+        algorithm: super::Algorithm,
+        (min, max): (u32, u32),
+        (window, window_samples): (Duration, u32),
+        seed: u64,
+    ) -> (u32, u32) {
+        let mut tuning = self.tuning.lock().unwrap_or_else(PoisonError::into_inner);
+        if tuning.window.settings() != (window, window_samples) {
+            tuning.window = Window::new(window, window_samples);
+            // A new window times every call until it has chosen its own period.
+            self.sample_mask
+                .store(tuning.window.period() - 1, Ordering::Relaxed);
+        }
+        let old = tuning.estimator.limit();
+        tuning.estimator.retune(algorithm, min, max, seed);
+        let new = tuning.estimator.limit();
+        if new != old {
+            // Under the lock, the only writer of the limit, as in `sample`.
+            self.word.set_limit(old, new);
+            #[cfg(feature = "metrics")]
+            self.metrics.limit.set(f64::from(new));
+        }
+        (old, new)
+    }
+
     /// Adds the sample of a timed call, taken `now`, to the window, unless another thread is
     /// adding one right now (then only its drop, if it is one, is kept); when that closes the
     /// window, feeds the window's sample to the algorithm.

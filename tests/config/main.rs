@@ -10,3 +10,5 @@ mod files;
 mod new_layers;
 mod reload;
 mod soak;
+#[cfg(all(feature = "hedge", feature = "limit", feature = "rate-limit"))]
+mod stack_sections;

@@ -366,23 +366,23 @@ fn values_out_of_range_are_the_builders_errors_naming_the_field() {
     assert_eq!(limit(r#"name = """#), "name");
     assert_eq!(
         limit("algorithm = { gradient2 = { smoothing = 2.0 } }"),
-        "smoothing"
+        "algorithm.gradient2.smoothing"
     );
     assert_eq!(
         limit("algorithm = { gradient2 = { rtt_tolerance = 0.5 } }"),
-        "rtt_tolerance"
+        "algorithm.gradient2.rtt_tolerance"
     );
     assert_eq!(
         limit("algorithm = { vegas = { probe_multiplier = 0 } }"),
-        "probe_multiplier"
+        "algorithm.vegas.probe_multiplier"
     );
     assert_eq!(
         limit("algorithm = { aimd = { backoff_ratio = 1.0 } }"),
-        "backoff_ratio"
+        "algorithm.aimd.backoff_ratio"
     );
     assert_eq!(
         limit(r#"algorithm = { aimd = { timeout = "0s" } }"#),
-        "timeout"
+        "algorithm.aimd.timeout"
     );
 
     let rate = |text: &str| field(RateLimitLayer::from_config(&toml(text).unwrap()));
@@ -681,43 +681,109 @@ async fn hedge_reconfigure_leaves_a_shared_budget_to_its_owner() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn limit_reconfigure_passes_an_unchanged_file_and_names_a_change() {
+async fn limit_reconfigure_applies_bounds_algorithm_and_window_and_names_a_bad_value() {
     let base = "min_limit = 5\nmax_limit = 50\ninitial_limit = 10\nalgorithm = { vegas = {} }";
     let layer = AdaptiveLimitLayer::from_config(&toml(base).unwrap()).unwrap();
+    let clone = layer.clone();
     let reload = |text: &str| refused(layer.reconfigure(&toml(text).unwrap()));
     assert_eq!(reload(base), "accepted");
     assert_eq!(
         reload(&base.replace("initial_limit = 10", "initial_limit = 20")),
         "accepted",
-        "the initial limit is past"
+        "the initial limit is past: checked, not applied"
+    );
+    assert_eq!(layer.limit(), 10);
+
+    // New bounds: the limit is clamped into them at once, on every clone.
+    assert_eq!(
+        reload("min_limit = 2\nmax_limit = 8\ninitial_limit = 4\nalgorithm = { vegas = {} }"),
+        "accepted"
     );
     assert_eq!(
-        reload(&format!("{base}\nseed = 7")),
-        "accepted",
-        "seed is build-time"
+        (clone.limit(), clone.min_limit(), clone.max_limit()),
+        (8, 2, 8)
+    );
+    assert_eq!(
+        reload("min_limit = 12\nmax_limit = 40\ninitial_limit = 12\nalgorithm = { vegas = {} }"),
+        "accepted"
+    );
+    assert_eq!(
+        (clone.limit(), clone.min_limit(), clone.max_limit()),
+        (12, 12, 40)
+    );
+
+    // The algorithm's settings, another algorithm, the window: accepted, the limit kept.
+    let bounds = "min_limit = 12\nmax_limit = 40\ninitial_limit = 12";
+    for algorithm in [
+        "{ vegas = { probe_multiplier = 5, smoothing = 0.5 } }",
+        "{ gradient2 = { smoothing = 0.5 } }",
+        "{ gradient2 = { long_window = 100, short_window = 5 } }",
+    ] {
+        let text =
+            format!("{bounds}\nalgorithm = {algorithm}\nwindow = \"1s\"\nwindow_samples = 3");
+        assert_eq!(reload(&text), "accepted", "{text}");
+        assert_eq!(layer.limit(), 12);
+    }
+
+    // Refused, naming the field as written in the file; nothing changes.
+    let gradient = format!(
+        "{bounds}\nalgorithm = {{ gradient2 = {{ long_window = 100, short_window = 5 }} }}"
     );
     for (text, field) in [
-        (base.replace("min_limit = 5", "min_limit = 6"), "min_limit"),
         (
-            base.replace("max_limit = 50", "max_limit = 60"),
-            "max_limit",
+            format!("{bounds}\nalgorithm = {{ gradient2 = {{ smoothing = 2.0 }} }}"),
+            "algorithm.gradient2.smoothing",
         ),
-        (base.replace("vegas = {}", "aimd = {}"), "algorithm"),
         (
-            base.replace("vegas = {}", "vegas = { probe_multiplier = 5 }"),
+            format!("{bounds}\nalgorithm = {{ vegas = {{ probe_multiplier = 0 }} }}"),
+            "algorithm.vegas.probe_multiplier",
+        ),
+        (
+            format!("{bounds}\nalgorithm = {{ aimd = {{}} }}"),
             "algorithm",
         ),
-        (format!("{base}\nwindow = \"1s\""), "window"),
-        (format!("{base}\nwindow_samples = 3"), "window_samples"),
-        (format!("{base}\nname = \"x\""), "name"),
+        (format!("{bounds}\nname = \"x\""), "name"),
         (
-            base.replace("min_limit = 5", "min_limit = 11"),
+            gradient.replace("min_limit = 12", "min_limit = 13"),
             "initial_limit",
         ),
+        (format!("{gradient}\nwindow_samples = 0"), "window_samples"),
     ] {
         assert_eq!(reload(&text), field, "{text}");
     }
-    assert_eq!((layer.min_limit(), layer.max_limit()), (5, 50));
+    assert_eq!(
+        (layer.limit(), layer.min_limit(), layer.max_limit()),
+        (12, 12, 40)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn aimd_reconfigure_keeps_its_timeout_and_takes_its_backoff() {
+    let base = r#"initial_limit = 10
+min_limit = 1
+max_limit = 10
+window = "0s"
+window_samples = 1
+algorithm = { aimd = { backoff_ratio = 0.9, timeout = "5s" } }"#;
+    let layer = AdaptiveLimitLayer::from_config(&toml(base).unwrap()).unwrap();
+    let reload = |text: &str| refused(layer.reconfigure(&toml(text).unwrap()));
+    assert_eq!(
+        reload(&base.replace("timeout = \"5s\"", "timeout = \"1s\"")),
+        "algorithm.aimd.timeout"
+    );
+    assert_eq!(
+        reload(&base.replace(
+            "{ aimd = { backoff_ratio = 0.9, timeout = \"5s\" } }",
+            "{ vegas = {} }"
+        )),
+        "algorithm"
+    );
+    // A drop under the new ratio of 0.5: 10 → 5, where 0.9 would give 9.
+    assert_eq!(reload(&base.replace("0.9", "0.5")), "accepted");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut failing = layer.layer(counting(&calls, true, ms(1)));
+    let _ = failing.ready().await.unwrap().call(1).await;
+    assert_eq!(layer.limit(), 5);
 }
 
 #[tokio::test(start_paused = true)]
@@ -782,12 +848,12 @@ fn the_sample_file_shows_the_new_layers_at_their_defaults() {
         }
     }
     let names: Vec<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["pool", "hedge", "limit", "rate_limit"]);
+    assert_eq!(names, ["rate_limit", "adaptive_limit", "hedge", "pool"]);
     for (name, body) in &sections {
         let parsed = match name.as_str() {
             "pool" => toml::<pool::Config>(body).map(|c| c == pool::Config::default()),
             "hedge" => toml::<hedge::Config>(body).map(|c| c == hedge::Config::default()),
-            "limit" => toml::<limit::Config>(body).map(|c| c == limit::Config::default()),
+            "adaptive_limit" => toml::<limit::Config>(body).map(|c| c == limit::Config::default()),
             _ => toml::<rate_limit::Config>(body).map(|c| c == rate_limit::Config::default()),
         };
         assert_eq!(parsed, Ok(true), "[{name}]\n{body}");
@@ -800,11 +866,25 @@ fn the_sample_file_shows_the_new_layers_at_their_defaults() {
         let valid = match name.as_str() {
             "pool" => toml::<pool::Config>(&uncommented).map(|c| round_trips(&c)),
             "hedge" => toml::<hedge::Config>(&uncommented).map(|c| round_trips(&c)),
-            "limit" => toml::<limit::Config>(&uncommented).map(|c| round_trips(&c)),
+            "adaptive_limit" => toml::<limit::Config>(&uncommented).map(|c| round_trips(&c)),
             _ => toml::<rate_limit::Config>(&uncommented).map(|c| round_trips(&c)),
         };
         assert_eq!(valid, Ok(()), "[{name}]\n{uncommented}");
     }
+    // The three stack sections, uncommented, are a stack file that builds.
+    let stack: String = sections
+        .iter()
+        .filter(|(name, _)| name != "pool")
+        .map(|(name, body)| {
+            let body = body.replace("# limit = ", "limit = ");
+            format!("[{name}]\n{body}")
+        })
+        .collect();
+    let config: steadfast::config::StackConfig =
+        toml(&stack).unwrap_or_else(|e| panic!("{e}\n{stack}"));
+    let layers = steadfast::config::StackLayers::from_config(&config).unwrap();
+    assert!(layers.rate_limit.is_some() && layers.adaptive_limit.is_some());
+    layers.reconfigure(&config).unwrap();
 }
 
 /// `key = value`: a setting the sample file shows commented out.

@@ -289,15 +289,7 @@ async fn a_breaker_refuses_what_it_cannot_change_and_changes_nothing() {
         ),
         (
             "sliding_window",
-            breaker_config("").sliding_window(SlidingWindow::Count(20)),
-        ),
-        (
-            "consecutive_failures",
-            breaker_config("consecutive_failures = 3"),
-        ),
-        (
-            "slow_call_duration",
-            breaker_config("slow_call_duration = \"1s\""),
+            breaker_config("").sliding_window(SlidingWindow::Count(0)),
         ),
         (
             "initial_state",
@@ -317,6 +309,93 @@ async fn a_breaker_refuses_what_it_cannot_change_and_changes_nothing() {
     calls(&mut successes, 1).await;
     calls(&mut failures, 3).await;
     assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_window_size_starts_a_new_window_in_the_same_state() {
+    let breaker = CircuitBreakerLayer::from_config(&breaker_config("")).unwrap();
+    let mut failures = breaker.layer(failing());
+    let mut successes = breaker.layer(ok_service());
+    calls(&mut failures, 3).await;
+    assert_eq!(breaker.snapshot().calls(), 3);
+
+    // A call admitted under the old window, still in flight.
+    let mut held = breaker.layer(service_fn(|_: u32| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Err::<u32, BoxError>("late".into())
+    }));
+    let in_flight = tokio::spawn(held.ready().await.unwrap().call(1));
+    tokio::task::yield_now().await;
+
+    let wider = breaker_config("").sliding_window(SlidingWindow::Count(20));
+    breaker.reconfigure(&wider).unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.snapshot().calls(), 0, "a new, empty window");
+
+    // The call admitted before finishes: dropped, not counted in the new window.
+    assert!(in_flight.await.unwrap().is_err());
+    assert_eq!(breaker.snapshot().calls(), 0);
+
+    // The services made before the change count in the new window: 19 failures and a success
+    // (a rate of 0.95, under the threshold of 1.0) fill it without tripping it; minimum_calls
+    // of 4 in a window of 20.
+    calls(&mut successes, 1).await;
+    calls(&mut failures, 19).await;
+    assert_eq!(breaker.snapshot().calls(), 20);
+    assert_eq!(breaker.snapshot().failed_calls(), 19);
+    assert_eq!(breaker.state(), State::Closed);
+    // The success leaves the window of 20: every call in it failed.
+    calls(&mut failures, 1).await;
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_keeps_its_timer_and_counts_in_the_new_window_once_closed() {
+    let config = "wait_in_open = \"10s\"\nhalf_open_calls = 1";
+    let breaker = CircuitBreakerLayer::from_config(&breaker_config(config)).unwrap();
+    let mut failures = breaker.layer(failing());
+    let mut successes = breaker.layer(ok_service());
+    calls(&mut failures, 4).await;
+    assert_eq!(breaker.state(), State::Open);
+
+    // To a time window of 60 s, with the failure run on: the breaker stays open, its interval
+    // unchanged.
+    let time = breaker_config(&format!("{config}\nconsecutive_failures = 2"))
+        .sliding_window(SlidingWindow::Time(Duration::from_secs(60)));
+    breaker.reconfigure(&time).unwrap();
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    calls(&mut successes, 1).await;
+    assert_eq!(breaker.state(), State::Closed);
+
+    // Closed in the time window: its calls count there, and two failures in a row (the run,
+    // turned on) open it before minimum_calls.
+    calls(&mut successes, 1).await;
+    assert_eq!(breaker.snapshot().calls(), 1);
+    calls(&mut failures, 2).await;
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_call_detection_turned_on_times_the_calls_of_services_made_before() {
+    let breaker = CircuitBreakerLayer::from_config(&breaker_config("")).unwrap();
+    let mut slow = breaker.layer(service_fn(|_: u32| async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok::<u32, BoxError>(1)
+    }));
+    calls(&mut slow, 4).await;
+    assert_eq!(breaker.snapshot().slow_calls(), 0, "not timed");
+
+    let timed = breaker_config("slow_call_duration = \"1s\"\nslow_call_rate_threshold = 0.5");
+    breaker.reconfigure(&timed).unwrap();
+    calls(&mut slow, 3).await;
+    assert_eq!(breaker.snapshot().slow_calls(), 3);
+    assert_eq!(breaker.state(), State::Closed);
+    calls(&mut slow, 1).await;
+    assert_eq!(breaker.state(), State::Open, "4 slow calls of 4");
 }
 
 /// Setters for the table above.

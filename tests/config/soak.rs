@@ -134,3 +134,166 @@ async fn reloads_under_concurrent_calls_lose_no_permit_and_no_probe_slot() {
         assert_eq!(probe.ready().await.unwrap().call(1).await.unwrap(), 1);
     }
 }
+
+/// The same soak on paused time, on one thread: 32 tasks call a breaker over a bulkhead while
+/// another task reloads both every 3 ms (of tokio's clock), through every window shape,
+/// threshold and probe count, for 6 s. The backend fails for 400 ms in every 800 ms, so with
+/// `wait_in_open` at its floor of 100 ms the breaker goes through every state many times, and
+/// a call in three is cancelled part-way (its future dropped). Deterministic: the same
+/// interleaving every run.
+#[tokio::test(start_paused = true)]
+async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use steadfast::circuit_breaker::SlidingWindow;
+    use tokio::time::Instant;
+
+    const TASKS: usize = 32;
+    const RUN: Duration = Duration::from_secs(6);
+
+    let breaker_config = |i: usize| -> circuit_breaker::Config {
+        let mut config: circuit_breaker::Config = toml(&format!(
+            "minimum_calls = 5\nwait_in_open = \"100ms\"\nmax_wait_in_half_open = \"1s\"\n\
+             failure_rate_threshold = {}\nhalf_open_calls = {}",
+            [0.3, 0.6, 0.9][i % 3],
+            [1, 3, 5][i % 3],
+        ))
+        .unwrap();
+        // A new window every few reloads, of each kind.
+        config.sliding_window = [
+            SlidingWindow::Count(20),
+            SlidingWindow::Count(7),
+            SlidingWindow::Time(Duration::from_secs(1)),
+        ][(i / 5) % 3];
+        config.bucket_width = Duration::from_millis(100);
+        config
+    };
+    let bulkhead_config = |i: usize| -> bulkhead::Config {
+        toml(&format!(
+            "max_concurrent_calls = {}\nmax_wait = \"2ms\"",
+            LIMITS[i % 3]
+        ))
+        .unwrap()
+    };
+    let visited = Arc::new(Mutex::new(HashSet::new()));
+    let breaker = {
+        let visited = visited.clone();
+        breaker_config(0)
+            .to_builder()
+            .on_transition(move |t| {
+                visited.lock().unwrap().insert(t.to());
+            })
+            .build()
+            .unwrap()
+    };
+    let bulkhead = BulkheadLayer::from_config(&bulkhead_config(0)).unwrap();
+
+    let start = Instant::now();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let inner = {
+        let (in_flight, most) = (in_flight.clone(), most.clone());
+        service_fn(move |n: usize| {
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            async move {
+                /// Counts the call out even when its future is dropped.
+                struct Out(Arc<AtomicUsize>);
+                impl Drop for Out {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let _out = Out(in_flight);
+                tokio::time::sleep(Duration::from_millis(1 + (n % 5) as u64)).await;
+                let phase = start.elapsed().as_millis() / 400;
+                if phase % 2 == 1 {
+                    Err::<usize, BoxError>("down".into())
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+    };
+    let service = ServiceBuilder::new()
+        .layer(breaker.clone())
+        .layer(bulkhead.clone())
+        .service(inner);
+
+    let reloader = {
+        let (breaker, bulkhead) = (breaker.clone(), bulkhead.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while start.elapsed() < RUN {
+                breaker.reconfigure(&breaker_config(i)).unwrap();
+                bulkhead.reconfigure(&bulkhead_config(i / 2)).unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            i
+        })
+    };
+    let callers: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let (mut answered, mut call) = (0, 0);
+                while start.elapsed() < RUN {
+                    call += 1;
+                    let mut service = service.clone();
+                    let ready = service.ready().await.expect("poll_ready never fails");
+                    let future = ready.call(task * 1_000_000 + call);
+                    if call % 3 == 0 {
+                        // Cancelled part-way: the call's future is dropped after 2 ms.
+                        let _ = tokio::time::timeout(Duration::from_millis(2), future).await;
+                    } else if future.await.is_ok() {
+                        answered += 1;
+                    } else {
+                        // A rejection or a failure: pace the retries of this task.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for caller in callers {
+        answered += caller.await.expect("no caller panicked");
+    }
+    let reloads = reloader.await.expect("the reloader did not panic");
+
+    assert!(reloads >= 1_900, "only {reloads} reloads");
+    assert!(answered > 0);
+    let visited = visited.lock().unwrap().clone();
+    for state in [State::Open, State::HalfOpen, State::Closed] {
+        assert!(visited.contains(&state), "never {state:?}: {visited:?}");
+    }
+    assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+    assert!(most.load(Ordering::SeqCst) <= LIMITS[2]);
+    // Every permit is back.
+    assert_eq!(
+        bulkhead.available_permits(),
+        bulkhead.max_concurrent_calls()
+    );
+    // Every probe slot is back: none in flight, and a half-open breaker admits a probe.
+    assert_eq!(breaker.snapshot().probes_in_flight(), 0);
+    let mut probe = ServiceBuilder::new()
+        .layer(breaker.clone())
+        .service(service_fn(|n: usize| async move { Ok::<_, BoxError>(n) }));
+    // Within a few open intervals a call goes through (it may first judge probes that a
+    // lowered cap left in, or find a half-open overdue and open again).
+    let mut through = false;
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_millis(200)).await;
+        if probe.ready().await.unwrap().call(1).await.is_ok() {
+            through = true;
+            break;
+        }
+    }
+    assert!(through, "the breaker is stuck: {:?}", breaker.snapshot());
+    assert_eq!(breaker.snapshot().probes_in_flight(), 0);
+}
