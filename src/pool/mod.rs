@@ -189,6 +189,7 @@ mod endpoint;
 pub mod error;
 pub mod future;
 mod health;
+mod live;
 mod load;
 mod member;
 #[cfg(any(feature = "http", feature = "tonic"))]
@@ -274,9 +275,20 @@ impl<K, S> Roster<K, S> {
         Arc::clone(&view)
     }
 
+    /// Makes reloaded settings live, and moves the version so that every clone recomputes its
+    /// routing (with the new `panic_threshold`) at its next call. The settings are stored before
+    /// the version moves (see [`live`](self::live)).
+    #[cfg(feature = "serde")]
+    fn reconfigure(&self, settings: &live::Settings) {
+        self.core.live.store(settings);
+        self.core.bump_version();
+        // Computed now, so that a start or end of panic routing is reported at the reload.
+        drop(self.current());
+    }
+
     fn compute(&self, version: u64, members: Members<K, S>) -> View<K, S> {
         let mut routing = Routing::default();
-        routing.compute(&members, self.core.panic_threshold);
+        routing.compute(&members, self.core.live.panic_threshold());
         self.core
             .set_panicking(routing.panic, routing.eligible, members.len());
         View {
@@ -434,15 +446,8 @@ where
         I: IntoIterator,
         I::Item: Into<Endpoint<K, S>>,
     {
-        let core = Arc::new(Core::new(
-            builder.name,
-            builder.consecutive_failures,
-            builder.base_ejection_time,
-            builder.max_ejection_time,
-            builder.max_ejected_fraction,
-            builder.panic_threshold,
-            builder.failure_rate,
-        ));
+        let settings = builder.settings();
+        let core = Arc::new(Core::new(builder.name, &settings));
         let empty: Members<K, S> = Arc::new([]);
         let shared = Arc::new(Roster {
             view: Mutex::new(Arc::new(View {
