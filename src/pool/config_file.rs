@@ -23,7 +23,8 @@ use crate::config::duration_field;
 ///
 /// The endpoints, the health probe and the classifier are code, and the builder's type changes
 /// with the last two, so a file gives a builder rather than a pool: see
-/// [`to_builder`](Self::to_builder).
+/// [`to_builder`](Self::to_builder). A running pool takes a reloaded config with
+/// [`Pool::reconfigure`], which keeps its state.
 ///
 /// ```toml
 /// name = "default"

@@ -115,6 +115,18 @@
 //! passed ones bring it back, its run of failures at zero. The task holds the pool weakly and
 //! is aborted when the last clone of the pool is dropped.
 //!
+//! # Live reload
+//!
+//! With the `serde` feature, [`Pool::reconfigure`] applies a reloaded [`Config`] to a running
+//! pool and every clone: `consecutive_failures`, `base_ejection_time`, `max_ejection_time`,
+//! `max_ejected_fraction`, `panic_threshold`, the failure-rate `threshold`,
+//! `unhealthy_threshold` and `healthy_threshold` change at once, and the pool keeps its
+//! endpoints, their calls in flight and ejection counts, the ejections in progress (each keeps
+//! the end it was given; the next is timed with the new base and maximum) and the health
+//! check's streaks. A new `name`, turning `failure_rate` on or off or changing its `calls` is
+//! refused: each endpoint's failure-rate window is sized when the endpoint is made. A refused
+//! config changes nothing.
+//!
 //! # Retry across replicas
 //!
 //! A [`RetryLayer`](crate::retry::RetryLayer) directly above the pool (other layers may sit in
