@@ -69,8 +69,8 @@
 //! guide (`docs/guide.md`, section 9) has the table, and `examples/config_reload.rs` the reload
 //! loop.
 
-// Adding a layer (pool, hedge, limit, rate_limit, ...): a `config_file.rs` in its module, behind
-// `serde`, with a `Config` of one field per builder method (`#[serde(default,
+// Adding a layer (as the pool, hedge, limit and rate limit were added): a `config_file.rs` in
+// its module, behind `serde`, with a `Config` of one field per builder method (`#[serde(default,
 // deny_unknown_fields)]`, `Default` from the builder's `DEFAULT_*` constants, durations through
 // `duration_field!`/`optional_duration_field!` so that errors name the field), `to_builder()`,
 // and `XLayer::from_config` = `to_builder().build()`. For reload: a `check_reconfigure` that

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
+use super::live::Settings;
 use super::state::MAX_CONSECUTIVE_FAILURES;
 use super::{Endpoint, Pool};
 use crate::circuit_breaker::window::MAX_COUNT_WINDOW;
@@ -228,6 +229,22 @@ impl<C, H> Builder<C, H> {
         }
     }
 
+    /// The settings a running pool reads, as set here (checked by [`validate`](Self::validate)).
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            consecutive_failures: self.consecutive_failures,
+            base_ejection_time: self.base_ejection_time,
+            max_ejection_time: self.max_ejection_time,
+            max_ejected_fraction: self.max_ejected_fraction,
+            panic_threshold: self.panic_threshold,
+            failure_rate: self.failure_rate,
+            unhealthy_threshold: self.unhealthy_threshold,
+            healthy_threshold: self.healthy_threshold,
+        }
+    }
+
+    /// The one validation of the settings, for [`build`](Builder::build) and for a config's
+    /// [`to_builder`](super::Config::to_builder) (and so for a reload).
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         check_range(
             "consecutive_failures",
@@ -325,9 +342,8 @@ impl<C, P> Builder<C, HealthCheck<P>> {
                 "no runtime",
             ));
         };
-        let thresholds = (self.unhealthy_threshold, self.healthy_threshold);
         let (pool, health) = Pool::from_builder(self, endpoints);
-        super::health::spawn(&runtime, &pool, health.interval, thresholds, health.probe);
+        super::health::spawn(&runtime, &pool, health.interval, health.probe);
         Ok(pool)
     }
 }

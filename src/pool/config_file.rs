@@ -10,6 +10,7 @@ use super::config::{
     DEFAULT_MAX_EJECTED_FRACTION, DEFAULT_MAX_EJECTION_TIME, DEFAULT_NAME, DEFAULT_PANIC_THRESHOLD,
     DEFAULT_UNHEALTHY_THRESHOLD,
 };
+use super::live::Settings;
 use crate::ConfigError;
 use crate::config::duration_field;
 
@@ -22,7 +23,8 @@ use crate::config::duration_field;
 ///
 /// The endpoints, the health probe and the classifier are code, and the builder's type changes
 /// with the last two, so a file gives a builder rather than a pool: see
-/// [`to_builder`](Self::to_builder).
+/// [`to_builder`](Self::to_builder). A running pool takes a reloaded config with
+/// [`Pool::reconfigure`], which keeps its state.
 ///
 /// ```toml
 /// name = "default"
@@ -126,8 +128,7 @@ impl Config {
     /// where it is read. [`build`](Builder::build) checks again (the cost is a few
     /// comparisons), covering the code's settings.
     ///
-    /// There is no `reconfigure`: ejection settings are read by the call path from the pool's
-    /// shared state, and reloading them live would have to re-time the ejections in progress.
+    /// A running pool takes a new config with [`Pool::reconfigure`].
     ///
     /// # Errors
     ///
@@ -151,5 +152,72 @@ impl Config {
         };
         builder.validate()?;
         Ok(builder)
+    }
+}
+
+impl<K, S, C> Pool<K, S, C> {
+    /// Applies a reloaded config to this running pool, shared by every clone, and keeps its
+    /// state: the endpoints, their calls in flight, their ejection counts, the ejections in
+    /// progress and the health check's streaks.
+    ///
+    /// What changes, and from when:
+    ///
+    /// - `consecutive_failures`: from the next failure, against the run counted so far (a run
+    ///   already at the new, lower threshold ejects at its next failure).
+    /// - `base_ejection_time`, `max_ejection_time`: for the ejections that start afterwards,
+    ///   whose length is still `n × base` (at most `max`) for the endpoint's `n`-th ejection.
+    ///   An ejection in progress keeps the end it was given.
+    /// - `max_ejected_fraction`: for the next ejection. A lower cap ends no ejection in
+    ///   progress; it only refuses new ones until fewer are ejected.
+    /// - `panic_threshold`: every clone recomputes its routing at its next call (the start or
+    ///   end of panic routing it causes is reported at once).
+    /// - `failure_rate`'s `threshold`: at the next outcome each endpoint's window counts.
+    /// - `unhealthy_threshold`, `healthy_threshold`: at the health check's next verdict,
+    ///   against the streaks counted so far.
+    ///
+    /// A call racing the reload may see some of the new settings and not yet others; the next
+    /// sees them all. The healthy call path reads none of them, so reloading costs it nothing.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], and nothing changes: the one [`Config::to_builder`] gives for the
+    /// config; one naming `name` when the config changes it (the name labels the metrics
+    /// registered at build); or one naming `failure_rate` when the config turns failure-rate
+    /// ejection on or off or changes its `calls`: each endpoint's window is sized when the
+    /// endpoint is made, and is read without a lock by every call, so a new size takes a new
+    /// pool.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let settings = self.check_reconfigure(config)?;
+        self.shared.reconfigure(&settings);
+        tracing::info!(
+            pool.name = %self.shared.core.name,
+            pool.settings = ?settings,
+            "pool reconfigured"
+        );
+        Ok(())
+    }
+
+    /// What [`reconfigure`](Self::reconfigure) checks, changing nothing: the settings it would
+    /// apply, or its error (for a stack that checks every layer before it changes any).
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Settings, ConfigError> {
+        let settings = config.to_builder()?.settings();
+        let core = &*self.shared.core;
+        crate::config::check_same_name(&core.name, &config.name)?;
+        let calls = settings.failure_rate.map(|(_, calls)| calls);
+        if calls != core.failure_rate_calls {
+            let built = match core.failure_rate_calls {
+                Some(calls) => format!("on with calls = {calls}, as built"),
+                None => "absent (off), as built".to_owned(),
+            };
+            return Err(ConfigError::new(
+                "failure_rate",
+                &format!(
+                    "{built}: each endpoint's window is sized when it is made, so a new size \
+                     takes a new pool"
+                ),
+                config.failure_rate,
+            ));
+        }
+        Ok(settings)
     }
 }

@@ -1,5 +1,7 @@
 //! Active health checks: a task that probes every endpoint every interval and marks it
-//! unhealthy, or brings it back, after enough probes in a row agree.
+//! unhealthy, or brings it back, after enough probes in a row agree. The thresholds are read
+//! from the pool's live settings at each verdict, so a reload applies to the streaks counted
+//! so far (which it keeps).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,7 +29,6 @@ pub(crate) fn spawn<K, S, C, P, F>(
     runtime: &Handle,
     pool: &Pool<K, S, C>,
     interval: Duration,
-    (unhealthy_threshold, healthy_threshold): (u32, u32),
     probe: P,
 ) where
     K: Clone + fmt::Debug + Send + Sync + 'static,
@@ -43,26 +44,13 @@ pub(crate) fn spawn<K, S, C, P, F>(
         Duration::from_nanos(up_to(random_seed(Arc::as_ptr(&pool.shared) as usize), nanos - 1) + 1);
     // Timed from the build, not from the task's first poll.
     let start = Instant::now() + first;
-    let task = run(
-        weak,
-        interval,
-        start,
-        unhealthy_threshold,
-        healthy_threshold,
-        probe,
-    );
+    let task = run(weak, interval, start, probe);
     let handle = runtime.spawn(task);
     pool.shared.set_health_task(handle.abort_handle());
 }
 
-async fn run<K, S, P, F>(
-    pool: Weak<Roster<K, S>>,
-    interval: Duration,
-    start: Instant,
-    unhealthy_threshold: u32,
-    healthy_threshold: u32,
-    probe: P,
-) where
+async fn run<K, S, P, F>(pool: Weak<Roster<K, S>>, interval: Duration, start: Instant, probe: P)
+where
     K: Clone + fmt::Debug + Send + Sync + 'static,
     S: Send + Sync + 'static,
     P: Fn(K) -> F,
@@ -90,17 +78,19 @@ async fn run<K, S, P, F>(
                 continue;
             };
             let member = &members[index];
+            // Read at each verdict, so that a reload applies to the streaks as they are.
+            let live = &member.core.live;
             let streak = streaks.entry(member.id).or_default();
             if passed {
                 streak.failed = 0;
                 streak.passed = streak.passed.saturating_add(1);
-                if streak.passed >= healthy_threshold {
+                if streak.passed >= live.healthy_threshold() {
                     member.set_unhealthy(false);
                 }
             } else {
                 streak.passed = 0;
                 streak.failed = streak.failed.saturating_add(1);
-                if streak.failed >= unhealthy_threshold {
+                if streak.failed >= live.unhealthy_threshold() {
                     member.set_unhealthy(true);
                 }
             }

@@ -211,17 +211,22 @@ mod loom_tests {
     use loom::thread;
 
     use super::*;
+    use crate::pool::live::Settings;
     use crate::pool::member::Core;
 
     fn entry(stripes: usize) -> Entry<u32, ()> {
         let core = std::sync::Arc::new(Core::new(
             Cow::Borrowed("loom"),
-            1,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            1.0,
-            0.0,
-            None,
+            &Settings {
+                consecutive_failures: 1,
+                base_ejection_time: Duration::from_secs(1),
+                max_ejection_time: Duration::from_secs(1),
+                max_ejected_fraction: 1.0,
+                panic_threshold: 0.0,
+                failure_rate: None,
+                unhealthy_threshold: 1,
+                healthy_threshold: 1,
+            },
         ));
         Entry::new(Member::new(7, (), 0, core), stripes)
     }

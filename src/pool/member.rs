@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::EndpointState;
 use super::endpoint::EndpointSnapshot;
+use super::live::{Live, Settings};
 use super::load::Entry;
 use super::state::{
     EjectedCount, KIND_EJECTED, KIND_HEALTHY, KIND_UNHEALTHY, MAX_UNTIL_MS, Moved, OnFailure,
@@ -24,16 +24,15 @@ use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 /// need, and the routing version.
 pub(crate) struct Core {
     pub(crate) name: Cow<'static, str>,
-    pub(crate) consecutive_failures: u32,
-    pub(crate) base_ejection_ms: u64,
-    pub(crate) max_ejection_ms: u64,
-    pub(crate) max_ejected_fraction: f64,
-    pub(crate) panic_threshold: f64,
-    /// Failure-rate ejection: the threshold and the window's size in calls.
-    pub(crate) failure_rate: Option<(f64, u32)>,
+    /// The settings that a reload changes in place (see [`live`](super::live)).
+    pub(crate) live: Live,
+    /// Failure-rate ejection: the size of each endpoint's window in calls, `None` when off.
+    /// Fixed when built: the endpoints' windows are sized by it (a reload refuses a change).
+    pub(crate) failure_rate_calls: Option<u32>,
     /// Time zero of the ejection ends in the state words.
     epoch: Instant,
-    /// Bumped (under the membership lock, or by the winner of a health transition) whenever
+    /// Bumped (under the membership lock, by the winner of a health transition, or by a
+    /// reload after it stored the new settings) whenever
     /// what routing depends on changes; each pool clone recomputes its routing when it moves.
     pub(crate) version: AtomicU64,
     pub(crate) ejected: EjectedCount,
@@ -54,26 +53,12 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        name: Cow<'static, str>,
-        consecutive_failures: u32,
-        base_ejection_time: Duration,
-        max_ejection_time: Duration,
-        max_ejected_fraction: f64,
-        panic_threshold: f64,
-        failure_rate: Option<(f64, u32)>,
-    ) -> Self {
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    pub(crate) fn new(name: Cow<'static, str>, settings: &Settings) -> Self {
         #[cfg(feature = "metrics")]
         let metrics = super::telemetry::Metrics::new(&name);
         Self {
-            consecutive_failures,
-            base_ejection_ms: ms(base_ejection_time),
-            max_ejection_ms: ms(max_ejection_time),
-            max_ejected_fraction,
-            panic_threshold,
-            failure_rate,
+            live: Live::new(settings),
+            failure_rate_calls: settings.failure_rate.map(|(_, calls)| calls),
             epoch: Instant::now(),
             version: AtomicU64::new(0),
             ejected: EjectedCount::new(),
@@ -112,15 +97,16 @@ impl Core {
 
     /// The length of the `n`-th ejection: `n × base_ejection_time`, at most `max_ejection_time`.
     pub(crate) fn ejection_ms(&self, n: u32) -> u64 {
-        self.base_ejection_ms
+        self.live
+            .base_ejection_ms()
             .saturating_mul(u64::from(n))
-            .min(self.max_ejection_ms)
+            .min(self.live.max_ejection_ms())
     }
 
     /// At most `max(1, ⌊fraction × endpoints⌋)` endpoints ejected at once.
     pub(crate) fn ejection_cap(&self) -> u32 {
         let total = f64::from(self.total.load(Ordering::Acquire));
-        ((self.max_ejected_fraction * total).floor() as u32).max(1)
+        ((self.live.max_ejected_fraction() * total).floor() as u32).max(1)
     }
 
     pub(crate) fn bump_version(&self) {
@@ -190,7 +176,7 @@ impl Core {
                 pool.name = %self.name,
                 pool.eligible = eligible,
                 pool.endpoints = total,
-                pool.panic_threshold = self.panic_threshold,
+                pool.panic_threshold = self.live.panic_threshold(),
                 "pool panic routing: too few endpoints are eligible, calls go to all of them"
             );
         } else {
@@ -265,7 +251,7 @@ impl<K, S> Member<K, S> {
             tier,
             id: core.next_id(),
             word: StateWord::new(),
-            window: core.failure_rate.map(|(_, size)| CountWindow::new(size)),
+            window: core.failure_rate_calls.map(CountWindow::new),
             core,
         }
     }
@@ -332,7 +318,7 @@ impl<K: fmt::Debug, S> Member<K, S> {
         let core = &*self.core;
         let outcome = self.word.on_failure(
             sent,
-            core.consecutive_failures,
+            core.live.consecutive_failures(),
             &core.ejected,
             || core.ejection_cap(),
             |n| self.ejection_end(n),
@@ -360,9 +346,10 @@ impl<K: fmt::Debug, S> Member<K, S> {
         ) else {
             return;
         };
-        let Some((threshold, size)) = self.core.failure_rate else {
+        let Some(size) = self.core.failure_rate_calls else {
             return;
         };
+        let threshold = self.core.live.failure_rate_threshold();
         if totals.calls < u64::from(size)
             || (totals.failures as f64) < threshold * totals.calls as f64
         {

@@ -115,6 +115,18 @@
 //! passed ones bring it back, its run of failures at zero. The task holds the pool weakly and
 //! is aborted when the last clone of the pool is dropped.
 //!
+//! # Live reload
+//!
+//! With the `serde` feature, [`Pool::reconfigure`] applies a reloaded [`Config`] to a running
+//! pool and every clone: `consecutive_failures`, `base_ejection_time`, `max_ejection_time`,
+//! `max_ejected_fraction`, `panic_threshold`, the failure-rate `threshold`,
+//! `unhealthy_threshold` and `healthy_threshold` change at once, and the pool keeps its
+//! endpoints, their calls in flight and ejection counts, the ejections in progress (each keeps
+//! the end it was given; the next is timed with the new base and maximum) and the health
+//! check's streaks. A new `name`, turning `failure_rate` on or off or changing its `calls` is
+//! refused: each endpoint's failure-rate window is sized when the endpoint is made. A refused
+//! config changes nothing.
+//!
 //! # Retry across replicas
 //!
 //! A [`RetryLayer`](crate::retry::RetryLayer) directly above the pool (other layers may sit in
@@ -189,6 +201,7 @@ mod endpoint;
 pub mod error;
 pub mod future;
 mod health;
+mod live;
 mod load;
 mod member;
 #[cfg(any(feature = "http", feature = "tonic"))]
@@ -274,9 +287,20 @@ impl<K, S> Roster<K, S> {
         Arc::clone(&view)
     }
 
+    /// Makes reloaded settings live, and moves the version so that every clone recomputes its
+    /// routing (with the new `panic_threshold`) at its next call. The settings are stored before
+    /// the version moves (see [`live`](self::live)).
+    #[cfg(feature = "serde")]
+    fn reconfigure(&self, settings: &live::Settings) {
+        self.core.live.store(settings);
+        self.core.bump_version();
+        // Computed now, so that a start or end of panic routing is reported at the reload.
+        drop(self.current());
+    }
+
     fn compute(&self, version: u64, members: Members<K, S>) -> View<K, S> {
         let mut routing = Routing::default();
-        routing.compute(&members, self.core.panic_threshold);
+        routing.compute(&members, self.core.live.panic_threshold());
         self.core
             .set_panicking(routing.panic, routing.eligible, members.len());
         View {
@@ -434,15 +458,8 @@ where
         I: IntoIterator,
         I::Item: Into<Endpoint<K, S>>,
     {
-        let core = Arc::new(Core::new(
-            builder.name,
-            builder.consecutive_failures,
-            builder.base_ejection_time,
-            builder.max_ejection_time,
-            builder.max_ejected_fraction,
-            builder.panic_threshold,
-            builder.failure_rate,
-        ));
+        let settings = builder.settings();
+        let core = Arc::new(Core::new(builder.name, &settings));
         let empty: Members<K, S> = Arc::new([]);
         let shared = Arc::new(Roster {
             view: Mutex::new(Arc::new(View {
