@@ -106,7 +106,74 @@ fn contended(c: &mut Criterion) {
         b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
+    // Other shapes: a fresh clone of the pool per call (as axum calls a route), and endpoints
+    // whose answer waits one turn of the scheduler, so that calls are in flight while others
+    // are weighed.
+    group.bench_function("steadfast Pool, 8 endpoints, a clone per call", |b| {
+        b.iter_custom(|iters| run_contended_clone_per_call(&rt, &service, TASKS, iters))
+    });
+
+    let service = one_shared_counter();
+    group.bench_function(
+        "one endpoint, one shared counter (reference), a clone per call",
+        |b| b.iter_custom(|iters| run_contended_clone_per_call(&rt, &service, TASKS, iters)),
+    );
+
+    let service = yielding();
+    group.bench_function("one endpoint that yields once, direct", |b| {
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
+    });
+
+    let service = Pool::builder()
+        .build((0..ENDPOINTS).map(|i| (i, yielding())))
+        .unwrap();
+    group.bench_function("steadfast Pool, 8 endpoints that yield once", |b| {
+        b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
+    });
+
     group.finish();
+}
+
+/// An endpoint whose answer waits for one turn of the scheduler.
+fn yielding()
+-> impl Service<u64, Response = u64, Error = std::convert::Infallible, Future: Send> + Clone + Send
+{
+    tower::service_fn(|x: u64| async move {
+        tokio::task::yield_now().await;
+        Ok(x)
+    })
+}
+
+/// As `run_contended`, but every call goes through a fresh clone (`oneshot`).
+fn run_contended_clone_per_call<S>(
+    rt: &tokio::runtime::Runtime,
+    service: &S,
+    tasks: u64,
+    iters: u64,
+) -> std::time::Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+    S::Future: Send,
+{
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    for i in 0..iters.div_ceil(tasks) {
+                        let answer = service.clone().oneshot(std::hint::black_box(i)).await;
+                        std::hint::black_box(answer.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        start.elapsed()
+    })
 }
 
 criterion_group!(benches, uncontended, contended);

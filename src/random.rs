@@ -46,6 +46,30 @@ pub(crate) fn random_seed(salt: usize) -> u64 {
     hasher.finish()
 }
 
+thread_local! {
+    /// The state of [`thread_seed`]'s generator (0: not seeded yet).
+    static THREAD_STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A seed for a value made often (a service clone per request): the next number of a
+/// generator of this thread's, seeded once by [`random_seed`]. A few arithmetic steps, where
+/// `random_seed` hashes (tens of nanoseconds); every call gives another number, so clones made
+/// one after another at one address still differ.
+pub(crate) fn thread_seed() -> u64 {
+    THREAD_STATE
+        .try_with(|state| {
+            let mut s = state.get();
+            if s == 0 {
+                s = random_seed(state as *const _ as usize) | 1;
+            }
+            s = s.wrapping_add(GOLDEN);
+            state.set(s);
+            mix(s)
+        })
+        // During thread teardown the thread-local may be gone.
+        .unwrap_or_else(|_| random_seed(0))
+}
+
 /// A generator owned by one value (a service clone), stepped through `&mut self`.
 #[derive(Debug, Clone)]
 pub(crate) struct SplitMix64 {
@@ -101,6 +125,14 @@ impl AtomicSplitMix64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn thread_seeds_differ_call_after_call_and_between_threads() {
+        let (a, b) = (thread_seed(), thread_seed());
+        assert_ne!(a, b);
+        let there = std::thread::spawn(thread_seed).join().unwrap();
+        assert!(there != a && there != b);
+    }
 
     proptest! {
         #[test]

@@ -3,7 +3,9 @@
 //!
 //! A [`Pool`] sends each call to one of its endpoints, chosen by power of two choices: two
 //! eligible endpoints drawn at random, the one with fewer calls in flight wins (a tie at
-//! random). An endpoint that fails `consecutive_failures` times in a row is *ejected* (passive
+//! random). Each worker thread weighs the calls it sent itself, as independent clients of one
+//! backend each balance their own, so that a call reads no cache line another core writes;
+//! [`Pool::endpoints`] reports every thread's calls together. An endpoint that fails `consecutive_failures` times in a row is *ejected* (passive
 //! outlier detection) for a time that grows with each ejection; an optional health check marks
 //! endpoints *unhealthy* and brings them back. Endpoints come in tiers (zones, regions): traffic
 //! stays in tier 0 while it is healthy and spills into the next tier as it loses capacity. A
@@ -422,7 +424,7 @@ impl<K, S> Routable for Arc<Entry<K, S>> {
     }
     #[inline]
     fn load(&self) -> u32 {
-        self.in_flight()
+        self.local_load()
     }
     #[inline]
     fn id(&self) -> u64 {
@@ -574,7 +576,8 @@ impl<K, S, C: Clone> Clone for Pool<K, S, C> {
             shared: Arc::clone(&self.shared),
             view: Arc::clone(&self.view),
             classify: self.classify.clone(),
-            rng: SplitMix64::new(random_seed(self as *const Self as usize)),
+            // Cheap: axum clones a route's service for every request.
+            rng: SplitMix64::new(crate::random::thread_seed()),
         }
     }
 }

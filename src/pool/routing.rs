@@ -34,6 +34,7 @@ pub(crate) struct Routing {
 pub(crate) trait Routable {
     fn tier(&self) -> u32;
     fn eligible(&self) -> bool;
+    /// Calls in flight, as power of two choices weighs them.
     fn load(&self) -> u32;
     fn id(&self) -> u64;
 }
