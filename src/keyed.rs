@@ -164,8 +164,11 @@ pub(crate) struct KeyedMap<K, V> {
     next_seq: AtomicU64,
     /// Nanoseconds since the epoch from which an idle sweep is due.
     next_sweep: AtomicU64,
-    bounds: Bounds,
-    idle_ns: u64,
+    /// The bounds, changed only by [`set_bounds`](Self::set_bounds): `Relaxed`, as they guard
+    /// no other data, and an insert or a sweep that reads the old bound while a reload stores a
+    /// new one acts as it would have a moment earlier.
+    max_keys: AtomicUsize,
+    idle_ns: AtomicU64,
     epoch: Instant,
 }
 
@@ -173,7 +176,7 @@ impl<K, V> fmt::Debug for KeyedMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedMap")
             .field("len", &self.len.load(Ordering::Relaxed))
-            .field("bounds", &self.bounds)
+            .field("max_keys", &self.max_keys.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -208,10 +211,30 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
             len: AtomicUsize::new(0),
             next_seq: AtomicU64::new(0),
             next_sweep: AtomicU64::new(0),
-            idle_ns: saturating_ns(bounds.idle_timeout),
-            bounds,
+            max_keys: AtomicUsize::new(bounds.max_keys),
+            idle_ns: AtomicU64::new(saturating_ns(bounds.idle_timeout)),
             epoch: Instant::now(),
         }
+    }
+
+    /// The bounds in force.
+    #[cfg(all(feature = "serde", feature = "rate-limit"))]
+    pub(crate) fn bounds(&self) -> Bounds {
+        Bounds {
+            max_keys: self.max_keys.load(Ordering::Relaxed),
+            idle_timeout: Duration::from_nanos(self.idle_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// New validated bounds, live: a lower `max_keys` evicts down to it as keys come (each
+    /// insert evicts until a slot is free), never at once; a new `idle_timeout` applies from
+    /// the next sweep, which is due at once.
+    #[cfg(all(feature = "serde", feature = "rate-limit"))]
+    pub(crate) fn set_bounds(&self, bounds: Bounds) {
+        self.max_keys.store(bounds.max_keys, Ordering::Relaxed);
+        self.idle_ns
+            .store(saturating_ns(bounds.idle_timeout), Ordering::Relaxed);
+        self.next_sweep.store(0, Ordering::Relaxed);
     }
 
     fn ns(&self, now: Instant) -> u64 {
@@ -270,17 +293,19 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
         now_ns: u64,
         make: impl FnOnce() -> V,
     ) -> Arc<V> {
-        let full = self.len.load(Ordering::Relaxed) >= self.bounds.max_keys;
+        let max_keys = self.max_keys.load(Ordering::Relaxed);
+        let idle_ns = self.idle_ns.load(Ordering::Relaxed);
+        let full = self.len.load(Ordering::Relaxed) >= max_keys;
         if full || now_ns >= self.next_sweep.load(Ordering::Relaxed) {
             self.next_sweep
-                .store(now_ns.saturating_add(self.idle_ns), Ordering::Relaxed);
+                .store(now_ns.saturating_add(idle_ns), Ordering::Relaxed);
             self.sweep_idle(now, now_ns);
         }
         // Reserve a slot, evicting until one is free. Each round either reserves or removes an
         // entry (or finds that another thread did), so the loop ends.
         let mut reserved = self.len.load(Ordering::Relaxed);
         loop {
-            if reserved < self.bounds.max_keys {
+            if reserved < max_keys {
                 match self.len.compare_exchange_weak(
                     reserved,
                     reserved + 1,
@@ -320,8 +345,9 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
 
     /// Removes every idle entry that is not busy.
     fn sweep_idle(&self, now: Instant, now_ns: u64) {
+        let idle_ns = self.idle_ns.load(Ordering::Relaxed);
         let idle: Vec<Candidate<V>> =
-            self.collect(|entry| now_ns.saturating_sub(entry.last_used) >= self.idle_ns);
+            self.collect(|entry| now_ns.saturating_sub(entry.last_used) >= idle_ns);
         let victims: Vec<(usize, u64, u64)> = idle
             .into_iter()
             .filter(|candidate| !candidate.value.is_busy(now))

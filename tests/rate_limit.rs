@@ -580,7 +580,7 @@ mod reconfigure {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_keyed_layer_applies_the_rate_to_every_key_and_keeps_its_bounds() {
+    async fn a_keyed_layer_applies_the_rate_to_every_key_and_its_new_bounds() {
         let mut base = config(1, secs(1), 1);
         base.max_keys = 10;
         let layer = base
@@ -597,15 +597,9 @@ mod reconfigure {
         };
         assert_eq!(go("a").await, Ok(()));
         assert_eq!(go("a").await, Err(secs(1)));
-        let mut bigger = base.clone();
-        bigger.max_keys = 20;
-        assert_eq!(layer.reconfigure(&bigger).unwrap_err().field(), "max_keys");
-        let mut idle = base.clone();
-        idle.idle_timeout = secs(5);
-        assert_eq!(
-            layer.reconfigure(&idle).unwrap_err().field(),
-            "idle_timeout"
-        );
+        let mut bad = base.clone();
+        bad.max_keys = 0;
+        assert_eq!(layer.reconfigure(&bad).unwrap_err().field(), "max_keys");
         assert_eq!(go("a").await, Err(secs(1)), "nothing changed");
 
         let mut burst = base.clone();
@@ -618,6 +612,28 @@ mod reconfigure {
         assert_eq!(go("b").await, Ok(()));
         assert_eq!(go("b").await, Err(secs(1)));
         assert_eq!(layer.len(), 2);
+
+        // A lower cap: the next new key evicts down to it (both keys are in debt, so the
+        // bound on memory wins over the least recently used one's debt).
+        let mut one_key = burst.clone();
+        one_key.max_keys = 1;
+        layer.reconfigure(&one_key).unwrap();
+        assert_eq!(layer.len(), 2, "nothing is evicted at once");
+        assert_eq!(go("c").await, Ok(()));
+        assert_eq!(layer.len(), 1);
+        assert_eq!(layer.keys(), ["c"]);
+
+        // A shorter idle timeout: the next new key sweeps the keys idle that long.
+        let mut short_idle = burst.clone();
+        short_idle.idle_timeout = secs(5);
+        layer.reconfigure(&short_idle).unwrap();
+        tokio::time::advance(secs(6)).await;
+        assert_eq!(go("d").await, Ok(()));
+        assert_eq!(
+            layer.keys(),
+            ["d"],
+            "c, idle for 6 s and out of debt, was swept"
+        );
     }
 
     /// Reloads every few calls, between two configs with the same rate (one allows a wait

@@ -155,37 +155,41 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     ///
     /// # Errors
     ///
+    /// A new `max_keys` or `idle_timeout` holds at once, for the keys that have a limiter: a
+    /// lower `max_keys` evicts down to it as new keys come (never at once), and a new
+    /// `idle_timeout` applies from a sweep that is due at once.
+    ///
+    /// # Errors
+    ///
     /// A [`ConfigError`], and nothing changes: the one [`Builder::build_keyed`] gives for the
-    /// config; one naming `name` when the config changes it; or one naming `max_keys` or
-    /// `idle_timeout` when it changes them: the map of keys is sized when built, and a new
-    /// bound takes a new layer.
+    /// config, or one naming `name` when the config changes it.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
-        let rate = self.check_reconfigure(config)?;
-        apply(self.parts().0, rate);
+        let (rate, bounds) = self.check_reconfigure(config)?;
+        let (policy, limiters) = self.parts();
+        apply(policy, rate);
+        if limiters.bounds() != bounds {
+            limiters.set_bounds(bounds);
+            tracing::info!(
+                rate_limit.name = %policy.telemetry.name(),
+                rate_limit.max_keys = bounds.max_keys,
+                rate_limit.idle_timeout_ms = crate::clock::millis(bounds.idle_timeout),
+                "keyed rate limiter's bounds reconfigured"
+            );
+        }
         Ok(())
     }
 
     /// What [`reconfigure`](Self::reconfigure) checks, changing nothing: the rate it would
     /// apply, or its error (for a stack that checks every layer before it changes any).
-    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Rate, ConfigError> {
+    pub(crate) fn check_reconfigure(
+        &self,
+        config: &Config,
+    ) -> Result<(Rate, crate::keyed::Bounds), ConfigError> {
         let builder = config.to_builder();
         let rate = builder.check()?;
         let bounds = builder.bounds()?;
-        let (policy, built) = self.parts();
-        crate::config::check_same_name(policy.telemetry.name(), &config.name)?;
-        let unchanged = "unchanged: the map of keys is sized when built, so a new bound takes \
-                         a new layer";
-        if bounds.max_keys != built.max_keys {
-            return Err(ConfigError::new("max_keys", unchanged, config.max_keys));
-        }
-        if bounds.idle_timeout != built.idle_timeout {
-            return Err(ConfigError::new(
-                "idle_timeout",
-                unchanged,
-                config.idle_timeout,
-            ));
-        }
-        Ok(rate)
+        crate::config::check_same_name(self.parts().0.telemetry.name(), &config.name)?;
+        Ok((rate, bounds))
     }
 }
 

@@ -21,9 +21,6 @@ use crate::keyed::{Bounds, KeyedMap};
 /// What every clone of a keyed layer and its services share.
 struct Keyed<K, F> {
     policy: Arc<LocalPolicy>,
-    /// The map's bounds, as built: `reconfigure` compares them.
-    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
-    bounds: Bounds,
     limiters: KeyedMap<K, Limiter>,
     key: F,
 }
@@ -43,7 +40,6 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
         Self {
             keyed: Arc::new(Keyed {
                 policy: Arc::new(policy),
-                bounds,
                 limiters: KeyedMap::new(bounds),
                 key,
             }),
@@ -78,10 +74,10 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
         self.keyed.policy.telemetry.name()
     }
 
-    /// The live rate and the map's bounds, for `reconfigure`.
+    /// The live rate and the map of limiters, for `reconfigure`.
     #[cfg(feature = "serde")]
-    pub(super) fn parts(&self) -> (&LocalPolicy, Bounds) {
-        (&self.keyed.policy, self.keyed.bounds)
+    pub(super) fn parts(&self) -> (&LocalPolicy, &KeyedMap<K, Limiter>) {
+        (&self.keyed.policy, &self.keyed.limiters)
     }
 }
 
