@@ -23,6 +23,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::hedge::HedgeLayer;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+mod support;
+use support::contender;
+
 #[derive(Debug, Clone)]
 struct BenchError;
 
@@ -77,35 +80,6 @@ fn bench_service<S>(
     });
 }
 
-/// Nanoseconds per call over one block of calls.
-async fn block<S>(service: &mut S) -> f64
-where
-    S: Service<u64, Response = u64>,
-    S::Error: fmt::Debug,
-{
-    const BLOCK: u64 = 20_000;
-    let start = Instant::now();
-    for i in 0..BLOCK {
-        let ready = service.ready().await.expect("ready");
-        black_box(ready.call(black_box(i)).await.expect("ok"));
-    }
-    start.elapsed().as_nanos() as f64 / BLOCK as f64
-}
-
-/// A contender of the interleaved comparison: times one block on the runtime.
-type Contender<'a> = (
-    &'static str,
-    Box<dyn FnMut(&tokio::runtime::Runtime) -> f64 + 'a>,
-);
-
-fn contender<'a, S>(name: &'static str, mut service: S) -> Contender<'a>
-where
-    S: Service<u64, Response = u64> + 'a,
-    S::Error: fmt::Debug,
-{
-    (name, Box::new(move |rt| rt.block_on(block(&mut service))))
-}
-
 fn fixed(budget: Option<steadfast::retry::RetryBudget>) -> HedgeLayer {
     let builder = HedgeLayer::builder().delay(Duration::from_millis(50));
     match budget {
@@ -119,7 +93,6 @@ fn fixed(budget: Option<steadfast::retry::RetryBudget>) -> HedgeLayer {
 /// Times every contender in alternating blocks and prints the medians, and each one's
 /// overhead over the bare service's.
 fn report_interleaved() {
-    const ROUNDS: usize = 61;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -179,35 +152,7 @@ fn report_interleaved() {
                 .layer(bare()),
         ),
     ];
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
-    for (_, run) in contenders.iter_mut() {
-        run(&rt); // warm-up
-    }
-    for _ in 0..ROUNDS {
-        for (i, (_, run)) in contenders.iter_mut().enumerate() {
-            times[i].push(run(&rt));
-        }
-    }
-    let medians: Vec<f64> = times
-        .iter_mut()
-        .map(|t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect();
-    let bare = medians[0];
-    println!("interleaved, median ns per call ({ROUNDS} rounds of 20 000 calls):");
-    println!(
-        "{:<47} {:>9} {:>9} {:>8}",
-        "case", "ns", "over bare", "× bare"
-    );
-    for ((name, _), median) in contenders.iter().zip(&medians) {
-        println!(
-            "{name:<47} {median:>9.1} {:>9.1} {:>8.2}",
-            median - bare,
-            median / bare
-        );
-    }
+    support::interleaved(&rt, &mut contenders);
 }
 
 fn answered_before_the_delay(c: &mut Criterion) {

@@ -24,7 +24,7 @@ use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
 use tower::{Service, ServiceExt};
 
 mod support;
-use support::{bare, run, run_contended};
+use support::{bare, run, run_contended, run_contended_clone_per_call};
 
 const ENDPOINTS: usize = 8;
 const TASKS: u64 = 64;
@@ -141,38 +141,6 @@ fn yielding()
     tower::service_fn(|x: u64| async move {
         tokio::task::yield_now().await;
         Ok(x)
-    })
-}
-
-/// As `run_contended`, but every call goes through a fresh clone (`oneshot`).
-fn run_contended_clone_per_call<S>(
-    rt: &tokio::runtime::Runtime,
-    service: &S,
-    tasks: u64,
-    iters: u64,
-) -> std::time::Duration
-where
-    S: Service<u64, Response = u64> + Clone + Send + 'static,
-    S::Error: std::fmt::Debug,
-    S::Future: Send,
-{
-    rt.block_on(async {
-        let start = std::time::Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let service = service.clone();
-                tokio::spawn(async move {
-                    for i in 0..iters.div_ceil(tasks) {
-                        let answer = service.clone().oneshot(std::hint::black_box(i)).await;
-                        std::hint::black_box(answer.unwrap());
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.unwrap();
-        }
-        start.elapsed()
     })
 }
 

@@ -171,3 +171,110 @@ where
         start.elapsed()
     })
 }
+
+/// As `run_contended`, but every call goes through a fresh clone (`oneshot`).
+pub(crate) fn run_contended_clone_per_call<S>(
+    rt: &tokio::runtime::Runtime,
+    service: &S,
+    tasks: u64,
+    iters: u64,
+) -> std::time::Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+    S::Future: Send,
+{
+    use tower::ServiceExt;
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    for i in 0..iters.div_ceil(tasks) {
+                        let answer = service.clone().oneshot(std::hint::black_box(i)).await;
+                        std::hint::black_box(answer.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+/// One contender of an interleaved comparison: its name, and a function that times one block of
+/// calls on the runtime.
+pub(crate) type Contender<'a> = (
+    &'static str,
+    Box<dyn FnMut(&tokio::runtime::Runtime) -> f64 + 'a>,
+);
+
+/// A contender that times blocks of calls through `service`.
+pub(crate) fn contender<'a, S>(name: &'static str, mut service: S) -> Contender<'a>
+where
+    S: Service<u64, Response = u64> + 'a,
+    S::Error: std::fmt::Debug,
+{
+    (name, Box::new(move |rt| rt.block_on(block(&mut service))))
+}
+
+/// Nanoseconds per call over one block of calls.
+async fn block<S>(service: &mut S) -> f64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    use std::hint::black_box;
+    use tower::ServiceExt;
+    const BLOCK: u64 = 20_000;
+    let start = std::time::Instant::now();
+    for i in 0..BLOCK {
+        let ready = service.ready().await.expect("ready");
+        black_box(ready.call(black_box(i)).await.expect("ok"));
+    }
+    start.elapsed().as_nanos() as f64 / BLOCK as f64
+}
+
+/// Times every contender in alternating blocks (after one warm-up block each), so that the load
+/// of a shared machine hits them alike, and prints each one's median and its overhead over the
+/// first contender's, the bare service.
+pub(crate) fn interleaved(rt: &tokio::runtime::Runtime, contenders: &mut [Contender<'_>]) {
+    const ROUNDS: usize = 61;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    for (_, run) in contenders.iter_mut() {
+        run(rt);
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in contenders.iter_mut().enumerate() {
+            times[i].push(run(rt));
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let bare = medians[0];
+    let width = contenders
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    println!("interleaved, median ns per call ({ROUNDS} rounds of 20 000 calls):");
+    println!(
+        "{:<width$} {:>9} {:>9} {:>8}",
+        "case", "ns", "over bare", "× bare"
+    );
+    for ((name, _), median) in contenders.iter().zip(&medians) {
+        println!(
+            "{name:<width$} {median:>9.1} {:>9.1} {:>8.2}",
+            median - bare,
+            median / bare
+        );
+    }
+}
