@@ -113,6 +113,8 @@ impl std::fmt::Debug for KeyCounts {
 
 impl KeyCounts {
     /// Registers the counts of the keyed layer `name` (with the recorder installed now), at 0.
+    /// (Keyed layers are not built under loom.)
+    #[cfg(not(steadfast_loom))]
     pub(crate) fn new(name: &str) -> Self {
         #[cfg(feature = "metrics")]
         {
@@ -155,7 +157,7 @@ impl KeyCounts {
 const KEYS: &str = "steadfast_circuit_breaker_keys";
 
 /// Every state, in the order of their values on the `steadfast_circuit_breaker_state` gauge.
-#[cfg(feature = "metrics")]
+#[cfg(all(feature = "metrics", not(steadfast_loom)))]
 const STATES: [State; 5] = [
     State::Closed,
     State::Open,

@@ -237,7 +237,7 @@ impl<C> Limiter<C> {
     }
 
     /// The sampling period in force, and the samples the window took so far, for tests.
-    #[cfg(test)]
+    #[cfg(all(test, not(steadfast_loom)))]
     pub(crate) fn sampling(&self) -> (u32, u64) {
         let tuning = self.tuning.lock().unwrap_or_else(PoisonError::into_inner);
         (
