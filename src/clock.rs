@@ -22,6 +22,12 @@ pub(crate) fn saturating_add(now: Instant, duration: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// Whole nanoseconds, saturating at `u64::MAX` (584 years): for durations kept in atomic words.
+#[inline]
+pub(crate) fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Whole milliseconds, rounded down, saturating at `u64::MAX`: for event fields and budgets.
 #[inline]
 pub(crate) fn millis(duration: Duration) -> u64 {

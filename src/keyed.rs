@@ -194,10 +194,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn saturating_ns(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
     /// An empty map with validated `bounds`.
     pub(crate) fn new(bounds: Bounds) -> Self {
@@ -212,7 +208,7 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
             next_seq: AtomicU64::new(0),
             next_sweep: AtomicU64::new(0),
             max_keys: AtomicUsize::new(bounds.max_keys),
-            idle_ns: AtomicU64::new(saturating_ns(bounds.idle_timeout)),
+            idle_ns: AtomicU64::new(crate::clock::nanos(bounds.idle_timeout)),
             epoch: Instant::now(),
         }
     }
@@ -233,12 +229,12 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
     pub(crate) fn set_bounds(&self, bounds: Bounds) {
         self.max_keys.store(bounds.max_keys, Ordering::Relaxed);
         self.idle_ns
-            .store(saturating_ns(bounds.idle_timeout), Ordering::Relaxed);
+            .store(crate::clock::nanos(bounds.idle_timeout), Ordering::Relaxed);
         self.next_sweep.store(0, Ordering::Relaxed);
     }
 
     fn ns(&self, now: Instant) -> u64 {
-        saturating_ns(now.saturating_duration_since(self.epoch))
+        crate::clock::nanos(now.saturating_duration_since(self.epoch))
     }
 
     fn hashed(&self, key: K) -> (Hashed<K>, usize) {

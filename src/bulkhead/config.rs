@@ -91,9 +91,7 @@ impl Builder {
                 permits: Permits::new(max),
                 notify: std::sync::Arc::new(Notify::new()),
                 max_concurrent_calls: AtomicU32::new(max),
-                max_wait_nanos: AtomicU64::new(
-                    u64::try_from(self.max_wait.as_nanos()).unwrap_or(u64::MAX),
-                ),
+                max_wait_nanos: AtomicU64::new(crate::clock::nanos(self.max_wait)),
                 name: self.name,
                 #[cfg(feature = "metrics")]
                 metrics,

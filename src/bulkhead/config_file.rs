@@ -91,7 +91,7 @@ impl BulkheadLayer {
         tracing::info!(
             bulkhead.name = %self.shared.name,
             bulkhead.max_concurrent_calls = max,
-            bulkhead.max_wait_ms = u64::try_from(config.max_wait.as_millis()).unwrap_or(u64::MAX),
+            bulkhead.max_wait_ms = crate::clock::millis(config.max_wait),
             "bulkhead reconfigured"
         );
         Ok(())

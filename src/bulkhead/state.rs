@@ -232,7 +232,7 @@ impl Semaphore {
     /// Sets `max_wait` for the waits that start from now on.
     #[cfg_attr(not(feature = "serde"), allow(dead_code))] // used by `reconfigure`
     pub(crate) fn set_max_wait(&self, max_wait: Duration) {
-        let nanos = u64::try_from(max_wait.as_nanos()).unwrap_or(u64::MAX);
+        let nanos = crate::clock::nanos(max_wait);
         self.max_wait_nanos.store(nanos, Ordering::Relaxed);
     }
 

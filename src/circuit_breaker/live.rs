@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use super::State;
 use super::config::{Config as Settings, OpenBackoff};
+use crate::clock::{millis as ms, nanos};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The changeable settings of one breaker.
@@ -42,14 +43,6 @@ pub(crate) struct Live {
     open_jitter: AtomicU64,
     half_open_calls: AtomicU32,
     max_wait_in_half_open_ms: AtomicU64,
-}
-
-fn ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn load_f64(word: &AtomicU64) -> f64 {

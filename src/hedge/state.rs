@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::nanos;
 use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering};
 
 /// Sub-buckets per power of two, as a bit count: 16 sub-buckets.
@@ -256,10 +257,6 @@ fn percentile_of(counts: &[u64], percentile: f64, min_samples: u64) -> u64 {
         }
     }
     upper_bound(counts.len() - 1)
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

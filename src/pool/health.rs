@@ -39,7 +39,7 @@ pub(crate) fn spawn<K, S, C, P, F>(
     let weak = Arc::downgrade(&pool.shared);
     // The first probe at a random point of the first interval, so that pools built at once do
     // not probe in step; then one every `interval`.
-    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+    let nanos = crate::clock::nanos(interval);
     let first =
         Duration::from_nanos(up_to(random_seed(Arc::as_ptr(&pool.shared) as usize), nanos - 1) + 1);
     // Timed from the build, not from the task's first poll.

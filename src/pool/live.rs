@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use crate::clock::millis;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A pool's checked settings, as a builder or a config gives them.
@@ -45,11 +46,6 @@ pub(crate) struct Live {
     failure_rate_threshold: AtomicU64,
     unhealthy_threshold: AtomicU32,
     healthy_threshold: AtomicU32,
-}
-
-/// A duration in whole milliseconds, saturated.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Live {

@@ -80,19 +80,12 @@ impl Core {
 
     /// Milliseconds since the epoch, rounded down: an ejection is over once this reaches its end.
     pub(crate) fn now_ms(&self) -> u64 {
-        let elapsed = Instant::now().saturating_duration_since(self.epoch);
-        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        crate::clock::millis(Instant::now().saturating_duration_since(self.epoch))
     }
 
     /// Milliseconds since the epoch, rounded up: an ejection never ends early.
     fn now_ms_ceil(&self) -> u64 {
-        let elapsed = Instant::now().saturating_duration_since(self.epoch);
-        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        if elapsed.subsec_nanos() % 1_000_000 == 0 {
-            ms
-        } else {
-            ms.saturating_add(1)
-        }
+        crate::clock::millis_ceil(Instant::now().saturating_duration_since(self.epoch))
     }
 
     /// The length of the `n`-th ejection: `n × base_ejection_time`, at most `max_ejection_time`.

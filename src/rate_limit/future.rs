@@ -99,7 +99,7 @@ fn allowed_wait(max_wait: u64, now: Instant) -> u64 {
     match Deadline::current() {
         Some(deadline) => {
             let left = deadline.instant().saturating_duration_since(now);
-            let left = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
+            let left = crate::clock::nanos(left);
             max_wait.min(left.saturating_sub(1))
         }
         None => max_wait,

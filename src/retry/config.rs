@@ -11,6 +11,7 @@ use super::policy::RetryErrors;
 use super::replay::CloneRequest;
 use super::state::BudgetState;
 use crate::ConfigError;
+use crate::clock::nanos;
 use crate::error::check_range;
 use crate::random::{AtomicSplitMix64, random_seed};
 use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
@@ -234,10 +235,6 @@ impl<P, H, M> Builder<P, H, M> {
             metrics,
         })))
     }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl<P, H, M> Builder<P, H, M> {

@@ -79,7 +79,7 @@ impl TimeoutLayer {
         self.set_timeout(config.timeout);
         tracing::info!(
             timeout.name = self.name(),
-            timeout.timeout_ms = u64::try_from(config.timeout.as_millis()).unwrap_or(u64::MAX),
+            timeout.timeout_ms = crate::clock::millis(config.timeout),
             "timeout reconfigured"
         );
         Ok(())

@@ -44,7 +44,7 @@ impl Telemetry {
 
     /// Sets the live timeout, saturating at `u64::MAX` ns (584 years).
     pub(crate) fn set_live_timeout(&self, timeout: Duration) {
-        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let nanos = crate::clock::nanos(timeout);
         self.0.live_nanos.store(nanos, Ordering::Relaxed);
     }
 
