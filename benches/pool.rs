@@ -113,6 +113,19 @@ fn contended(c: &mut Criterion) {
         b.iter_custom(|iters| run_contended_clone_per_call(&rt, &service, TASKS, iters))
     });
 
+    // A parent that is never called (axum's route service) while the endpoints changed since
+    // it was cloned: each clone starts on a view that is out of date.
+    let stale = Pool::builder()
+        .build((0..ENDPOINTS).map(|i| (i, bare())))
+        .unwrap();
+    let parent = stale.clone();
+    stale.insert(ENDPOINTS, bare());
+    stale.remove(&ENDPOINTS);
+    group.bench_function(
+        "steadfast Pool, 8 endpoints, a clone per call of a stale parent",
+        |b| b.iter_custom(|iters| run_contended_clone_per_call(&rt, &parent, TASKS, iters)),
+    );
+
     let service = one_shared_counter();
     group.bench_function(
         "one endpoint, one shared counter (reference), a clone per call",
