@@ -27,13 +27,13 @@
 
 use std::time::Duration;
 
+use crate::field::Field;
 use crate::sync::{AtomicU64, Ordering};
 
-const DELAY_BITS: u32 = 59;
-const DELAY_MASK: u64 = (1 << DELAY_BITS) - 1;
-const ATTEMPTS_SHIFT: u32 = DELAY_BITS;
-const ATTEMPTS_MASK: u64 = 0b1111;
-const PERCENTILE_BIT: u64 = 1 << 63;
+const DELAY: Field = Field::new(0, 59);
+const ATTEMPTS: Field = DELAY.next(4);
+const PERCENTILE: Field = ATTEMPTS.next(1);
+const _: () = assert!(PERCENTILE.end() == 64);
 
 /// How a call's delay is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +50,10 @@ impl Settings {
     /// Packs `delay` and `max_attempts` (the first included; at most 15, the builder allows
     /// 11).
     pub(crate) fn new(delay: DelayMode, max_attempts: u32) -> Self {
-        let attempts = (u64::from(max_attempts) & ATTEMPTS_MASK) << ATTEMPTS_SHIFT;
+        let attempts = ATTEMPTS.put(ATTEMPTS.wrap(u64::from(max_attempts)));
         let delay = match delay {
-            DelayMode::Fixed(delay) => {
-                u64::try_from(delay.as_nanos()).map_or(DELAY_MASK, |ns| ns.min(DELAY_MASK))
-            }
-            DelayMode::Percentile => PERCENTILE_BIT,
+            DelayMode::Fixed(delay) => DELAY.put(crate::clock::nanos(delay).min(DELAY.max())),
+            DelayMode::Percentile => PERCENTILE.put(1),
         };
         Self(attempts | delay)
     }
@@ -63,15 +61,15 @@ impl Settings {
     /// Attempts per call, the first included.
     #[inline]
     pub(crate) fn max_attempts(self) -> u32 {
-        ((self.0 >> ATTEMPTS_SHIFT) & ATTEMPTS_MASK) as u32
+        ATTEMPTS.get(self.0) as u32
     }
 
     #[inline]
     pub(crate) fn delay(self) -> DelayMode {
-        if self.0 & PERCENTILE_BIT != 0 {
+        if PERCENTILE.is_set(self.0) {
             DelayMode::Percentile
         } else {
-            DelayMode::Fixed(Duration::from_nanos(self.0 & DELAY_MASK))
+            DelayMode::Fixed(Duration::from_nanos(DELAY.get(self.0)))
         }
     }
 }
@@ -124,10 +122,10 @@ mod tests {
         let never = Settings::new(DelayMode::Fixed(Duration::MAX), 2);
         assert_eq!(
             never.delay(),
-            DelayMode::Fixed(Duration::from_nanos(DELAY_MASK))
+            DelayMode::Fixed(Duration::from_nanos(DELAY.max()))
         );
         assert_eq!(never.max_attempts(), 2);
-        assert!(Duration::from_nanos(DELAY_MASK) > Duration::from_secs(18 * 365 * 24 * 3600));
+        assert!(Duration::from_nanos(DELAY.max()) > Duration::from_secs(18 * 365 * 24 * 3600));
     }
 }
 
