@@ -142,3 +142,32 @@ async fn under_aimd_a_cancelled_call_that_was_not_timed_is_still_a_drop_past_the
     calls(&mut service, 100, MS).await;
     assert_eq!(layer.limit(), 9, "the drop reached the window");
 }
+
+/// A reload that starts a new window times every call again at once, as a new layer's first
+/// window does, rather than keeping the period the old window chose.
+#[cfg(feature = "serde")]
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_window_times_every_call_again() {
+    let mut config = super::Config {
+        initial_limit: 10,
+        min_limit: Some(1),
+        max_limit: Some(10),
+        algorithm: Aimd::new().into(),
+        ..super::Config::default()
+    };
+    let layer = AdaptiveLimitLayer::from_config(&config).unwrap();
+    let mut service = layer.layer(backend());
+    // 85 calls per 100 ms window: the first window picks a period of 2.
+    calls(&mut service, 87, Duration::from_micros(1176)).await;
+    assert_eq!(layer.limiter.sampling(), (2, 87));
+
+    config.window = Duration::from_millis(200);
+    layer.reconfigure(&config).unwrap();
+    assert_eq!(layer.limiter.sampling().0, 1);
+    calls(&mut service, 10, Duration::from_micros(1176)).await;
+    assert_eq!(
+        layer.limiter.sampling(),
+        (1, 10),
+        "a new window, every call timed"
+    );
+}
