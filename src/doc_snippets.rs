@@ -4,11 +4,10 @@
 //! ```` ```rust ```` block of an included file as a doctest (`no_run` where a snippet needs a
 //! network, `text`, `toml` or `sh` where it is not Rust).
 //!
-//! Compiled only under `cfg(doctest)`, so `cargo doc` never sees these pages. The guide and
-//! the recipes use the `http` and `tonic` layers (and the guide the `hedge`, `limit` and
-//! `rate-limit` ones), so they are checked with every feature on (`cargo test --all-features`,
-//! which README and `.ci/run` run); README needs only the default features, migrating.md those
-//! and `pool`, `hedge`, `limit` and `rate-limit`.
+//! Compiled only under `cfg(doctest)`, so `cargo doc` never sees these pages. The guide, the
+//! recipes and migrating.md use most layers, so they are checked with every feature on
+//! (`full`, as `cargo test --all-features` in README and `.ci/run` has it); README needs only
+//! the default features, telemetry.md the breaker and `metrics`.
 //!
 //! The crate's `deny(warnings)` for doctests holds here, unused imports included, except for
 //! unused variables and items: a snippet that ends by building a layer or defines a helper it
@@ -26,47 +25,17 @@ mod readme {}
 
 #[doc = include_str!("../docs/guide.md")]
 #[doc(test(attr(allow(unused_variables, dead_code))))]
-#[cfg(all(
-    feature = "circuit-breaker",
-    feature = "retry",
-    feature = "timeout",
-    feature = "bulkhead",
-    feature = "fallback",
-    feature = "http",
-    feature = "tonic",
-    feature = "hedge",
-    feature = "limit",
-    feature = "rate-limit",
-    feature = "pool"
-))]
+#[cfg(feature = "full")]
 mod guide {}
+
 #[doc = include_str!("../docs/recipes.md")]
 #[doc(test(attr(allow(unused_variables, dead_code))))]
-#[cfg(all(
-    feature = "circuit-breaker",
-    feature = "retry",
-    feature = "timeout",
-    feature = "bulkhead",
-    feature = "fallback",
-    feature = "http",
-    feature = "tonic",
-    feature = "pool"
-))]
+#[cfg(feature = "full")]
 mod recipes {}
 
 #[doc = include_str!("../docs/migrating.md")]
 #[doc(test(attr(allow(unused_variables, dead_code))))]
-#[cfg(all(
-    feature = "circuit-breaker",
-    feature = "retry",
-    feature = "timeout",
-    feature = "bulkhead",
-    feature = "fallback",
-    feature = "pool",
-    feature = "hedge",
-    feature = "limit",
-    feature = "rate-limit"
-))]
+#[cfg(feature = "full")]
 mod migrating {}
 
 #[doc = include_str!("../docs/telemetry.md")]
