@@ -30,6 +30,12 @@ impl Field {
         Self::new(self.end(), bits)
     }
 
+    /// The field's lowest bit: where a value is shifted to, for arithmetic on the whole word
+    /// that must not be masked (a difference that wraps out of the top field).
+    pub(crate) const fn shift(self) -> u32 {
+        self.shift
+    }
+
     /// The field's width.
     pub(crate) const fn bits(self) -> u32 {
         self.bits

@@ -47,16 +47,16 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::field::Field;
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 
-/// Shift of the `available` half.
-const AVAILABLE_SHIFT: u32 = 32;
+/// The word's halves (see the layout above): `available` is read as an `i32`.
+const WAITERS: Field = Field::new(0, 32);
+const AVAILABLE: Field = WAITERS.next(32);
 /// One permit in the `available` half.
-const PERMIT: u64 = 1 << AVAILABLE_SHIFT;
-/// Mask of the `waiters` half.
-const WAITERS_MASK: u64 = (1 << AVAILABLE_SHIFT) - 1;
+const PERMIT: u64 = AVAILABLE.put(1);
 /// One waiter in the `waiters` half.
-const WAITER: u64 = 1;
+const WAITER: u64 = WAITERS.put(1);
 
 /// Whether `word` has a free permit: `available >= 1`.
 #[inline(always)]
@@ -71,12 +71,12 @@ pub(crate) struct PackedPermits(u64);
 impl PackedPermits {
     /// Free permits; below zero while calls in flight exceed a shrunk limit.
     pub(crate) fn available(self) -> i32 {
-        (self.0 >> AVAILABLE_SHIFT) as u32 as i32
+        AVAILABLE.get(self.0) as u32 as i32
     }
 
     /// Registered waiters.
     pub(crate) fn waiters(self) -> u32 {
-        (self.0 & WAITERS_MASK) as u32
+        WAITERS.get(self.0) as u32
     }
 }
 
@@ -109,7 +109,7 @@ impl Permits {
     pub(crate) fn new(max: u32) -> Self {
         debug_assert!(i32::try_from(max).is_ok());
         Self {
-            word: AtomicU64::new(u64::from(max) << AVAILABLE_SHIFT),
+            word: AtomicU64::new(AVAILABLE.put(u64::from(max))),
         }
     }
 
@@ -185,7 +185,7 @@ impl Permits {
         // a subtraction there, and leaves the low half alone.
         PackedPermits(
             self.word
-                .fetch_add((delta as u64) << AVAILABLE_SHIFT, Ordering::AcqRel),
+                .fetch_add((delta as u64) << AVAILABLE.shift(), Ordering::AcqRel),
         )
     }
 }

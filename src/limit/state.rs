@@ -42,22 +42,19 @@
 
 use std::fmt;
 
+use crate::field::Field;
 use crate::sync::{AtomicU64, Ordering};
 
+/// The word's fields, from bit 0 up (see the layout above).
+const IN_FLIGHT: Field = Field::new(0, 24);
+const SEQ: Field = IN_FLIGHT.next(16);
+const LIMIT: Field = SEQ.next(24);
 /// One call in the `in_flight` field.
-const CALL: u64 = 1;
-/// Mask of the `in_flight` field.
-const IN_FLIGHT_MASK: u64 = (1 << SEQ_SHIFT) - 1;
-/// Shift of the `seq` field.
-const SEQ_SHIFT: u32 = 24;
-/// Mask of the `seq` field, in place.
-const SEQ_MASK: u64 = ((1 << (LIMIT_SHIFT - SEQ_SHIFT)) - 1) << SEQ_SHIFT;
+const CALL: u64 = IN_FLIGHT.put(1);
 /// One admission in the `seq` field.
-const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
-/// Shift of the `limit` field.
-const LIMIT_SHIFT: u32 = 40;
+const SEQ_ONE: u64 = SEQ.put(1);
 /// The largest limit the word holds: 2^24 − 1.
-pub(crate) const MAX_LIMIT: u32 = (1 << (64 - LIMIT_SHIFT)) - 1;
+pub(crate) const MAX_LIMIT: u32 = LIMIT.max() as u32;
 
 /// A copy of the word, decoded by its accessors.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -65,22 +62,22 @@ pub(crate) struct Snapshot(u64);
 
 impl Snapshot {
     fn new(limit: u32, in_flight: u32) -> Self {
-        Self((u64::from(limit) << LIMIT_SHIFT) | u64::from(in_flight))
+        Self(LIMIT.put(u64::from(limit)) | IN_FLIGHT.put(u64::from(in_flight)))
     }
 
     /// Calls allowed at once.
     pub(crate) fn limit(self) -> u32 {
-        (self.0 >> LIMIT_SHIFT) as u32
+        LIMIT.get(self.0) as u32
     }
 
     /// Calls admitted and not finished.
     pub(crate) fn in_flight(self) -> u32 {
-        (self.0 & IN_FLIGHT_MASK) as u32
+        IN_FLIGHT.get(self.0) as u32
     }
 
     /// Admissions so far, modulo 2^16.
     pub(crate) fn seq(self) -> u32 {
-        ((self.0 & SEQ_MASK) >> SEQ_SHIFT) as u32
+        SEQ.get(self.0) as u32
     }
 }
 
@@ -134,7 +131,8 @@ impl LimitWord {
                 return Admission::Refused(snapshot);
             }
             // `seq + 1` masked back into its field: the wrap never reaches `limit`.
-            let next = ((current & !SEQ_MASK) | (current.wrapping_add(SEQ_ONE) & SEQ_MASK)) + CALL;
+            let next =
+                ((current & !SEQ.mask()) | (current.wrapping_add(SEQ_ONE) & SEQ.mask())) + CALL;
             match self.word.compare_exchange_weak(
                 current,
                 next,
@@ -157,7 +155,8 @@ impl LimitWord {
     /// Moves the limit from `old` (which must be the current limit: only the estimator's lock
     /// holder calls this) to `new`, leaving `seq` and `in_flight` alone.
     pub(crate) fn set_limit(&self, old: u32, new: u32) {
-        let delta = u64::from(new).wrapping_sub(u64::from(old)) << LIMIT_SHIFT;
+        // Not `LIMIT.put`: a negative difference is meant to wrap out of the word.
+        let delta = u64::from(new).wrapping_sub(u64::from(old)) << LIMIT.shift();
         self.word.fetch_add(delta, Ordering::AcqRel);
     }
 }
@@ -199,7 +198,7 @@ mod tests {
         ) {
             let word = LimitWord::new(initial);
             // Start the counter anywhere, so that runs cross its wrap.
-            word.word.fetch_add(u64::from(seq_start) << SEQ_SHIFT, Ordering::Relaxed);
+            word.word.fetch_add(SEQ.put(u64::from(seq_start)), Ordering::Relaxed);
             let (mut limit, mut in_flight, mut seq) = (initial, 0u32, seq_start);
             for op in ops {
                 match op {
@@ -241,7 +240,7 @@ mod tests {
         let fields = |s: Snapshot| (s.limit(), s.seq(), s.in_flight());
         // The counter one short of its wrap, the call count at its largest.
         word.word.fetch_add(
-            (SEQ_MASK - SEQ_ONE) + u64::from(MAX_LIMIT - 1),
+            (SEQ.mask() - SEQ_ONE) + u64::from(MAX_LIMIT - 1),
             Ordering::Relaxed,
         );
         assert_eq!(fields(word.load()), (MAX_LIMIT, 0xfffe, MAX_LIMIT - 1));

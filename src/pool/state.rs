@@ -44,6 +44,7 @@
 
 use std::fmt;
 
+use crate::field::Field;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 pub(crate) const KIND_HEALTHY: u64 = 0;
@@ -51,29 +52,20 @@ pub(crate) const KIND_EJECTED: u64 = 1;
 pub(crate) const KIND_UNHEALTHY: u64 = 2;
 pub(crate) const KIND_REMOVED: u64 = 3;
 
-const KIND_BITS: u32 = 2;
-const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
-
-const FAILURES_SHIFT: u32 = KIND_BITS;
-const FAILURES_BITS: u32 = 12;
-const FAILURES_MASK: u64 = (1 << FAILURES_BITS) - 1;
-
-const EJECTIONS_SHIFT: u32 = FAILURES_SHIFT + FAILURES_BITS;
-const EJECTIONS_BITS: u32 = 10;
-const EJECTIONS_MASK: u64 = (1 << EJECTIONS_BITS) - 1;
-
-const UNTIL_SHIFT: u32 = EJECTIONS_SHIFT + EJECTIONS_BITS;
-const UNTIL_BITS: u32 = 40;
-const UNTIL_MASK: u64 = (1 << UNTIL_BITS) - 1;
+/// The word's fields, from bit 0 up (see the module docs).
+const KIND: Field = Field::new(0, 2);
+const FAILURES: Field = KIND.next(12);
+const EJECTIONS: Field = FAILURES.next(10);
+const UNTIL: Field = EJECTIONS.next(40);
 
 /// The largest `consecutive_failures` the word can count to.
-pub(crate) const MAX_CONSECUTIVE_FAILURES: u32 = FAILURES_MASK as u32;
+pub(crate) const MAX_CONSECUTIVE_FAILURES: u32 = FAILURES.max() as u32;
 
 /// Where the ejection count saturates.
-pub(crate) const MAX_EJECTIONS: u32 = EJECTIONS_MASK as u32;
+pub(crate) const MAX_EJECTIONS: u32 = EJECTIONS.max() as u32;
 
 /// The latest end of an ejection that fits the word, in ms since the pool's epoch.
-pub(crate) const MAX_UNTIL_MS: u64 = UNTIL_MASK;
+pub(crate) const MAX_UNTIL_MS: u64 = UNTIL.max();
 
 /// A copy of the state word, decoded through named accessors.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -81,28 +73,28 @@ pub(crate) struct Word(u64);
 
 impl Word {
     pub(crate) fn pack(kind: u64, failures: u32, ejections: u32, until_ms: u64) -> Self {
-        debug_assert!(kind <= KIND_MASK);
         Self(
-            kind | ((u64::from(failures) & FAILURES_MASK) << FAILURES_SHIFT)
-                | ((u64::from(ejections) & EJECTIONS_MASK) << EJECTIONS_SHIFT)
-                | ((until_ms.min(MAX_UNTIL_MS)) << UNTIL_SHIFT),
+            KIND.put(kind)
+                | FAILURES.put(u64::from(failures))
+                | EJECTIONS.put(u64::from(ejections))
+                | UNTIL.put(until_ms.min(MAX_UNTIL_MS)),
         )
     }
 
     pub(crate) fn kind(self) -> u64 {
-        self.0 & KIND_MASK
+        KIND.get(self.0)
     }
 
     pub(crate) fn failures(self) -> u32 {
-        ((self.0 >> FAILURES_SHIFT) & FAILURES_MASK) as u32
+        FAILURES.get(self.0) as u32
     }
 
     pub(crate) fn ejections(self) -> u32 {
-        ((self.0 >> EJECTIONS_SHIFT) & EJECTIONS_MASK) as u32
+        EJECTIONS.get(self.0) as u32
     }
 
     pub(crate) fn until_ms(self) -> u64 {
-        (self.0 >> UNTIL_SHIFT) & UNTIL_MASK
+        UNTIL.get(self.0)
     }
 
     pub(crate) fn healthy(ejections: u32) -> Self {
