@@ -306,8 +306,10 @@ async fn the_http_probe_marks_a_killed_replica_unhealthy_and_a_restarted_one_hea
     .timeout(Duration::from_millis(500))
     .build()
     .unwrap();
+    // Probes 200 ms apart: a healthy replica's probe must answer within the interval, which a
+    // loaded CI machine running debug builds may miss twice in a row at 50 ms.
     let pool = Pool::builder()
-        .health_check(Duration::from_millis(50), probe)
+        .health_check(Duration::from_millis(200), probe)
         .unhealthy_threshold(2)
         .healthy_threshold(2)
         .build(replicas.iter().map(|r| {
@@ -373,11 +375,12 @@ async fn a_health_check_that_hangs_fails_the_probe() {
     let probe = probe::http_get(client.clone(), |addr: &SocketAddr| {
         format!("http://{addr}/health")
     })
-    .timeout(Duration::from_millis(20))
+    // Room for a healthy replica's probe on a loaded machine; the hanging one never answers.
+    .timeout(Duration::from_millis(100))
     .build()
     .unwrap();
     let pool = Pool::builder()
-        .health_check(Duration::from_millis(50), probe)
+        .health_check(Duration::from_millis(200), probe)
         .unhealthy_threshold(2)
         .healthy_threshold(1)
         .build(replicas.iter().map(|r| {

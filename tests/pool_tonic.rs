@@ -202,8 +202,10 @@ async fn the_pool_follows_the_health_reporter() {
     let channels: HashMap<SocketAddr, Channel> =
         servers.iter().map(|s| (s.addr, channel(s.addr))).collect();
     let probe = probe_of(channels.clone(), Echo::NAME, Duration::from_millis(500));
+    // Probes 200 ms apart: a healthy server's probe must answer within the interval, which a
+    // loaded CI machine running debug builds may miss twice in a row at 50 ms.
     let pool = Pool::builder()
-        .health_check(Duration::from_millis(50), probe)
+        .health_check(Duration::from_millis(200), probe)
         .unhealthy_threshold(2)
         .healthy_threshold(2)
         .build(channels.clone())
