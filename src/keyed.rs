@@ -214,7 +214,7 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
     }
 
     /// The bounds in force.
-    #[cfg(all(feature = "serde", feature = "rate-limit"))]
+    #[cfg(feature = "serde")]
     pub(crate) fn bounds(&self) -> Bounds {
         Bounds {
             max_keys: self.max_keys.load(Ordering::Relaxed),
@@ -225,7 +225,7 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
     /// New validated bounds, live: a lower `max_keys` evicts down to it as keys come (each
     /// insert evicts until a slot is free), never at once; a new `idle_timeout` applies from
     /// the next sweep, which is due at once.
-    #[cfg(all(feature = "serde", feature = "rate-limit"))]
+    #[cfg(feature = "serde")]
     pub(crate) fn set_bounds(&self, bounds: Bounds) {
         self.max_keys.store(bounds.max_keys, Ordering::Relaxed);
         self.idle_ns
@@ -438,6 +438,22 @@ impl<K: Hash + Eq, V: Evict> KeyedMap<K, V> {
     /// How many keys the map holds (inserts in progress included).
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Replaces every value for which `replace` gives a new one, one shard at a time under its
+    /// lock (so `replace` must be short and never call back into the map); each entry keeps its
+    /// time of use and its place in the eviction order. Calls that took the old value before
+    /// keep it.
+    #[cfg(feature = "serde")]
+    #[allow(dead_code)] // keyed breakers' reload uses it; keyed limiters replace no value
+    pub(crate) fn replace_values(&self, mut replace: impl FnMut(&V) -> Option<V>) {
+        for entries in self.shards.iter() {
+            for entry in lock(entries).values_mut() {
+                if let Some(value) = replace(&entry.value) {
+                    entry.value = Arc::new(value);
+                }
+            }
+        }
     }
 
     /// Every key with its value, one shard at a time (not one atomic picture of the map).

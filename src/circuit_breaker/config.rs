@@ -105,6 +105,7 @@ impl<C> fmt::Debug for Builder<C> {
         f.debug_struct("Builder")
             .field("config", &self.config)
             .field("listener", &self.listener.is_some())
+            .field("bounds", &self.bounds)
             .finish_non_exhaustive()
     }
 }
@@ -363,6 +364,14 @@ impl<C> Builder<C> {
     #[cfg(feature = "serde")]
     pub(crate) fn settings(self) -> Result<Config, ConfigError> {
         self.config.validate()
+    }
+
+    /// The keyed bounds, checked as [`build_keyed`](Self::build_keyed) checks them: for a keyed
+    /// layer's `reconfigure`.
+    #[cfg(feature = "serde")]
+    #[cfg_attr(steadfast_loom, allow(dead_code))] // keyed breakers are left out of loom builds
+    pub(super) fn bounds(&self) -> Result<Bounds, ConfigError> {
+        self.bounds.validate()
     }
 
     /// Checks every setting and builds the layer, with its breaker.

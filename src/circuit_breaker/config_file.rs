@@ -5,11 +5,14 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::breaker::Breaker;
 use super::config::{
     Builder, Config as Settings, DEFAULT_BUCKET_WIDTH, DEFAULT_FAILURE_RATE_THRESHOLD,
-    DEFAULT_HALF_OPEN_CALLS, DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME,
-    DEFAULT_SLIDING_WINDOW, DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_WAIT_IN_OPEN, SlidingWindow,
+    DEFAULT_HALF_OPEN_CALLS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_KEYS, DEFAULT_MAX_WAIT_IN_HALF_OPEN,
+    DEFAULT_MINIMUM_CALLS, DEFAULT_NAME, DEFAULT_SLIDING_WINDOW, DEFAULT_SLOW_CALL_RATE_THRESHOLD,
+    DEFAULT_WAIT_IN_OPEN, SlidingWindow,
 };
+use super::live::Fixed;
 use super::shape::Shape;
 use super::{CircuitBreakerLayer, State};
 use crate::ConfigError;
@@ -20,8 +23,11 @@ use crate::config::{duration_field, optional_duration_field};
 ///
 /// Every field is optional in the file; a missing one has the builder's default, so
 /// `Config::default()` builds the same breaker as `CircuitBreakerLayer::builder().build()`.
-/// Unknown fields are errors. The classifier and the transition listener are code, not
-/// configuration: set them on [`to_builder`](Self::to_builder)'s builder.
+/// Unknown fields are errors. The classifier, the transition listener and the key function of
+/// a keyed breaker are code, not configuration: set them on [`to_builder`](Self::to_builder)'s
+/// builder, and build one breaker per key with its [`build_keyed`](Builder::build_keyed).
+/// `max_keys` and `idle_timeout` bound the keys of a keyed breaker; a plain breaker (and the
+/// stack's, which is plain) ignores them.
 ///
 /// ```toml
 /// name = "payments"
@@ -41,6 +47,8 @@ use crate::config::{duration_field, optional_duration_field};
 /// initial_state = "closed"           # or "forced_open", "disabled"
 /// seed = 42                          # absent: drawn once per breaker
 /// classify = "errors"                # or "http_5xx", "grpc" (feature `http`)
+/// max_keys = 10000                   # keyed breakers only
+/// idle_timeout = "10m"               # keyed breakers only
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +96,11 @@ pub struct Config {
     pub seed: Option<u64>,
     /// [`Builder::classify`], by name: one of the ready-made classifiers.
     pub classify: ClassifierName,
+    /// [`Builder::max_keys`]: keyed breakers only.
+    pub max_keys: usize,
+    /// [`Builder::idle_timeout`]: keyed breakers only.
+    #[serde(with = "idle_timeout")]
+    pub idle_timeout: Duration,
 }
 
 /// Which ready-made classifier a breaker from a file uses: `classify = "errors"` (the
@@ -128,6 +141,7 @@ duration_field!(bucket_width, "bucket_width");
 duration_field!(wait_in_open, "wait_in_open");
 duration_field!(max_wait_in_half_open, "max_wait_in_half_open");
 duration_field!(open_backoff_max, "open_backoff.max");
+duration_field!(idle_timeout, "idle_timeout");
 optional_duration_field!(slow_call_duration, "slow_call_duration");
 optional_duration_field!(sliding_window_time, "sliding_window.time");
 
@@ -151,6 +165,8 @@ impl Default for Config {
             initial_state: State::Closed,
             seed: None,
             classify: ClassifierName::Errors,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -172,7 +188,9 @@ impl Config {
             .half_open_calls(self.half_open_calls)
             .max_wait_in_half_open(self.max_wait_in_half_open)
             .shadow(self.shadow)
-            .initial_state(self.initial_state);
+            .initial_state(self.initial_state)
+            .max_keys(self.max_keys)
+            .idle_timeout(self.idle_timeout);
         if let Some(duration) = self.slow_call_duration {
             builder = builder.slow_call_duration(duration);
         }
@@ -191,7 +209,9 @@ impl Config {
 
 impl CircuitBreakerLayer {
     /// Builds a breaker from a [`Config`] read from a file, with the default classifier
-    /// (`Err` is a failure). For another classifier, use [`Config::to_builder`].
+    /// (`Err` is a failure). For another classifier, use [`Config::to_builder`]; for one
+    /// breaker per key, its [`build_keyed`](Builder::build_keyed). `max_keys` and
+    /// `idle_timeout` are not used by a breaker without keys, and are ignored here.
     ///
     /// # Errors
     ///
@@ -300,7 +320,9 @@ impl<C> CircuitBreakerLayer<C> {
     ///
     /// `initial_state` is how the breaker started, long past for a running one: a change is
     /// refused. `seed` and `classify` are used when the breaker is built (the classifier is
-    /// part of the layer's type); a reload ignores them.
+    /// part of the layer's type); a reload ignores them. `max_keys` and `idle_timeout` are not
+    /// used by a breaker without keys, and a reload ignores them, as
+    /// [`from_config`](CircuitBreakerLayer::from_config) does.
     ///
     /// # Errors
     ///
@@ -309,15 +331,7 @@ impl<C> CircuitBreakerLayer<C> {
     /// (`name`: the metrics label stays), or when it changes `initial_state`.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
         let new = self.check_reconfigure(config)?;
-        let breaker = self.breaker();
-        breaker.live().store(&new);
-        let shape = Shape::of(&new);
-        let (_, window) = breaker.window().load();
-        let new_window = !window.shape().same_as(&shape);
-        if new_window {
-            breaker.replace_window(shape);
-        }
-        self.set_shadow(new.shadow);
+        let new_window = apply(self.breaker(), &new);
         tracing::info!(
             circuit_breaker.name = self.name(),
             circuit_breaker.failure_rate_threshold = new.failure_rate_threshold,
@@ -332,19 +346,45 @@ impl<C> CircuitBreakerLayer<C> {
     /// Whether [`reconfigure`](Self::reconfigure) would accept `config`: the settings to apply
     /// if so.
     pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<Settings, ConfigError> {
-        let new = config.to_builder().settings()?;
-        crate::config::check_same_name(self.name(), &new.name)?;
-        let built = self.breaker().fixed();
-        if built.initial_state != new.initial_state {
-            return Err(ConfigError::new(
-                "initial_state",
-                "as the breaker was built (it is how the breaker started): build a new layer \
-                 to change it",
-                config.initial_state,
-            ));
-        }
-        Ok(new)
+        check_settings(self.name(), self.breaker().fixed(), config)
     }
+}
+
+/// What a running breaker named `name`, built as `built` says, takes from `config`: the
+/// settings to apply, or the error that refuses the config (the builder's, a new `name`, a new
+/// `initial_state`). The one check of the plain layer's `reconfigure` and the keyed layer's.
+pub(super) fn check_settings(
+    name: &str,
+    built: &Fixed,
+    config: &Config,
+) -> Result<Settings, ConfigError> {
+    let new = config.to_builder().settings()?;
+    crate::config::check_same_name(name, &new.name)?;
+    if built.initial_state != new.initial_state {
+        return Err(ConfigError::new(
+            "initial_state",
+            "as the breaker was built (it is how the breaker started): build a new layer \
+             to change it",
+            config.initial_state,
+        ));
+    }
+    Ok(new)
+}
+
+/// Applies checked settings to one running breaker, keeping its state: the live settings at
+/// once, a new window when the shape of the new one differs (see `shape.rs`), and shadow mode.
+/// Whether it started a new window. The plain layer's `reconfigure` applies it to its breaker,
+/// the keyed layer's to every key's.
+pub(super) fn apply(breaker: &Breaker, new: &Settings) -> bool {
+    breaker.live().store(new);
+    let shape = Shape::of(new);
+    let (_, window) = breaker.window().load();
+    let new_window = !window.shape().same_as(&shape);
+    if new_window {
+        breaker.replace_window(shape);
+    }
+    breaker.set_shadow(new.shadow);
+    new_window
 }
 
 /// `sliding_window` in a file: `{ count = 100 }` or `{ time = "60s" }`. A table of two

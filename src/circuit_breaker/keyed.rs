@@ -3,10 +3,15 @@
 //! Each key's breaker is the same [`Breaker`] as the plain layer's, made from the same validated
 //! config on the key's first call, and each call goes through the same [`Guard`] and
 //! [`ResponseFuture`]: a keyed breaker differs only in where its breaker comes from.
+//!
+//! The map holds each key's [`Judge`]: its breaker, with the window calls record into. When a
+//! reload gives a key's breaker a new window (`keyed_reload.rs`), it also replaces the key's
+//! judge, and a call that took the old judge just before checks, after its admission, that
+//! its window is still the breaker's, as the plain service does (see `shape.rs`).
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
@@ -16,6 +21,8 @@ use tower_service::Service;
 use super::breaker::{Admission, Breaker};
 use super::config::Config;
 use super::future::{Guard, Judge, ResponseFuture};
+#[cfg(feature = "serde")]
+use super::live::Fixed;
 use super::telemetry::{KeyCounts, Listener};
 use super::{Builder, Snapshot, State};
 use crate::BoxError;
@@ -32,10 +39,20 @@ impl<C> Evict for Judge<C> {
 }
 
 /// What every clone of a keyed layer and its services share.
-struct Keyed<K, F, C> {
-    breakers: KeyedMap<K, Judge<C>>,
+pub(super) struct Keyed<K, F, C> {
+    pub(super) breakers: KeyedMap<K, Judge<C>>,
     key: F,
-    config: Config,
+    /// The settings a new key's breaker is made with. Read only when a key's breaker is made,
+    /// under its shard's lock (never on a call of a key that has one); replaced by a reload.
+    settings: Mutex<Config>,
+    /// The breakers' name, which no reload changes.
+    pub(super) name: Arc<str>,
+    /// How every key's breaker starts, which no reload changes.
+    #[cfg(feature = "serde")]
+    pub(super) fixed: Fixed,
+    /// Held by a reload from its check to its last key: reloads apply one after another.
+    #[cfg(feature = "serde")]
+    pub(super) reloading: Mutex<()>,
     classifier: C,
     listener: Option<Listener>,
     /// What the keys' breakers report together (see [`KeyCounts`]).
@@ -45,15 +62,32 @@ struct Keyed<K, F, C> {
 impl<K: Hash + Eq, F, C: Clone> Keyed<K, F, C> {
     /// `key`'s breaker, made if it has none; marks it used at `now`.
     #[inline]
-    fn breaker(&self, key: K, now: Instant) -> Arc<Judge<C>> {
+    pub(super) fn breaker(&self, key: K, now: Instant) -> Arc<Judge<C>> {
+        // The map runs this under the key's shard's lock: see `keyed_reload.rs` for why a key
+        // made while a reload runs ends with the new settings.
         self.breakers.get_or_insert_with(key, now, || {
             let breaker = Breaker::keyed(
-                self.config.clone(),
+                self.settings(),
                 self.listener.clone(),
                 Arc::clone(&self.counts),
             );
             Judge::new(Arc::new(breaker), self.classifier.clone())
         })
+    }
+}
+
+impl<K, F, C> Keyed<K, F, C> {
+    /// A copy of the settings a new key's breaker is made with.
+    fn settings(&self) -> Config {
+        // Written whole under the lock: a poisoned lock still holds one config.
+        let settings = self.settings.lock().unwrap_or_else(PoisonError::into_inner);
+        settings.clone()
+    }
+
+    /// Makes `settings` those of every key's breaker made from now on.
+    #[cfg(feature = "serde")]
+    pub(super) fn set_settings(&self, settings: Config) {
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
     }
 }
 
@@ -123,7 +157,12 @@ impl<C> Builder<C> {
                 breakers: KeyedMap::new(bounds),
                 key,
                 counts: Arc::new(KeyCounts::new(&config.name)),
-                config,
+                name: Arc::clone(&config.name),
+                #[cfg(feature = "serde")]
+                fixed: Fixed::of(&config),
+                #[cfg(feature = "serde")]
+                reloading: Mutex::new(()),
+                settings: Mutex::new(config),
                 classifier,
                 listener,
             }),
@@ -213,7 +252,13 @@ impl<K: Hash + Eq + Clone, F, C: Clone> KeyedCircuitBreakerLayer<K, F, C> {
 
     /// The breakers' name, as given to [`Builder::name`].
     pub fn name(&self) -> &str {
-        &self.keyed.config.name
+        &self.keyed.name
+    }
+
+    /// What every clone shares, for `reconfigure`.
+    #[cfg(feature = "serde")]
+    pub(super) fn keyed(&self) -> &Keyed<K, F, C> {
+        &self.keyed
     }
 }
 
@@ -228,7 +273,7 @@ impl<K, F, C> Clone for KeyedCircuitBreakerLayer<K, F, C> {
 impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreakerLayer")
-            .field("name", &self.keyed.config.name)
+            .field("name", &self.keyed.name)
             .field("breakers", &self.keyed.breakers)
             .finish_non_exhaustive()
     }
@@ -311,10 +356,25 @@ where
         let shared = self.keyed.breaker(key, crate::clock::call_now());
         match shared.breaker.admit() {
             Admission::Permitted(permit) => {
+                // Checked after the admission, whose load makes a new window's version visible
+                // (`shape.rs`): a judge taken from the map just before a reload replaced it
+                // would record into a window nobody reads.
+                let shared = if shared.is_current() {
+                    shared
+                } else {
+                    renewed(&shared)
+                };
                 let guard = Guard::new(shared, permit);
                 ResponseFuture::called(self.inner.call(request), guard)
             }
             Admission::Rejected(open) => ResponseFuture::rejected(open),
         }
     }
+}
+
+/// A judge of the breaker's current window, for the one call that raced a reload.
+#[cold]
+#[inline(never)]
+fn renewed<C: Clone>(judge: &Judge<C>) -> Arc<Judge<C>> {
+    Arc::new(judge.renewed())
 }

@@ -96,6 +96,33 @@
 //! up over keys, while the state gauge shows the key that changed last; read per-key state from the
 //! layer.
 //!
+//! # Live reload
+//!
+//! With the `serde` feature, [`CircuitBreakerLayer::reconfigure`] applies a [`Config`] read from
+//! a file to a running breaker, shared by every clone and every service it made, and keeps its
+//! state: a new threshold judges the window as it is, a new window shape (`sliding_window`,
+//! `bucket_width`, slow-call detection or the failure run switched on or off) starts a new,
+//! empty window, and open or half-open breakers keep their timers and probes. It refuses,
+//! changing nothing, what the builder refuses, a new `name` and a new `initial_state`.
+//!
+//! [`KeyedCircuitBreakerLayer::reconfigure`] does the same to every key's breaker (through the
+//! same code), makes the breakers of keys that come afterwards with the new config, and applies
+//! `max_keys` (a lower cap evicts down to it as new keys come, never at once) and
+//! `idle_timeout` (a sweep is due at once). It refuses what the plain breaker's refuses, and a
+//! `max_keys` or `idle_timeout` out of range; a refused config changes no key and no bound. A
+//! plain breaker has no keys: it ignores `max_keys` and `idle_timeout`, from
+//! [`CircuitBreakerLayer::from_config`] to every reload.
+//!
+//! A key whose breaker is made while a reload runs ends with the new settings, never a mix:
+//! a key's breaker is made under its shard's lock from one copy of the settings, which the
+//! reload replaces before it visits the keys, shard by shard, under the same locks. Either the
+//! key was made before the reload visited its shard, which then applies the new settings to
+//! it, or after, from the new settings. Reloads of one layer apply one after the other.
+//!
+//! On the call path, the settings a new key is made with are read only when a key is made; a
+//! permitted call of a keyed breaker reads its window's version (one word, written only by a
+//! reload) to see whether a reload replaced the window, as the plain breaker's does.
+//!
 //! # Defaults
 //!
 //! | setting | default |
@@ -124,7 +151,8 @@
 //! | event `info` | "circuit breaker closed" | same | to closed |
 //! | event `info` | "circuit breaker changed state" | same | to half-open or disabled |
 //! | event `debug` | "circuit breaker rejected a call" | `.name`, `.state`, `.retry_after_ms`, `.shadow` | each rejection |
-//! | event `info` | "circuit breaker reconfigured" | `.name`, `.failure_rate_threshold`, `.minimum_calls`, `.half_open_calls` | `reconfigure` applied a config (feature `serde`) |
+//! | event `info` | "circuit breaker reconfigured" | `.name`, `.failure_rate_threshold`, `.minimum_calls`, `.half_open_calls`, `.new_window` | `reconfigure` applied a config (feature `serde`) |
+//! | event `info` | "keyed circuit breaker reconfigured" | the same, with `.keys`, `.new_windows`, `.max_keys`, `.idle_timeout_ms` | a keyed layer's `reconfigure` applied a config |
 //! | gauge | `steadfast_circuit_breaker_state` | `name` | 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled |
 //! | counter | `steadfast_circuit_breaker_calls_total` | `name`, `outcome` = `success`, `failure`, `slow_success`, `slow_failure`, `ignored` | each permitted call that finished |
 //! | counter | `steadfast_circuit_breaker_not_permitted_total` | `name` | each rejection |
@@ -182,6 +210,8 @@ pub mod future;
 // models do not cover; the loom build leaves them out.
 #[cfg(not(steadfast_loom))]
 mod keyed;
+#[cfg(all(feature = "serde", not(steadfast_loom)))]
+mod keyed_reload;
 mod layer;
 mod live;
 mod shape;

@@ -152,6 +152,14 @@ fn circuit_breaker_fields() {
             line: "seed = 7",
             expected: b().seed(7),
         },
+        Row {
+            line: "max_keys = 64",
+            expected: b().max_keys(64),
+        },
+        Row {
+            line: r#"idle_timeout = "5m""#,
+            expected: b().idle_timeout(Duration::from_secs(300)),
+        },
     ];
     check_rows::<circuit_breaker::Config, _>(rows, circuit_breaker::Config::to_builder, b());
 }

@@ -1,6 +1,7 @@
 //! Configuration from files (feature `serde`), and live reload.
 
 mod files;
+mod keyed_breaker;
 #[cfg(all(
     feature = "pool",
     feature = "hedge",

@@ -1,5 +1,5 @@
-//! Reload under load: many tasks call a breaker over a bulkhead on a multi-thread runtime while
-//! another reconfigures both, over and over. No permit and no probe slot is lost, the bulkhead
+//! Reload under load: many tasks call a breaker over a bulkhead (or a keyed breaker) while
+//! another reconfigures them, over and over. No permit and no probe slot is lost, the bulkhead
 //! never admits more calls than its largest limit, and nothing panics.
 
 use std::sync::Arc;
@@ -296,4 +296,128 @@ async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
     }
     assert!(through, "the breaker is stuck: {:?}", breaker.snapshot());
     assert_eq!(breaker.snapshot().probes_in_flight(), 0);
+}
+
+/// The keyed breaker's soak, smaller, on paused time: 24 tasks call 8 keys' breakers while
+/// another task reloads every 3 ms through window shapes, thresholds, probe counts and caps
+/// (4 keys or 16: a cap of 4 evicts as new keys come). The backend fails for 400 ms in every
+/// 800 ms, and a call in three is cancelled part-way. At the end no key's breaker holds a probe
+/// slot, and every key lets a call through within a few open intervals.
+#[tokio::test(start_paused = true)]
+async fn keyed_reloads_on_paused_time_lose_no_probe_slot() {
+    use std::time::Duration;
+
+    use steadfast::circuit_breaker::SlidingWindow;
+    use tokio::time::Instant;
+    use tower::Layer;
+
+    const TASKS: usize = 24;
+    const KEYS: usize = 8;
+    const RUN: Duration = Duration::from_secs(4);
+
+    let breaker_config = |i: usize| -> circuit_breaker::Config {
+        let mut config: circuit_breaker::Config = toml(&format!(
+            "minimum_calls = 5\nwait_in_open = \"100ms\"\nmax_wait_in_half_open = \"1s\"\n\
+             failure_rate_threshold = {}\nhalf_open_calls = {}\nmax_keys = {}",
+            [0.3, 0.6, 0.9][i % 3],
+            [1, 3, 5][i % 3],
+            [16, 4][(i / 7) % 2],
+        ))
+        .unwrap();
+        config.sliding_window = [
+            SlidingWindow::Count(20),
+            SlidingWindow::Count(7),
+            SlidingWindow::Time(Duration::from_secs(1)),
+        ][(i / 5) % 3];
+        config.bucket_width = Duration::from_millis(100);
+        config
+    };
+    let visited = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let breakers = {
+        let visited = visited.clone();
+        breaker_config(0)
+            .to_builder()
+            .on_transition(move |t| {
+                visited.lock().unwrap().insert(t.to());
+            })
+            .build_keyed(|n: &usize| n % KEYS)
+            .unwrap()
+    };
+
+    let start = Instant::now();
+    let inner = service_fn(move |n: usize| async move {
+        tokio::time::sleep(Duration::from_millis(1 + (n % 5) as u64)).await;
+        if (start.elapsed().as_millis() / 400) % 2 == 1 {
+            Err::<usize, BoxError>("down".into())
+        } else {
+            Ok(n)
+        }
+    });
+    let service = breakers.layer(inner);
+
+    let reloader = {
+        let breakers = breakers.clone();
+        tokio::spawn(async move {
+            let mut i = 0;
+            while start.elapsed() < RUN {
+                breakers.reconfigure(&breaker_config(i)).unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            i
+        })
+    };
+    let callers: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let (mut answered, mut call) = (0, 0);
+                while start.elapsed() < RUN {
+                    call += 1;
+                    let mut service = service.clone();
+                    let ready = service.ready().await.expect("poll_ready never fails");
+                    let future = ready.call(task * 1_000_000 + call);
+                    if call % 3 == 0 {
+                        let _ = tokio::time::timeout(Duration::from_millis(2), future).await;
+                    } else if future.await.is_ok() {
+                        answered += 1;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for caller in callers {
+        answered += caller.await.expect("no caller panicked");
+    }
+    let reloads = reloader.await.expect("the reloader did not panic");
+    assert!(reloads >= 1_200, "only {reloads} reloads");
+    assert!(answered > 0);
+    let visited = visited.lock().unwrap().clone();
+    for state in [State::Open, State::HalfOpen, State::Closed] {
+        assert!(visited.contains(&state), "never {state:?}: {visited:?}");
+    }
+
+    // The last reload's cap holds: at most 16 keys (all 8), or 4.
+    assert!(breakers.len() <= KEYS);
+    for (key, snapshot) in breakers.snapshots() {
+        assert_eq!(snapshot.probes_in_flight(), 0, "key {key}");
+    }
+    // Every key lets a call through within a few open intervals.
+    let mut probe = breakers.layer(service_fn(|n: usize| async move { Ok::<_, BoxError>(n) }));
+    for key in 0..KEYS {
+        let mut through = false;
+        for _ in 0..5 {
+            if probe.ready().await.unwrap().call(key).await.is_ok() {
+                through = true;
+                break;
+            }
+            tokio::time::advance(Duration::from_millis(200)).await;
+        }
+        assert!(through, "key {key} is stuck: {:?}", breakers.snapshot(&key));
+        assert_eq!(breakers.snapshot(&key).unwrap().probes_in_flight(), 0);
+    }
 }
