@@ -93,6 +93,8 @@ impl Builder {
                 max_concurrent_calls: AtomicU32::new(max),
                 max_wait_nanos: AtomicU64::new(crate::clock::nanos(self.max_wait)),
                 name: self.name,
+                #[cfg(feature = "serde")]
+                reloads: crate::config::Reloads::default(),
                 #[cfg(feature = "metrics")]
                 metrics,
             }),

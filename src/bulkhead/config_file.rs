@@ -85,6 +85,7 @@ impl BulkheadLayer {
     ///
     /// [`from_config`]: Self::from_config
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.shared.reloads.one_at_a_time();
         let max = self.check_reconfigure(config)?;
         self.shared.set_max_wait(config.max_wait);
         self.shared.resize(max);

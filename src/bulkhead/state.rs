@@ -214,6 +214,9 @@ pub(crate) struct Semaphore {
     /// changes may use either value).
     pub(crate) max_wait_nanos: AtomicU64,
     pub(crate) name: std::borrow::Cow<'static, str>,
+    /// Held by `reconfigure`, which stores the limit and `max_wait`.
+    #[cfg(feature = "serde")]
+    pub(crate) reloads: crate::config::Reloads,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: super::telemetry::Metrics,
 }

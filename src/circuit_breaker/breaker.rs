@@ -176,6 +176,9 @@ pub(crate) struct Breaker {
     // Read only by `reconfigure` (feature `serde`).
     #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     fixed: Fixed,
+    /// Held by the plain layer's `reconfigure` (a keyed layer orders its reloads itself).
+    #[cfg(feature = "serde")]
+    reloads: crate::config::Reloads,
     telemetry: Telemetry,
 }
 
@@ -231,6 +234,8 @@ impl Breaker {
             ),
             live: Live::new(&config),
             fixed: Fixed::of(&config),
+            #[cfg(feature = "serde")]
+            reloads: crate::config::Reloads::default(),
         }
     }
 
@@ -238,6 +243,12 @@ impl Breaker {
     #[cfg(feature = "serde")]
     pub(crate) fn fixed(&self) -> &Fixed {
         &self.fixed
+    }
+
+    /// What orders the reloads of a plain layer's breaker.
+    #[cfg(feature = "serde")]
+    pub(crate) fn reloads(&self) -> &crate::config::Reloads {
+        &self.reloads
     }
 
     /// The window calls record into, and how `reconfigure` replaces it.

@@ -330,6 +330,7 @@ impl<C> CircuitBreakerLayer<C> {
     /// [`from_config`](CircuitBreakerLayer::from_config) refuses, when it renames the breaker
     /// (`name`: the metrics label stays), or when it changes `initial_state`.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.breaker().reloads().one_at_a_time();
         let new = self.check_reconfigure(config)?;
         let new_window = apply(self.breaker(), &new);
         tracing::info!(

@@ -39,8 +39,8 @@ impl<C> Evict for Judge<C> {
 }
 
 /// What every clone of a keyed layer and its services share.
-pub(super) struct Keyed<K, F, C> {
-    pub(super) breakers: KeyedMap<K, Judge<C>>,
+pub(crate) struct Keyed<K, F, C> {
+    pub(crate) breakers: KeyedMap<K, Judge<C>>,
     key: F,
     /// The settings a new key's breaker is made with. Read only when a key's breaker is made,
     /// under its shard's lock (never on a call of a key that has one); replaced by a reload.
@@ -52,7 +52,7 @@ pub(super) struct Keyed<K, F, C> {
     pub(super) fixed: Fixed,
     /// Held by a reload from its check to its last key: reloads apply one after another.
     #[cfg(feature = "serde")]
-    pub(super) reloading: Mutex<()>,
+    pub(crate) reloads: crate::config::Reloads,
     classifier: C,
     listener: Option<Listener>,
     /// What the keys' breakers report together (see [`KeyCounts`]).
@@ -161,7 +161,7 @@ impl<C> Builder<C> {
                 #[cfg(feature = "serde")]
                 fixed: Fixed::of(&config),
                 #[cfg(feature = "serde")]
-                reloading: Mutex::new(()),
+                reloads: crate::config::Reloads::default(),
                 settings: Mutex::new(config),
                 classifier,
                 listener,
@@ -257,7 +257,7 @@ impl<K: Hash + Eq + Clone, F, C: Clone> KeyedCircuitBreakerLayer<K, F, C> {
 
     /// What every clone shares, for `reconfigure`.
     #[cfg(feature = "serde")]
-    pub(super) fn keyed(&self) -> &Keyed<K, F, C> {
+    pub(crate) fn keyed(&self) -> &Keyed<K, F, C> {
         &self.keyed
     }
 }

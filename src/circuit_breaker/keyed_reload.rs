@@ -38,7 +38,6 @@
 //! plain service does, and records into the new window (see `keyed.rs`).
 
 use std::hash::Hash;
-use std::sync::PoisonError;
 
 use super::KeyedCircuitBreakerLayer;
 use super::config_file::{Config, apply, check_settings};
@@ -68,11 +67,7 @@ impl<K: Hash + Eq + Clone, F, C: Clone> KeyedCircuitBreakerLayer<K, F, C> {
     /// range.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
         let keyed = self.keyed();
-        // Guards nothing but the order of reloads: a poisoned lock orders them as well.
-        let _one_at_a_time = keyed
-            .reloading
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = keyed.reloads.one_at_a_time();
         let new = check_settings(&keyed.name, &keyed.fixed, config)?;
         let bounds = config.to_builder().bounds()?;
 

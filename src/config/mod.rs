@@ -81,6 +81,7 @@
 // per field, the defaults in `examples/steadfast.toml`, and a row in the guide's table.
 mod duration;
 mod optional;
+mod reloads;
 #[cfg(all(
     feature = "fallback",
     feature = "retry",
@@ -95,6 +96,8 @@ pub(crate) use self::duration::{
     deserialize_duration, duration_field, optional_duration_field, serialize_duration,
 };
 pub use self::optional::{Optional, OptionalFuture, OptionalLayer};
+#[allow(unused_imports)] // used by the reconfigurable layers, whichever features are on
+pub(crate) use self::reloads::Reloads;
 #[cfg(all(
     feature = "fallback",
     feature = "retry",

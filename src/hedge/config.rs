@@ -209,6 +209,8 @@ impl<P> Builder<P> {
             budget,
             #[cfg(feature = "serde")]
             own_budget: self.shared_budget.is_none(),
+            #[cfg(feature = "serde")]
+            reloads: crate::config::Reloads::default(),
             name: self.name,
             policy: self.policy,
             #[cfg(feature = "metrics")]
@@ -287,6 +289,9 @@ pub(crate) struct HedgeCore<P> {
     /// only its own is the hedge's to reconfigure.
     #[cfg(feature = "serde")]
     pub(crate) own_budget: bool,
+    /// Held by `reconfigure`, which stores the budget, the window and the settings word.
+    #[cfg(feature = "serde")]
+    pub(crate) reloads: crate::config::Reloads,
     pub(crate) name: Cow<'static, str>,
     pub(crate) policy: P,
     #[cfg(feature = "metrics")]

@@ -140,10 +140,11 @@ impl<P> HedgeLayer<P> {
     /// metrics registered at build); or `budget` when it turns a limited budget unlimited or
     /// back, or sets a budget the layer does not own.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let shared = self.shared();
+        let _one_at_a_time = shared.reloads.one_at_a_time();
         self.check_reconfigure(config)?;
         // Checked: from here on nothing fails.
         let builder = config.to_builder();
-        let shared = self.shared();
         if shared.own_budget {
             shared.budget.reconfigure(&config.budget)?;
         }

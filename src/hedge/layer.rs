@@ -32,7 +32,7 @@ impl<P> HedgeLayer<P> {
 
     /// What every clone and service of this layer shares, for `reconfigure`.
     #[cfg(feature = "serde")]
-    pub(super) fn shared(&self) -> &HedgeCore<P> {
+    pub(crate) fn shared(&self) -> &HedgeCore<P> {
         &self.config
     }
 

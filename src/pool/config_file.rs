@@ -156,6 +156,12 @@ impl Config {
 }
 
 impl<K, S, C> Pool<K, S, C> {
+    /// What every clone shares but the endpoints: for the tests of reloads.
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> &super::member::Core {
+        &self.shared.core
+    }
+
     /// Applies a reloaded config to this running pool, shared by every clone, and keeps its
     /// state: the endpoints, their calls in flight, their ejection counts, the ejections in
     /// progress and the health check's streaks.
@@ -187,6 +193,7 @@ impl<K, S, C> Pool<K, S, C> {
     /// endpoint is made, and is read without a lock by every call, so a new size takes a new
     /// pool.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.shared.core.reloads.one_at_a_time();
         let settings = self.check_reconfigure(config)?;
         self.shared.reconfigure(&settings);
         tracing::info!(

@@ -26,6 +26,9 @@ pub(crate) struct Core {
     pub(crate) name: Cow<'static, str>,
     /// The settings that a reload changes in place (see [`live`](super::live)).
     pub(crate) live: Live,
+    /// Held by `reconfigure`, which stores the live settings one by one.
+    #[cfg(feature = "serde")]
+    pub(crate) reloads: crate::config::Reloads,
     /// Failure-rate ejection: the size of each endpoint's window in calls, `None` when off.
     /// Fixed when built: the endpoints' windows are sized by it (a reload refuses a change).
     pub(crate) failure_rate_calls: Option<u32>,
@@ -58,6 +61,8 @@ impl Core {
         let metrics = super::telemetry::Metrics::new(&name);
         Self {
             live: Live::new(settings),
+            #[cfg(feature = "serde")]
+            reloads: crate::config::Reloads::default(),
             failure_rate_calls: settings.failure_rate.map(|(_, calls)| calls),
             epoch: Instant::now(),
             version: AtomicU64::new(0),

@@ -164,6 +164,7 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     /// A [`ConfigError`], and nothing changes: the one [`Builder::build_keyed`] gives for the
     /// config, or one naming `name` when the config changes it.
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.reloads().one_at_a_time();
         let (rate, bounds) = self.check_reconfigure(config)?;
         let (policy, limiters) = self.parts();
         apply(policy, rate);

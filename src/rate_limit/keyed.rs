@@ -23,6 +23,9 @@ struct Keyed<K, F> {
     policy: Arc<LocalPolicy>,
     limiters: KeyedMap<K, Limiter>,
     key: F,
+    /// Held by `reconfigure`, which stores the rate and the map's bounds.
+    #[cfg(feature = "serde")]
+    reloads: crate::config::Reloads,
 }
 
 /// Applies one rate limit per key to a service; made by
@@ -42,6 +45,8 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
                 policy: Arc::new(policy),
                 limiters: KeyedMap::new(bounds),
                 key,
+                #[cfg(feature = "serde")]
+                reloads: crate::config::Reloads::default(),
             }),
         }
     }
@@ -76,8 +81,14 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
 
     /// The live rate and the map of limiters, for `reconfigure`.
     #[cfg(feature = "serde")]
-    pub(super) fn parts(&self) -> (&LocalPolicy, &KeyedMap<K, Limiter>) {
+    pub(crate) fn parts(&self) -> (&LocalPolicy, &KeyedMap<K, Limiter>) {
         (&self.keyed.policy, &self.keyed.limiters)
+    }
+
+    /// What orders this layer's reloads.
+    #[cfg(feature = "serde")]
+    pub(crate) fn reloads(&self) -> &crate::config::Reloads {
+        &self.keyed.reloads
     }
 }
 

@@ -231,6 +231,8 @@ impl<P, H, M> Builder<P, H, M> {
             policy: self.policy,
             on_retry: self.on_retry,
             resend: self.resend,
+            #[cfg(feature = "serde")]
+            reloads: crate::config::Reloads::default(),
             #[cfg(feature = "metrics")]
             metrics,
         })))
@@ -266,6 +268,9 @@ pub(crate) struct RetryCore<P, H, M> {
     pub(crate) policy: P,
     pub(crate) on_retry: H,
     pub(crate) resend: M,
+    /// Held by `reconfigure`, which stores several of the settings above.
+    #[cfg(feature = "serde")]
+    pub(crate) reloads: crate::config::Reloads,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: super::telemetry::Metrics,
 }

@@ -133,8 +133,9 @@ impl<P, H, M> RetryLayer<P, H, M> {
     /// metrics label stays), or when it changes the budget from limited to unlimited or back
     /// (`budget`).
     pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
-        self.check_reconfigure(config)?;
         let shared = self.shared();
+        let _one_at_a_time = shared.reloads.one_at_a_time();
+        self.check_reconfigure(config)?;
         shared.budget.reconfigure(&config.budget)?;
         shared.store(
             config.max_attempts,
