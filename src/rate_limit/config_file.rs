@@ -153,8 +153,6 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     /// call of each service, and each key's limiter keeps its state (see the
     /// [module docs](super#live-reload)).
     ///
-    /// # Errors
-    ///
     /// A new `max_keys` or `idle_timeout` holds at once, for the keys that have a limiter: a
     /// lower `max_keys` evicts down to it as new keys come (never at once), and a new
     /// `idle_timeout` applies from a sweep that is due at once.
