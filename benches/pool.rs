@@ -3,8 +3,9 @@
 //! `p2c::Balance` over the same 8 (with `PendingRequestsDiscover` over a `ServiceList`).
 //!
 //! Uncontended: one task on a current-thread runtime. Contended: 2 worker threads, 64 tasks,
-//! each with its own clone of the pool (tower's `Balance` is not `Clone`, and a `Buffer` in
-//! front of it would measure the buffer, so it has no contended case). Throughput in calls/s.
+//! each with its own clone of the pool or making a fresh clone of one shared parent per call
+//! (tower's `Balance` is not `Clone`, and a `Buffer` in front of it would measure the buffer, so
+//! it has no contended case). Throughput in calls/s.
 //!
 //! The contended group has a reference row: the bare endpoint behind one counter that every
 //! call increments and decrements (two atomic read-modify-writes of one shared cache line, as
@@ -106,19 +107,20 @@ fn contended(c: &mut Criterion) {
         b.iter_custom(|iters| run_contended(&rt, &service, TASKS, iters))
     });
 
-    // Other shapes: a fresh clone of the pool per call (as axum calls a route), and endpoints
-    // whose answer waits one turn of the scheduler, so that calls are in flight while others
-    // are weighed.
+    // Other shapes: a fresh clone of one parent per call (as axum calls a route's service,
+    // which it never calls itself), and endpoints whose answer waits one turn of the scheduler,
+    // so that calls are in flight while others are weighed.
+    let parent = Arc::new(service);
     group.bench_function("steadfast Pool, 8 endpoints, a clone per call", |b| {
-        b.iter_custom(|iters| run_contended_clone_per_call(&rt, &service, TASKS, iters))
+        b.iter_custom(|iters| run_contended_clone_per_call(&rt, &parent, TASKS, iters))
     });
 
-    // A parent that is never called (axum's route service) while the endpoints changed since
-    // it was cloned: each clone starts on a view that is out of date.
+    // The same, while the endpoints changed since the parent was made: the parent's own view
+    // is out of date, and stays so, since it is never called.
     let stale = Pool::builder()
         .build((0..ENDPOINTS).map(|i| (i, bare())))
         .unwrap();
-    let parent = stale.clone();
+    let parent = Arc::new(stale.clone());
     stale.insert(ENDPOINTS, bare());
     stale.remove(&ENDPOINTS);
     group.bench_function(
@@ -126,10 +128,10 @@ fn contended(c: &mut Criterion) {
         |b| b.iter_custom(|iters| run_contended_clone_per_call(&rt, &parent, TASKS, iters)),
     );
 
-    let service = one_shared_counter();
+    let parent = Arc::new(one_shared_counter());
     group.bench_function(
         "one endpoint, one shared counter (reference), a clone per call",
-        |b| b.iter_custom(|iters| run_contended_clone_per_call(&rt, &service, TASKS, iters)),
+        |b| b.iter_custom(|iters| run_contended_clone_per_call(&rt, &parent, TASKS, iters)),
     );
 
     let service = yielding();

@@ -166,6 +166,16 @@ fn main() {
             0,
             "pool, a clone per call"
         );
+        // A parent whose view went out of date (axum's route service after an endpoint
+        // changed): each clone fetches the current view.
+        let parent = pool.clone();
+        pool.insert(8, backend());
+        pool.remove(&8);
+        assert_eq!(
+            allocations_clone_per_call(&runtime, parent),
+            0,
+            "pool, a clone per call of an out-of-date parent"
+        );
         let retried = RetryLayer::builder().build().unwrap().layer(pool);
         assert_eq!(
             allocations(&runtime, retried),

@@ -731,6 +731,38 @@ async fn clones_share_the_endpoints_and_their_state() {
     assert_eq!(clone.endpoints().len(), 3);
 }
 
+/// axum's route service: a parent that is never called itself, cloned for every request. Each
+/// clone routes by the endpoints and their states of its own time, however old the parent is.
+#[tokio::test(start_paused = true)]
+async fn a_clone_of_a_parent_never_called_routes_by_the_current_endpoints() {
+    let rs = replicas(3);
+    rs[1].set(Mode::Fail);
+    let parent = Pool::builder()
+        .consecutive_failures(1)
+        .max_ejected_fraction(0.5)
+        .build(endpoints(&rs[..2]))
+        .unwrap();
+    // Ejected by a clone's call: a change of health the parent has not seen.
+    while state_of(&parent, "b") == EndpointState::Healthy {
+        let _ = parent.clone().oneshot(0).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(parent.clone().oneshot(0).await.unwrap(), "a");
+    }
+    // And a change of membership: "b" is still ejected, so "c" takes every call.
+    let calls_of_a = rs[0].calls();
+    parent.insert("c", rs[2].clone());
+    assert!(parent.remove(&"a"));
+    for _ in 0..20 {
+        assert_eq!(parent.clone().oneshot(0).await.unwrap(), "c");
+    }
+    assert_eq!(
+        rs[0].calls(),
+        calls_of_a,
+        "a removed endpoint takes no call"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_discover_stream_drives_membership() {
     let rs = replicas(2);

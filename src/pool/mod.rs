@@ -218,6 +218,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use tokio::task::AbortHandle;
 use tower_service::Service;
 
@@ -253,23 +254,38 @@ struct View<K, S> {
 
 /// What every clone of a pool shares: the roster of endpoints (the current view) and the
 /// health task.
+///
+/// # Memory ordering
+///
+/// A view is never changed once published; `core.version` (`Acquire` loads, bumped `AcqRel`)
+/// says when it is out of date. A health transition bumps the version without computing a view,
+/// so the slot may lag it: the first reader to see that computes the view. The slot is written
+/// only under `writer`, and each view stored carries the version loaded under that lock after
+/// the change it shows, so the slot's versions only grow. `arc-swap` orders a store before any
+/// load that returns it, so a reader sees a view whole; a view replaced while a call borrows it
+/// lives until the borrow ends, and a call's hold on its endpoint is its own `Arc` (see
+/// [`load`](self::load)), so a removed endpoint's calls in flight finish.
 pub(crate) struct Roster<K, S> {
     core: Arc<Core>,
-    /// The current view, replaced (never changed in place) under this short lock when the
-    /// membership or the health of an endpoint changed. Calls never take it: each clone keeps
-    /// the `Arc` of the view it last saw, and comes here only when the version moved.
-    view: Mutex<Arc<View<K, S>>>,
+    /// The current view, replaced (never changed in place) when the membership or the health of
+    /// an endpoint changed. Read without a lock, and borrowed without a reference count, by the
+    /// first call of every clone: axum clones a route's service for every request, so a lock
+    /// word or a count here would move between the cores on every call.
+    view: ArcSwap<View<K, S>>,
+    /// Taken by whoever replaces the view (a membership edit, or the first clone to see a new
+    /// version), so that two of them never store views out of order. Calls never take it.
+    writer: Mutex<()>,
     health_task: Mutex<Option<AbortHandle>>,
 }
 
 impl<K, S> Roster<K, S> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<View<K, S>>> {
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
         // A panic while the view was replaced left the old one, which is whole.
-        self.view.lock().unwrap_or_else(PoisonError::into_inner)
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn members(&self) -> Members<K, S> {
-        Arc::clone(&self.lock().members)
+        Arc::clone(&self.view.load().members)
     }
 
     fn set_health_task(&self, handle: AbortHandle) {
@@ -279,14 +295,64 @@ impl<K, S> Roster<K, S> {
             .unwrap_or_else(PoisonError::into_inner) = Some(handle);
     }
 
-    /// The view of the current version, computed if no clone did yet.
+    /// Whether `view` is of the current version.
+    #[inline]
+    fn is_current(&self, view: &View<K, S>) -> bool {
+        self.core.version.load(Ordering::Acquire) == view.version
+    }
+
+    /// Whether `view` may route a call now: of the current version, and no ejection was due to
+    /// end (one that was is ended here, which moves the version).
+    #[inline]
+    fn is_routable(&self, view: &View<K, S>) -> bool
+    where
+        K: fmt::Debug,
+    {
+        self.is_current(view) && !self.core.return_due(&view.members)
+    }
+
+    /// Keeps in `held` a view that may route a call now, and returns it: `held`'s own if it is
+    /// current, else the current one; and the current one again if an ejection ended.
+    #[cold]
+    fn keep_current<'a>(&self, held: &'a mut Option<Arc<View<K, S>>>) -> &'a View<K, S>
+    where
+        K: fmt::Debug,
+    {
+        let view = match held.take() {
+            Some(view) if self.is_current(&view) => view,
+            _ => self.current(),
+        };
+        let view = if self.core.return_due(&view.members) {
+            self.current()
+        } else {
+            view
+        };
+        held.insert(view)
+    }
+
+    /// The view of the current version: the slot's, without a lock, unless no clone computed
+    /// it yet.
     fn current(&self) -> Arc<View<K, S>> {
-        let mut view = self.lock();
-        let version = self.core.version.load(Ordering::Acquire);
-        if view.version != version {
-            *view = Arc::new(self.compute(version, Arc::clone(&view.members)));
+        let view = self.view.load_full();
+        if self.is_current(&view) {
+            return view;
         }
-        Arc::clone(&view)
+        self.recompute()
+    }
+
+    /// Computes the view of the current version under the writer lock, unless another clone
+    /// did while this one waited for it.
+    #[cold]
+    fn recompute(&self) -> Arc<View<K, S>> {
+        let _writer = self.lock_writer();
+        let version = self.core.version.load(Ordering::Acquire);
+        let view = self.view.load_full();
+        if view.version == version {
+            return view;
+        }
+        let next = Arc::new(self.compute(version, Arc::clone(&view.members)));
+        self.view.store(Arc::clone(&next));
+        next
     }
 
     /// Makes reloaded settings live, and moves the version so that every clone recomputes its
@@ -319,8 +385,8 @@ where
 {
     /// Replaces the membership under the lock: `edit` gets the current endpoints.
     fn edit(&self, edit: impl FnOnce(&[Arc<Entry<K, S>>]) -> Vec<Arc<Entry<K, S>>>) {
-        let mut view = self.lock();
-        let mut members = edit(&view.members);
+        let writer = self.lock_writer();
+        let mut members = edit(&self.view.load().members);
         // Stable: within a tier, the order of insertion.
         members.sort_by_key(|m| m.tier);
         self.core.total.store(
@@ -330,8 +396,9 @@ where
         // Bumped under the lock, so the view stored here carries the version that announces it.
         self.core.bump_version();
         let version = self.core.version.load(Ordering::Acquire);
-        *view = Arc::new(self.compute(version, members.into()));
-        drop(view);
+        self.view
+            .store(Arc::new(self.compute(version, members.into())));
+        drop(writer);
         self.core.publish_counts();
     }
 
@@ -434,11 +501,15 @@ impl<K, S> Routable for Arc<Entry<K, S>> {
 
 /// One service over many endpoints; built by [`Pool::builder`]. See the [module docs](self).
 ///
-/// Cloning is cheap (two reference counts and a random seed) and gives a pool that shares the
-/// endpoints, their state and the health check with this one.
+/// Cloning is cheap (one reference count and a random seed) and gives a pool that shares the
+/// endpoints, their state and the health check with this one. A clone's first call routes with
+/// the pool's current endpoints, whatever the clone was made from.
 pub struct Pool<K, S, C = ErrorsAsFailures> {
     shared: Arc<Roster<K, S>>,
-    view: Arc<View<K, S>>,
+    /// The view this clone routes with, kept from its second call on (see [`Pool::call`]).
+    view: Option<Arc<View<K, S>>>,
+    /// Whether this clone was called: its first call borrows the roster's view instead.
+    called: bool,
     classify: C,
     /// Owned by this clone, so a draw is two arithmetic steps on a local, with no atomic.
     rng: SplitMix64,
@@ -464,11 +535,12 @@ where
         let core = Arc::new(Core::new(builder.name, &settings));
         let empty: Members<K, S> = Arc::new([]);
         let shared = Arc::new(Roster {
-            view: Mutex::new(Arc::new(View {
+            view: ArcSwap::from_pointee(View {
                 version: u64::MAX,
                 members: empty,
                 routing: Routing::default(),
-            })),
+            }),
+            writer: Mutex::new(()),
             core,
             health_task: Mutex::new(None),
         });
@@ -491,11 +563,11 @@ where
             }
             members
         });
-        let view = shared.current();
         let pool = Self {
             rng: SplitMix64::new(random_seed(Arc::as_ptr(&shared) as usize)),
             shared,
-            view,
+            view: None,
+            called: false,
             classify: builder.classify,
         };
         (pool, builder.health)
@@ -555,26 +627,14 @@ where
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// The view to route this call with: the cached one unless the version moved (or an
-    /// ejection just ended).
-    #[inline]
-    fn refresh(&mut self) {
-        let core = &*self.shared.core;
-        if core.version.load(Ordering::Acquire) != self.view.version {
-            self.view = self.shared.current();
-        }
-        if core.return_due(&self.view.members) {
-            self.view = self.shared.current();
-        }
-    }
 }
 
 impl<K, S, C: Clone> Clone for Pool<K, S, C> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            view: Arc::clone(&self.view),
+            view: None,
+            called: false,
             classify: self.classify.clone(),
             // Cheap: axum clones a route's service for every request.
             rng: SplitMix64::new(crate::random::thread_seed()),
@@ -586,7 +646,7 @@ impl<K: fmt::Debug, S, C> fmt::Debug for Pool<K, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("shared", &self.shared)
-            .field("version", &self.view.version)
+            .field("version", &self.view.as_ref().map(|view| view.version))
             .finish_non_exhaustive()
     }
 }
@@ -608,11 +668,27 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// A clone's first call routes with the roster's current view, borrowed: no reference count
+    /// moves, which matters because axum clones a route's service for every request and calls
+    /// each clone once. From its second call on, a clone keeps the view and only checks that it
+    /// is still current.
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        self.refresh();
+        let borrowed;
+        let view: &View<K, S> = match &self.view {
+            Some(view) if self.shared.is_routable(view) => view,
+            None if !self.called => {
+                self.called = true;
+                borrowed = self.shared.view.load();
+                if self.shared.is_routable(&borrowed) {
+                    &borrowed
+                } else {
+                    self.shared.keep_current(&mut self.view)
+                }
+            }
+            _ => self.shared.keep_current(&mut self.view),
+        };
         let tried = crate::tried::get().unwrap_or(0);
-        let view = &*self.view;
         match view.routing.pick(&view.members, &mut self.rng, tried) {
             Some(index) => {
                 let member = &view.members[index];
@@ -638,3 +714,5 @@ where
 
 #[cfg(all(test, not(steadfast_loom)))]
 mod tests;
+#[cfg(all(test, not(steadfast_loom)))]
+mod view_tests;
