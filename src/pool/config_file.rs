@@ -157,7 +157,7 @@ impl Config {
 
 impl<K, S, C> Pool<K, S, C> {
     /// What every clone shares but the endpoints: for the tests of reloads.
-    #[cfg(test)]
+    #[cfg(all(test, not(steadfast_loom)))]
     pub(crate) fn core(&self) -> &super::member::Core {
         &self.shared.core
     }
