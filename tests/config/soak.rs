@@ -147,29 +147,12 @@ async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use steadfast::circuit_breaker::SlidingWindow;
     use tokio::time::Instant;
 
     const TASKS: usize = 32;
     const RUN: Duration = Duration::from_secs(6);
 
-    let breaker_config = |i: usize| -> circuit_breaker::Config {
-        let mut config: circuit_breaker::Config = toml(&format!(
-            "minimum_calls = 5\nwait_in_open = \"100ms\"\nmax_wait_in_half_open = \"1s\"\n\
-             failure_rate_threshold = {}\nhalf_open_calls = {}",
-            [0.3, 0.6, 0.9][i % 3],
-            [1, 3, 5][i % 3],
-        ))
-        .unwrap();
-        // A new window every few reloads, of each kind.
-        config.sliding_window = [
-            SlidingWindow::Count(20),
-            SlidingWindow::Count(7),
-            SlidingWindow::Time(Duration::from_secs(1)),
-        ][(i / 5) % 3];
-        config.bucket_width = Duration::from_millis(100);
-        config
-    };
+    let breaker_config = |i: usize| soak_breaker(i, "");
     let bulkhead_config = |i: usize| -> bulkhead::Config {
         toml(&format!(
             "max_concurrent_calls = {}\nmax_wait = \"2ms\"",
@@ -236,34 +219,7 @@ async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
             i
         })
     };
-    let callers: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let service = service.clone();
-            tokio::spawn(async move {
-                let (mut answered, mut call) = (0, 0);
-                while start.elapsed() < RUN {
-                    call += 1;
-                    let mut service = service.clone();
-                    let ready = service.ready().await.expect("poll_ready never fails");
-                    let future = ready.call(task * 1_000_000 + call);
-                    if call % 3 == 0 {
-                        // Cancelled part-way: the call's future is dropped after 2 ms.
-                        let _ = tokio::time::timeout(Duration::from_millis(2), future).await;
-                    } else if future.await.is_ok() {
-                        answered += 1;
-                    } else {
-                        // A rejection or a failure: pace the retries of this task.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-                answered
-            })
-        })
-        .collect();
-    let mut answered = 0;
-    for caller in callers {
-        answered += caller.await.expect("no caller panicked");
-    }
+    let answered = call_until(service, TASKS, start, RUN).await;
     let reloads = reloader.await.expect("the reloader did not panic");
 
     assert!(reloads >= 1_900, "only {reloads} reloads");
@@ -286,15 +242,11 @@ async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
         .service(service_fn(|n: usize| async move { Ok::<_, BoxError>(n) }));
     // Within a few open intervals a call goes through (it may first judge probes that a
     // lowered cap left in, or find a half-open overdue and open again).
-    let mut through = false;
-    for _ in 0..5 {
-        tokio::time::advance(Duration::from_millis(200)).await;
-        if probe.ready().await.unwrap().call(1).await.is_ok() {
-            through = true;
-            break;
-        }
-    }
-    assert!(through, "the breaker is stuck: {:?}", breaker.snapshot());
+    assert!(
+        goes_through(&mut probe, 1).await,
+        "the breaker is stuck: {:?}",
+        breaker.snapshot()
+    );
     assert_eq!(breaker.snapshot().probes_in_flight(), 0);
 }
 
@@ -307,7 +259,6 @@ async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
 async fn keyed_reloads_on_paused_time_lose_no_probe_slot() {
     use std::time::Duration;
 
-    use steadfast::circuit_breaker::SlidingWindow;
     use tokio::time::Instant;
     use tower::Layer;
 
@@ -315,23 +266,8 @@ async fn keyed_reloads_on_paused_time_lose_no_probe_slot() {
     const KEYS: usize = 8;
     const RUN: Duration = Duration::from_secs(4);
 
-    let breaker_config = |i: usize| -> circuit_breaker::Config {
-        let mut config: circuit_breaker::Config = toml(&format!(
-            "minimum_calls = 5\nwait_in_open = \"100ms\"\nmax_wait_in_half_open = \"1s\"\n\
-             failure_rate_threshold = {}\nhalf_open_calls = {}\nmax_keys = {}",
-            [0.3, 0.6, 0.9][i % 3],
-            [1, 3, 5][i % 3],
-            [16, 4][(i / 7) % 2],
-        ))
-        .unwrap();
-        config.sliding_window = [
-            SlidingWindow::Count(20),
-            SlidingWindow::Count(7),
-            SlidingWindow::Time(Duration::from_secs(1)),
-        ][(i / 5) % 3];
-        config.bucket_width = Duration::from_millis(100);
-        config
-    };
+    let breaker_config =
+        |i: usize| soak_breaker(i, &format!("max_keys = {}", [16, 4][(i / 7) % 2]));
     let visited = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let breakers = {
         let visited = visited.clone();
@@ -367,32 +303,7 @@ async fn keyed_reloads_on_paused_time_lose_no_probe_slot() {
             i
         })
     };
-    let callers: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let service = service.clone();
-            tokio::spawn(async move {
-                let (mut answered, mut call) = (0, 0);
-                while start.elapsed() < RUN {
-                    call += 1;
-                    let mut service = service.clone();
-                    let ready = service.ready().await.expect("poll_ready never fails");
-                    let future = ready.call(task * 1_000_000 + call);
-                    if call % 3 == 0 {
-                        let _ = tokio::time::timeout(Duration::from_millis(2), future).await;
-                    } else if future.await.is_ok() {
-                        answered += 1;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-                answered
-            })
-        })
-        .collect();
-    let mut answered = 0;
-    for caller in callers {
-        answered += caller.await.expect("no caller panicked");
-    }
+    let answered = call_until(service, TASKS, start, RUN).await;
     let reloads = reloader.await.expect("the reloader did not panic");
     assert!(reloads >= 1_200, "only {reloads} reloads");
     assert!(answered > 0);
@@ -409,15 +320,96 @@ async fn keyed_reloads_on_paused_time_lose_no_probe_slot() {
     // Every key lets a call through within a few open intervals.
     let mut probe = breakers.layer(service_fn(|n: usize| async move { Ok::<_, BoxError>(n) }));
     for key in 0..KEYS {
-        let mut through = false;
-        for _ in 0..5 {
-            if probe.ready().await.unwrap().call(key).await.is_ok() {
-                through = true;
-                break;
-            }
-            tokio::time::advance(Duration::from_millis(200)).await;
-        }
-        assert!(through, "key {key} is stuck: {:?}", breakers.snapshot(&key));
+        assert!(
+            goes_through(&mut probe, key).await,
+            "key {key} is stuck: {:?}",
+            breakers.snapshot(&key)
+        );
         assert_eq!(breakers.snapshot(&key).unwrap().probes_in_flight(), 0);
     }
+}
+
+/// The paused-time soaks' breaker at reload `i`: thresholds and probe counts in turn, a new
+/// window every five reloads (each kind in turn), and the TOML lines of `extra`.
+fn soak_breaker(i: usize, extra: &str) -> circuit_breaker::Config {
+    use std::time::Duration;
+
+    use steadfast::circuit_breaker::SlidingWindow;
+
+    let mut config: circuit_breaker::Config = toml(&format!(
+        "minimum_calls = 5\nwait_in_open = \"100ms\"\nmax_wait_in_half_open = \"1s\"\n\
+         failure_rate_threshold = {}\nhalf_open_calls = {}\n{extra}",
+        [0.3, 0.6, 0.9][i % 3],
+        [1, 3, 5][i % 3],
+    ))
+    .unwrap();
+    config.sliding_window = [
+        SlidingWindow::Count(20),
+        SlidingWindow::Count(7),
+        SlidingWindow::Time(Duration::from_secs(1)),
+    ][(i / 5) % 3];
+    config.bucket_width = Duration::from_millis(100);
+    config
+}
+
+/// `tasks` tasks, each calling a fresh clone of `service` until `run` has passed since `start`:
+/// every third call is cancelled after 2 ms, and a failed or refused one paces its task by
+/// 1 ms. The calls answered.
+async fn call_until<S>(
+    service: S,
+    tasks: usize,
+    start: tokio::time::Instant,
+    run: std::time::Duration,
+) -> usize
+where
+    S: Service<usize> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    use std::time::Duration;
+
+    let callers: Vec<_> = (0..tasks)
+        .map(|task| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let (mut answered, mut call) = (0, 0);
+                while start.elapsed() < run {
+                    call += 1;
+                    let mut service = service.clone();
+                    let ready = service.ready().await.expect("poll_ready never fails");
+                    let future = ready.call(task * 1_000_000 + call);
+                    if call % 3 == 0 {
+                        // Cancelled part-way: the call's future is dropped after 2 ms.
+                        let _ = tokio::time::timeout(Duration::from_millis(2), future).await;
+                    } else if future.await.is_ok() {
+                        answered += 1;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for caller in callers {
+        answered += caller.await.expect("no caller panicked");
+    }
+    answered
+}
+
+/// Whether a call of `request` gets through `service` within five tries 200 ms apart: a few
+/// open intervals of the soaks' breakers.
+async fn goes_through<S>(service: &mut S, request: usize) -> bool
+where
+    S: Service<usize>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..5 {
+        if service.ready().await.unwrap().call(request).await.is_ok() {
+            return true;
+        }
+        tokio::time::advance(std::time::Duration::from_millis(200)).await;
+    }
+    false
 }
