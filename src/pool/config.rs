@@ -66,14 +66,9 @@ impl<P> fmt::Debug for HealthCheck<P> {
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct Builder<C = ErrorsAsFailures, H = NoHealthCheck> {
-    pub(crate) consecutive_failures: u32,
-    pub(crate) base_ejection_time: Duration,
-    pub(crate) max_ejection_time: Duration,
-    pub(crate) max_ejected_fraction: f64,
-    pub(crate) panic_threshold: f64,
-    pub(crate) failure_rate: Option<(f64, u32)>,
-    pub(crate) unhealthy_threshold: u32,
-    pub(crate) healthy_threshold: u32,
+    /// What a running pool reads (and a reload changes), as set so far; checked by
+    /// [`validate`](Self::validate).
+    pub(crate) settings: Settings,
     pub(crate) name: Cow<'static, str>,
     pub(crate) classify: C,
     pub(crate) health: H,
@@ -82,14 +77,16 @@ pub struct Builder<C = ErrorsAsFailures, H = NoHealthCheck> {
 impl Default for Builder {
     fn default() -> Self {
         Self {
-            consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
-            base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
-            max_ejection_time: DEFAULT_MAX_EJECTION_TIME,
-            max_ejected_fraction: DEFAULT_MAX_EJECTED_FRACTION,
-            panic_threshold: DEFAULT_PANIC_THRESHOLD,
-            failure_rate: None,
-            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
-            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            settings: Settings {
+                consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
+                base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
+                max_ejection_time: DEFAULT_MAX_EJECTION_TIME,
+                max_ejected_fraction: DEFAULT_MAX_EJECTED_FRACTION,
+                panic_threshold: DEFAULT_PANIC_THRESHOLD,
+                failure_rate: None,
+                unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+                healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            },
             name: Cow::Borrowed(DEFAULT_NAME),
             classify: ErrorsAsFailures::new(),
             health: NoHealthCheck::default(),
@@ -103,7 +100,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to [`DEFAULT_CONSECUTIVE_FAILURES`] (5).
     pub fn consecutive_failures(mut self, n: u32) -> Self {
-        self.consecutive_failures = n;
+        self.settings.consecutive_failures = n;
         self
     }
 
@@ -112,7 +109,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to [`DEFAULT_BASE_EJECTION_TIME`] (30 s).
     pub fn base_ejection_time(mut self, time: Duration) -> Self {
-        self.base_ejection_time = time;
+        self.settings.base_ejection_time = time;
         self
     }
 
@@ -120,7 +117,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to [`DEFAULT_MAX_EJECTION_TIME`] (300 s).
     pub fn max_ejection_time(mut self, time: Duration) -> Self {
-        self.max_ejection_time = time;
+        self.settings.max_ejection_time = time;
         self
     }
 
@@ -130,7 +127,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to [`DEFAULT_MAX_EJECTED_FRACTION`] (0.1).
     pub fn max_ejected_fraction(mut self, fraction: f64) -> Self {
-        self.max_ejected_fraction = fraction;
+        self.settings.max_ejected_fraction = fraction;
         self
     }
 
@@ -140,7 +137,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to [`DEFAULT_PANIC_THRESHOLD`] (0.5).
     pub fn panic_threshold(mut self, fraction: f64) -> Self {
-        self.panic_threshold = fraction;
+        self.settings.panic_threshold = fraction;
         self
     }
 
@@ -152,7 +149,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to off. A healthy call then costs one more atomic load.
     pub fn failure_rate(mut self, threshold: f64, calls: u32) -> Self {
-        self.failure_rate = Some((threshold, calls));
+        self.settings.failure_rate = Some((threshold, calls));
         self
     }
 
@@ -161,7 +158,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to [`DEFAULT_UNHEALTHY_THRESHOLD`] (2).
     pub fn unhealthy_threshold(mut self, n: u32) -> Self {
-        self.unhealthy_threshold = n;
+        self.settings.unhealthy_threshold = n;
         self
     }
 
@@ -170,7 +167,7 @@ impl<C, H> Builder<C, H> {
     ///
     /// Defaults to [`DEFAULT_HEALTHY_THRESHOLD`] (2).
     pub fn healthy_threshold(mut self, n: u32) -> Self {
-        self.healthy_threshold = n;
+        self.settings.healthy_threshold = n;
         self
     }
 
@@ -191,14 +188,7 @@ impl<C, H> Builder<C, H> {
     /// Defaults to [`ErrorsAsFailures`]: every `Err`.
     pub fn classify<C2>(self, classify: C2) -> Builder<C2, H> {
         Builder {
-            consecutive_failures: self.consecutive_failures,
-            base_ejection_time: self.base_ejection_time,
-            max_ejection_time: self.max_ejection_time,
-            max_ejected_fraction: self.max_ejected_fraction,
-            panic_threshold: self.panic_threshold,
-            failure_rate: self.failure_rate,
-            unhealthy_threshold: self.unhealthy_threshold,
-            healthy_threshold: self.healthy_threshold,
+            settings: self.settings,
             name: self.name,
             classify,
             health: self.health,
@@ -215,14 +205,7 @@ impl<C, H> Builder<C, H> {
     /// Defaults to no health check.
     pub fn health_check<P>(self, interval: Duration, probe: P) -> Builder<C, HealthCheck<P>> {
         Builder {
-            consecutive_failures: self.consecutive_failures,
-            base_ejection_time: self.base_ejection_time,
-            max_ejection_time: self.max_ejection_time,
-            max_ejected_fraction: self.max_ejected_fraction,
-            panic_threshold: self.panic_threshold,
-            failure_rate: self.failure_rate,
-            unhealthy_threshold: self.unhealthy_threshold,
-            healthy_threshold: self.healthy_threshold,
+            settings: self.settings,
             name: self.name,
             classify: self.classify,
             health: HealthCheck { interval, probe },
@@ -231,16 +214,7 @@ impl<C, H> Builder<C, H> {
 
     /// The settings a running pool reads, as set here (checked by [`validate`](Self::validate)).
     pub(crate) fn settings(&self) -> Settings {
-        Settings {
-            consecutive_failures: self.consecutive_failures,
-            base_ejection_time: self.base_ejection_time,
-            max_ejection_time: self.max_ejection_time,
-            max_ejected_fraction: self.max_ejected_fraction,
-            panic_threshold: self.panic_threshold,
-            failure_rate: self.failure_rate,
-            unhealthy_threshold: self.unhealthy_threshold,
-            healthy_threshold: self.healthy_threshold,
-        }
+        self.settings
     }
 
     /// The one validation of the settings, for [`build`](Builder::build) and for a config's
@@ -248,32 +222,42 @@ impl<C, H> Builder<C, H> {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         check_range(
             "consecutive_failures",
-            self.consecutive_failures,
+            self.settings.consecutive_failures,
             1,
             MAX_CONSECUTIVE_FAILURES,
         )?;
-        if self.base_ejection_time < Duration::from_millis(1) {
+        if self.settings.base_ejection_time < Duration::from_millis(1) {
             return Err(ConfigError::new(
                 "base_ejection_time",
                 "at least 1ms",
-                self.base_ejection_time,
+                self.settings.base_ejection_time,
             ));
         }
-        if self.max_ejection_time < self.base_ejection_time {
+        if self.settings.max_ejection_time < self.settings.base_ejection_time {
             return Err(ConfigError::new(
                 "max_ejection_time",
                 "at least base_ejection_time",
-                self.max_ejection_time,
+                self.settings.max_ejection_time,
             ));
         }
-        check_unit("max_ejected_fraction", self.max_ejected_fraction)?;
-        if let Some((threshold, calls)) = self.failure_rate {
+        check_unit("max_ejected_fraction", self.settings.max_ejected_fraction)?;
+        if let Some((threshold, calls)) = self.settings.failure_rate {
             check_fraction("failure_rate", threshold)?;
             check_range("failure_rate", calls, 1, MAX_COUNT_WINDOW)?;
         }
-        check_unit("panic_threshold", self.panic_threshold)?;
-        check_range("unhealthy_threshold", self.unhealthy_threshold, 1, 65_535)?;
-        check_range("healthy_threshold", self.healthy_threshold, 1, 65_535)?;
+        check_unit("panic_threshold", self.settings.panic_threshold)?;
+        check_range(
+            "unhealthy_threshold",
+            self.settings.unhealthy_threshold,
+            1,
+            65_535,
+        )?;
+        check_range(
+            "healthy_threshold",
+            self.settings.healthy_threshold,
+            1,
+            65_535,
+        )?;
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "a non-empty string", &*self.name));
         }

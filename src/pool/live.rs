@@ -21,7 +21,8 @@ use std::time::Duration;
 use crate::clock::millis;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// A pool's checked settings, as a builder or a config gives them.
+/// A pool's settings, as a builder holds them (a running pool's are the ones its builder's
+/// `validate` or a reload's check accepted).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Settings {
     pub(crate) consecutive_failures: u32,
