@@ -70,6 +70,44 @@ pub(crate) fn thread_seed() -> u64 {
         .unwrap_or_else(|_| random_seed(0))
 }
 
+/// Where the generators of a shared value's clones (a pool's, one per clone) get their seeds.
+/// Given a seed (for reproducible runs), the `n`-th generator made takes the `n`-th number of
+/// its sequence: one shared `fetch_add` per clone, in the order the clones are made. Without
+/// one, each takes a [`thread_seed`], which writes nothing shared.
+#[derive(Debug)]
+pub(crate) struct CloneSeeds {
+    seed: Option<u64>,
+    /// Generators made from `seed` so far (unused without one).
+    made: AtomicU64,
+}
+
+impl CloneSeeds {
+    pub(crate) fn new(seed: Option<u64>) -> Self {
+        Self {
+            seed,
+            made: AtomicU64::new(0),
+        }
+    }
+
+    /// The seed of the next clone's generator.
+    #[inline]
+    pub(crate) fn next(&self) -> u64 {
+        match self.seed {
+            Some(seed) => nth(seed, self.made.fetch_add(1, Ordering::Relaxed)),
+            None => thread_seed(),
+        }
+    }
+
+    /// A number for one other use than the clones' draws (a timer's phase): from the seed's
+    /// sequence at a place no clone reaches, or [`random_seed`]`(salt)` without a seed.
+    pub(crate) fn other(&self, salt: usize) -> u64 {
+        match self.seed {
+            Some(seed) => nth(seed, u64::MAX),
+            None => random_seed(salt),
+        }
+    }
+}
+
 /// A generator owned by one value (a service clone), stepped through `&mut self`.
 #[derive(Debug, Clone)]
 pub(crate) struct SplitMix64 {

@@ -1059,3 +1059,32 @@ async fn failure_rate_ejects_an_endpoint_that_fails_often_but_never_in_a_row() {
     assert_eq!(pool.endpoints()[0].state(), EndpointState::Healthy);
     assert_eq!(calls.load(Ordering::SeqCst), 19);
 }
+
+/// Two pools built with one seed send the same calls to the same endpoints, the pool's own
+/// calls and its clones' alike (ties of power of two choices included: every call here finds
+/// every endpoint idle); another seed draws otherwise.
+#[tokio::test(start_paused = true)]
+async fn a_seeded_pool_draws_the_same_endpoints_run_after_run() {
+    async fn run(seed: u64) -> Vec<u32> {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let endpoints = (0..8u32).map(|key| {
+            let log = Arc::clone(&log);
+            let service = tower::service_fn(move |(): ()| {
+                log.lock().unwrap().push(key);
+                std::future::ready(Ok::<_, BoxError>(()))
+            });
+            (key, service)
+        });
+        let mut pool = Pool::builder().seed(seed).build(endpoints).unwrap();
+        for _ in 0..50 {
+            pool.ready().await.unwrap().call(()).await.unwrap();
+            // As axum calls a route: a clone per call.
+            pool.clone().oneshot(()).await.unwrap();
+        }
+        let sent = log.lock().unwrap().clone();
+        assert_eq!(sent.len(), 100);
+        sent
+    }
+    assert_eq!(run(7).await, run(7).await);
+    assert_ne!(run(7).await, run(8).await);
+}

@@ -395,6 +395,8 @@ where
         .health_check(HEALTH_INTERVAL, probe)
         .unhealthy_threshold(2)
         .healthy_threshold(2)
+        // Its draws seeded too, so that a run on paused time repeats exactly.
+        .seed(SEED)
         .build(replicas.into_iter().map(|replica| {
             Endpoint::new(replica.name, attempt_timeout().layer(replica.service))
         }))?;

@@ -201,8 +201,8 @@ async fn main() -> Result<(), BoxError> {
         .collect();
     plot::draw(SVG, &series, &transitions, &replica_series, &rows[DOWN])?;
     println!(
-        "\nwrote {SVG}; ran {:.1} s. The figures vary a little between runs: the faults are \
-         seeded, but the clock is real and the pool draws its replicas at random.",
+        "\nwrote {SVG}; ran {:.1} s. The figures vary a little between runs: the decisions are \
+         seeded, the clock is real.",
         elapsed.as_secs_f64()
     );
     Ok(())

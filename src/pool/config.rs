@@ -69,6 +69,8 @@ pub struct Builder<C = ErrorsAsFailures, H = NoHealthCheck> {
     /// What a running pool reads (and a reload changes), as set so far; checked by
     /// [`validate`](Self::validate).
     pub(crate) settings: Settings,
+    /// Seeds the clones' draws (see [`seed`](Self::seed)); `None`: a random seed per clone.
+    pub(crate) seed: Option<u64>,
     pub(crate) name: Cow<'static, str>,
     pub(crate) classify: C,
     pub(crate) health: H,
@@ -87,6 +89,7 @@ impl Default for Builder {
                 unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
                 healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
             },
+            seed: None,
             name: Cow::Borrowed(DEFAULT_NAME),
             classify: ErrorsAsFailures::new(),
             health: NoHealthCheck::default(),
@@ -171,6 +174,18 @@ impl<C, H> Builder<C, H> {
         self
     }
 
+    /// Seeds the pool's random draws, for runs that repeat exactly (a test, a simulation): the
+    /// power of two choices and its ties, and the health check's first round. The pool built
+    /// and each clone made from it draw from their own stream of this seed, the `n`-th clone
+    /// made the `n`-th stream, so runs that make their clones in the same order draw the same;
+    /// a seeded clone costs one shared atomic increment more.
+    ///
+    /// Defaults to a random seed per clone.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// The instance name: the `name` label of the metrics and the `pool.name` field of the
     /// tracing events. Must not be empty.
     ///
@@ -189,6 +204,7 @@ impl<C, H> Builder<C, H> {
     pub fn classify<C2>(self, classify: C2) -> Builder<C2, H> {
         Builder {
             settings: self.settings,
+            seed: self.seed,
             name: self.name,
             classify,
             health: self.health,
@@ -206,6 +222,7 @@ impl<C, H> Builder<C, H> {
     pub fn health_check<P>(self, interval: Duration, probe: P) -> Builder<C, HealthCheck<P>> {
         Builder {
             settings: self.settings,
+            seed: self.seed,
             name: self.name,
             classify: self.classify,
             health: HealthCheck { interval, probe },

@@ -36,6 +36,7 @@ use crate::config::duration_field;
 /// failure_rate = { threshold = 0.5, calls = 100 }   # absent: off
 /// unhealthy_threshold = 2            # with a health check
 /// healthy_threshold = 2              # with a health check
+/// seed = 42                          # absent: a random seed per clone
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -62,6 +63,9 @@ pub struct Config {
     pub unhealthy_threshold: u32,
     /// [`Builder::healthy_threshold`].
     pub healthy_threshold: u32,
+    /// [`Builder::seed`]; `None` (absent) draws a random seed per clone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// Failure-rate ejection in a file, `{ threshold = 0.5, calls = 100 }`: the arguments of
@@ -98,6 +102,7 @@ impl Default for Config {
             failure_rate: None,
             unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
             healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            seed: None,
         }
     }
 }
@@ -150,6 +155,10 @@ impl Config {
             Some(FailureRate { threshold, calls }) => builder.failure_rate(threshold, calls),
             None => builder,
         };
+        let builder = match self.seed {
+            Some(seed) => builder.seed(seed),
+            None => builder,
+        };
         builder.validate()?;
         Ok(builder)
     }
@@ -180,6 +189,8 @@ impl<K, S, C> Pool<K, S, C> {
     /// - `failure_rate`'s `threshold`: at the next outcome each endpoint's window counts.
     /// - `unhealthy_threshold`, `healthy_threshold`: at the health check's next verdict,
     ///   against the streaks counted so far.
+    ///
+    /// `seed` is used when the pool is built, and a reload ignores it (as the breaker's).
     ///
     /// A call racing the reload may see some of the new settings and not yet others; the next
     /// sees them all. The healthy call path reads none of them, so reloading costs it nothing.

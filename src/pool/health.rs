@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 
 use super::{Pool, Roster};
-use crate::random::{random_seed, up_to};
+use crate::random::up_to;
 
 /// Probes in a row that agreed, for one endpoint.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,8 +40,8 @@ pub(crate) fn spawn<K, S, C, P, F>(
     // The first probe at a random point of the first interval, so that pools built at once do
     // not probe in step; then one every `interval`.
     let nanos = crate::clock::nanos(interval);
-    let first =
-        Duration::from_nanos(up_to(random_seed(Arc::as_ptr(&pool.shared) as usize), nanos - 1) + 1);
+    let phase = pool.shared.seeds.other(Arc::as_ptr(&pool.shared) as usize);
+    let first = Duration::from_nanos(up_to(phase, nanos - 1) + 1);
     // Timed from the build, not from the task's first poll.
     let start = Instant::now() + first;
     let task = run(weak, interval, start, probe);

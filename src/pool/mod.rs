@@ -72,6 +72,7 @@
 //! | [`healthy_threshold`](Builder::healthy_threshold) | [2](DEFAULT_HEALTHY_THRESHOLD) | `[1, 65535]` |
 //! | [`classify`](Builder::classify) | [`ErrorsAsFailures`] | any [`Classify`] |
 //! | [`name`](Builder::name) | [`"default"`](DEFAULT_NAME) | non-empty |
+//! | [`seed`](Builder::seed) | a random seed per clone | any `u64` |
 //!
 //! # Outlier ejection
 //!
@@ -239,7 +240,7 @@ use self::member::{Core, Member};
 use self::routing::{Routable, Routing};
 use crate::BoxError;
 use crate::classify::{Classify, ErrorsAsFailures};
-use crate::random::{SplitMix64, random_seed};
+use crate::random::{CloneSeeds, SplitMix64};
 use crate::sync::Ordering;
 
 /// The endpoints, in tier order.
@@ -276,6 +277,8 @@ pub(crate) struct Roster<K, S> {
     /// version), so that two of them never store views out of order. Calls never take it.
     writer: Mutex<()>,
     health_task: Mutex<Option<AbortHandle>>,
+    /// The seeds of the clones' draws, and of the health check's phase.
+    seeds: CloneSeeds,
 }
 
 impl<K, S> Roster<K, S> {
@@ -501,7 +504,7 @@ impl<K, S> Routable for Arc<Entry<K, S>> {
 
 /// One service over many endpoints; built by [`Pool::builder`]. See the [module docs](self).
 ///
-/// Cloning is cheap (one reference count and a random seed) and gives a pool that shares the
+/// Cloning is cheap (one reference count and a seed for its draws) and gives a pool that shares the
 /// endpoints, their state and the health check with this one. A clone's first call routes with
 /// the pool's current endpoints, whatever the clone was made from.
 pub struct Pool<K, S, C = ErrorsAsFailures> {
@@ -543,6 +546,7 @@ where
             writer: Mutex::new(()),
             core,
             health_task: Mutex::new(None),
+            seeds: CloneSeeds::new(builder.seed),
         });
         // One membership change for all of them, keeping the last endpoint of a key.
         let endpoints: Vec<Endpoint<K, S>> = endpoints.into_iter().map(Into::into).collect();
@@ -564,7 +568,7 @@ where
             members
         });
         let pool = Self {
-            rng: SplitMix64::new(random_seed(Arc::as_ptr(&shared) as usize)),
+            rng: SplitMix64::new(shared.seeds.next()),
             shared,
             view: None,
             called: false,
@@ -636,8 +640,8 @@ impl<K, S, C: Clone> Clone for Pool<K, S, C> {
             view: None,
             called: false,
             classify: self.classify.clone(),
-            // Cheap: axum clones a route's service for every request.
-            rng: SplitMix64::new(crate::random::thread_seed()),
+            // Cheap unless seeded: axum clones a route's service for every request.
+            rng: SplitMix64::new(self.shared.seeds.next()),
         }
     }
 }

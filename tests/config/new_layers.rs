@@ -65,6 +65,10 @@ fn pool_fields() {
             line: "healthy_threshold = 4",
             expected: b().healthy_threshold(4),
         },
+        Row {
+            line: "seed = 42",
+            expected: b().seed(42),
+        },
     ];
     check_rows::<pool::Config, _>(rows, |c| c.to_builder().unwrap(), b());
 }
