@@ -107,6 +107,16 @@ fn closed(c: &mut Criterion) {
             b.iter_custom(|iters| run(&rt, &mut svc, false, iters));
         });
     }
+    // One breaker per key, every call of one key (a route): what the map adds to a breaker.
+    group.bench_function("steadfast keyed, one key, count window", |b| {
+        let mut svc = CircuitBreakerLayer::builder()
+            .minimum_calls(100)
+            .wait_in_open(Duration::from_secs(3600))
+            .build_keyed(|_: &bool| "route")
+            .expect("valid configuration")
+            .layer(backend());
+        b.iter_custom(|iters| run(&rt, &mut svc, false, iters));
+    });
     group.bench_function("failsafe", |b| {
         let mut svc = FailsafeService::new(backend(), failsafe_breaker());
         b.iter_custom(|iters| run(&rt, &mut svc, false, iters));
