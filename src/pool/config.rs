@@ -76,19 +76,22 @@ pub struct Builder<C = ErrorsAsFailures, H = NoHealthCheck> {
     pub(crate) health: H,
 }
 
+/// The settings of a pool built with the defaults: the builder's, and a file's `Config`'s.
+pub(crate) const DEFAULT_SETTINGS: Settings = Settings {
+    consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
+    base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
+    max_ejection_time: DEFAULT_MAX_EJECTION_TIME,
+    max_ejected_fraction: DEFAULT_MAX_EJECTED_FRACTION,
+    panic_threshold: DEFAULT_PANIC_THRESHOLD,
+    failure_rate: None,
+    unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+    healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+};
+
 impl Default for Builder {
     fn default() -> Self {
         Self {
-            settings: Settings {
-                consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
-                base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
-                max_ejection_time: DEFAULT_MAX_EJECTION_TIME,
-                max_ejected_fraction: DEFAULT_MAX_EJECTED_FRACTION,
-                panic_threshold: DEFAULT_PANIC_THRESHOLD,
-                failure_rate: None,
-                unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
-                healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
-            },
+            settings: DEFAULT_SETTINGS,
             seed: None,
             name: Cow::Borrowed(DEFAULT_NAME),
             classify: ErrorsAsFailures::new(),

@@ -5,11 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Pool;
-use super::config::{
-    Builder, DEFAULT_BASE_EJECTION_TIME, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_HEALTHY_THRESHOLD,
-    DEFAULT_MAX_EJECTED_FRACTION, DEFAULT_MAX_EJECTION_TIME, DEFAULT_NAME, DEFAULT_PANIC_THRESHOLD,
-    DEFAULT_UNHEALTHY_THRESHOLD,
-};
+use super::config::{Builder, DEFAULT_NAME, DEFAULT_SETTINGS};
 use super::live::Settings;
 use crate::ConfigError;
 use crate::config::duration_field;
@@ -92,16 +88,26 @@ duration_field!(max_ejection_time, "max_ejection_time");
 
 impl Default for Config {
     fn default() -> Self {
+        let Settings {
+            consecutive_failures,
+            base_ejection_time,
+            max_ejection_time,
+            max_ejected_fraction,
+            panic_threshold,
+            failure_rate,
+            unhealthy_threshold,
+            healthy_threshold,
+        } = DEFAULT_SETTINGS;
         Self {
             name: DEFAULT_NAME.to_owned(),
-            consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
-            base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
-            max_ejection_time: DEFAULT_MAX_EJECTION_TIME,
-            max_ejected_fraction: DEFAULT_MAX_EJECTED_FRACTION,
-            panic_threshold: DEFAULT_PANIC_THRESHOLD,
-            failure_rate: None,
-            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
-            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            consecutive_failures,
+            base_ejection_time,
+            max_ejection_time,
+            max_ejected_fraction,
+            panic_threshold,
+            failure_rate: failure_rate.map(|(threshold, calls)| FailureRate { threshold, calls }),
+            unhealthy_threshold,
+            healthy_threshold,
             seed: None,
         }
     }

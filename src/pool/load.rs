@@ -207,6 +207,30 @@ impl<K: fmt::Debug, S> fmt::Debug for InFlight<K, S> {
     }
 }
 
+/// An entry of key 7 with `stripes` stripes, in a pool whose settings these tests never read.
+#[cfg(test)]
+fn test_entry(stripes: usize) -> Entry<u32, ()> {
+    use std::time::Duration;
+
+    use super::live::Settings;
+    use super::member::Core;
+
+    let core = std::sync::Arc::new(Core::new(
+        std::borrow::Cow::Borrowed("test"),
+        &Settings {
+            consecutive_failures: 1,
+            base_ejection_time: Duration::from_secs(1),
+            max_ejection_time: Duration::from_secs(1),
+            max_ejected_fraction: 1.0,
+            panic_threshold: 0.0,
+            failure_rate: None,
+            unhealthy_threshold: 1,
+            healthy_threshold: 1,
+        },
+    ));
+    Entry::new(Member::new(7, (), 0, core), stripes)
+}
+
 #[cfg(all(test, not(steadfast_loom)))]
 mod tests {
     use super::*;
@@ -228,26 +252,7 @@ mod tests {
     /// A thread weighs the calls its stripe holds; the endpoint's count is every stripe's.
     #[test]
     fn a_thread_weighs_its_own_calls_and_the_count_adds_every_stripe() {
-        use std::borrow::Cow;
-        use std::time::Duration;
-
-        use crate::pool::live::Settings;
-        use crate::pool::member::Core;
-
-        let core = Arc::new(Core::new(
-            Cow::Borrowed("test"),
-            &Settings {
-                consecutive_failures: 1,
-                base_ejection_time: Duration::from_secs(1),
-                max_ejection_time: Duration::from_secs(1),
-                max_ejected_fraction: 1.0,
-                panic_threshold: 0.0,
-                failure_rate: None,
-                unhealthy_threshold: 1,
-                healthy_threshold: 1,
-            },
-        ));
-        let entry = Arc::new(Entry::new(Member::new(7, (), 0, core), 2));
+        let entry = Arc::new(test_entry(2));
         let here = turn();
         let mine = [InFlight::new(&entry), InFlight::new(&entry)];
         let other = InFlight::on_stripe(&entry, here + 1);
@@ -271,31 +276,9 @@ mod loom_tests {
     //! loom models of the striped count: holds taken and dropped on several threads, one of
     //! them moving to another thread, while the count is read and the entry is dropped.
 
-    use std::borrow::Cow;
-    use std::time::Duration;
-
     use loom::thread;
 
     use super::*;
-    use crate::pool::live::Settings;
-    use crate::pool::member::Core;
-
-    fn entry(stripes: usize) -> Entry<u32, ()> {
-        let core = std::sync::Arc::new(Core::new(
-            Cow::Borrowed("loom"),
-            &Settings {
-                consecutive_failures: 1,
-                base_ejection_time: Duration::from_secs(1),
-                max_ejection_time: Duration::from_secs(1),
-                max_ejected_fraction: 1.0,
-                panic_threshold: 0.0,
-                failure_rate: None,
-                unhealthy_threshold: 1,
-                healthy_threshold: 1,
-            },
-        ));
-        Entry::new(Member::new(7, (), 0, core), stripes)
-    }
 
     /// Two threads each hold a call on their own stripe; a third hold, taken here, ends on
     /// another thread. Every read of the count is at most the holds taken, and the count is
@@ -303,7 +286,7 @@ mod loom_tests {
     #[test]
     fn loom_the_striped_count_is_exact_when_calls_end() {
         loom::model(|| {
-            let entry = Arc::new(entry(2));
+            let entry = Arc::new(test_entry(2));
             let moved = InFlight::on_stripe(&entry, 0);
             let handles: Vec<_> = (0..2)
                 .map(|turn| {
@@ -331,7 +314,7 @@ mod loom_tests {
     #[test]
     fn loom_a_removed_endpoint_lives_until_its_last_call_ends() {
         loom::model(|| {
-            let entry = entry(2);
+            let entry = test_entry(2);
             let hold = InFlight::on_stripe(&entry, 1);
             let call = thread::spawn(move || {
                 assert_eq!(hold.member().key, 7);
