@@ -208,15 +208,9 @@ async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
 
     let reloader = {
         let (breaker, bulkhead) = (breaker.clone(), bulkhead.clone());
-        tokio::spawn(async move {
-            let mut i = 0;
-            while start.elapsed() < RUN {
-                breaker.reconfigure(&breaker_config(i)).unwrap();
-                bulkhead.reconfigure(&bulkhead_config(i / 2)).unwrap();
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-            i
+        reload_every_3ms(start, RUN, move |i| {
+            breaker.reconfigure(&breaker_config(i)).unwrap();
+            bulkhead.reconfigure(&bulkhead_config(i / 2)).unwrap();
         })
     };
     let answered = call_until(service, TASKS, start, RUN).await;
@@ -224,10 +218,7 @@ async fn reloads_on_paused_time_visit_every_state_and_lose_nothing() {
 
     assert!(reloads >= 1_900, "only {reloads} reloads");
     assert!(answered > 0);
-    let visited = visited.lock().unwrap().clone();
-    for state in [State::Open, State::HalfOpen, State::Closed] {
-        assert!(visited.contains(&state), "never {state:?}: {visited:?}");
-    }
+    assert_every_state_visited(&visited);
     assert_eq!(in_flight.load(Ordering::SeqCst), 0);
     assert!(most.load(Ordering::SeqCst) <= LIMITS[2]);
     // Every permit is back.
@@ -293,24 +284,15 @@ async fn keyed_reloads_on_paused_time_lose_no_probe_slot() {
 
     let reloader = {
         let breakers = breakers.clone();
-        tokio::spawn(async move {
-            let mut i = 0;
-            while start.elapsed() < RUN {
-                breakers.reconfigure(&breaker_config(i)).unwrap();
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-            i
+        reload_every_3ms(start, RUN, move |i| {
+            breakers.reconfigure(&breaker_config(i)).unwrap();
         })
     };
     let answered = call_until(service, TASKS, start, RUN).await;
     let reloads = reloader.await.expect("the reloader did not panic");
     assert!(reloads >= 1_200, "only {reloads} reloads");
     assert!(answered > 0);
-    let visited = visited.lock().unwrap().clone();
-    for state in [State::Open, State::HalfOpen, State::Closed] {
-        assert!(visited.contains(&state), "never {state:?}: {visited:?}");
-    }
+    assert_every_state_visited(&visited);
 
     // The last reload's cap holds: at most 16 keys (all 8), or 4.
     assert!(breakers.len() <= KEYS);
@@ -412,4 +394,30 @@ where
         tokio::time::advance(std::time::Duration::from_millis(200)).await;
     }
     false
+}
+
+/// Reload number `i` by `reload(i)`, every 3 ms until `run` has passed since `start`: the
+/// paused-time soaks' reloader. Its task answers how many reloads it made.
+fn reload_every_3ms(
+    start: tokio::time::Instant,
+    run: std::time::Duration,
+    mut reload: impl FnMut(usize) + Send + 'static,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut i = 0;
+        while start.elapsed() < run {
+            reload(i);
+            i += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        i
+    })
+}
+
+/// The soaks' transition listeners saw the breaker (or some key's) open, half-open and closed.
+fn assert_every_state_visited(visited: &std::sync::Mutex<std::collections::HashSet<State>>) {
+    let visited = visited.lock().unwrap();
+    for state in [State::Open, State::HalfOpen, State::Closed] {
+        assert!(visited.contains(&state), "never {state:?}: {visited:?}");
+    }
 }
