@@ -137,6 +137,23 @@ where
     })
 }
 
+/// Wall time for `tasks` tasks spawned on `rt` (a multi-thread runtime), each running
+/// `task()` to its end.
+fn timed_tasks<F, T>(rt: &tokio::runtime::Runtime, tasks: u64, task: F) -> std::time::Duration
+where
+    F: Fn() -> T,
+    T: std::future::Future<Output = ()> + Send + 'static,
+{
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..tasks).map(|_| tokio::spawn(task())).collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
 /// Times `iters` calls spread over `tasks` tasks on `rt` (a multi-thread runtime), each task
 /// with its own clone of `service`: wall time for all of them.
 pub(crate) fn run_contended<S>(
@@ -152,23 +169,14 @@ where
 {
     use std::hint::black_box;
     use tower::ServiceExt;
-    rt.block_on(async {
-        let start = std::time::Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let mut service = service.clone();
-                tokio::spawn(async move {
-                    for i in 0..iters.div_ceil(tasks) {
-                        let ready = service.ready().await.unwrap();
-                        black_box(ready.call(black_box(i)).await.unwrap());
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.unwrap();
+    timed_tasks(rt, tasks, || {
+        let mut service = service.clone();
+        async move {
+            for i in 0..iters.div_ceil(tasks) {
+                let ready = service.ready().await.unwrap();
+                black_box(ready.call(black_box(i)).await.unwrap());
+            }
         }
-        start.elapsed()
     })
 }
 
@@ -186,23 +194,14 @@ where
     S::Future: Send,
 {
     use tower::ServiceExt;
-    rt.block_on(async {
-        let start = std::time::Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let parent = std::sync::Arc::clone(parent);
-                tokio::spawn(async move {
-                    for i in 0..iters.div_ceil(tasks) {
-                        let answer = (*parent).clone().oneshot(std::hint::black_box(i)).await;
-                        std::hint::black_box(answer.unwrap());
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.unwrap();
+    timed_tasks(rt, tasks, || {
+        let parent = std::sync::Arc::clone(parent);
+        async move {
+            for i in 0..iters.div_ceil(tasks) {
+                let answer = (*parent).clone().oneshot(std::hint::black_box(i)).await;
+                std::hint::black_box(answer.unwrap());
+            }
         }
-        start.elapsed()
     })
 }
 
